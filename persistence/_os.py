@@ -1,0 +1,252 @@
+"""Every operating-system call the queue makes, in one place (SQLite's VFS idea).
+
+Why one module:
+
+* the fault-injection shim patches ``os.*`` and ``fcntl.flock`` at run time, so each
+  call here goes through the module attribute (``os.write(...)``, never a name bound
+  at import time) and the shim sees every byte the queue writes;
+* each function turns an :class:`OSError` into the typed
+  :class:`~persistence.errors.PersistenceError` naming the operation, the path and
+  the errno. Nothing is swallowed: a caller that decides an error is harmless says so
+  in its own code, next to the reason;
+* the durability rules live here as named steps (:func:`fsync`, :func:`fsync_dir`,
+  :func:`write_all`) so the queue's recipe reads as a list of them.
+
+Only exceptions derived from :class:`OSError` are caught. A simulated processor crash
+(a ``BaseException`` raised from inside a call) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+
+from .errors import from_oserror
+
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "close",
+    "flock",
+    "fstat",
+    "getpid",
+    "fsync",
+    "fsync_dir",
+    "listdir",
+    "lseek",
+    "mkdir",
+    "open_file",
+    "read_all",
+    "read_from",
+    "replace",
+    "stat",
+    "stat_or_none",
+    "truncate",
+    "try_flock",
+    "unlink",
+    "write_all",
+]
+
+#: queue data is private to its owner: other local users must not read payloads
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+_READ_CHUNK = 1 << 20
+
+
+def open_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
+    """os.open with the queue's private mode; O_CLOEXEC so children do not inherit fds."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise from_oserror(exc, "open", path)
+
+
+def close(fd: int, path: str) -> None:
+    try:
+        os.close(fd)
+    except OSError as exc:
+        raise from_oserror(exc, "close", path)
+
+
+def lseek(fd: int, offset: int, path: str) -> int:
+    try:
+        return os.lseek(fd, offset, os.SEEK_SET)
+    except OSError as exc:
+        raise from_oserror(exc, "lseek", path)
+
+
+def read_from(fd: int, offset: int, path: str) -> bytes:
+    """Everything from ``offset`` to end of file (lseek + read until EOF)."""
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        chunks = []
+        while True:
+            chunk = os.read(fd, _READ_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise from_oserror(exc, "read", path)
+
+
+def read_all(path: str) -> bytes:
+    fd = open_file(path, os.O_RDONLY)
+    try:
+        return read_from(fd, 0, path)
+    finally:
+        close(fd, path)
+
+
+def write_all(fd: int, data: bytes | memoryview, path: str) -> int:
+    """Write every byte or raise; return the count.
+
+    A full disk may first accept part of the buffer (a short write) and fail only on
+    the next call, so we loop until done and let that second call raise ENOSPC. The
+    caller owns the rollback of whatever prefix reached the file.
+    """
+    view = memoryview(data)
+    done = 0
+    try:
+        while done < len(view):
+            n = os.write(fd, view[done:])
+            if n <= 0:
+                # write(2) returning 0 for a non-empty buffer means no progress is
+                # possible; looping would spin forever.
+                raise OSError(errno.EIO, "write made no progress")
+            done += n
+    except OSError as exc:
+        raise from_oserror(exc, "write", path)
+    return done
+
+
+def fsync(fd: int, path: str) -> None:
+    """Force file data to the device: until this returns a power loss may drop it."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise from_oserror(exc, "fsync", path)
+
+
+def fsync_dir(path: str) -> None:
+    """Make the directory's entries durable (a created, renamed or removed name).
+
+    fsync(2) on the file covers its data only; on Linux the name that points at it
+    lives in the directory, which needs its own fsync (see the ext4 and XFS notes on
+    rename durability, and SQLite's unix VFS `unixSync` with `full_fsync` for dirs).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise from_oserror(exc, "open directory", path)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise from_oserror(exc, "fsync directory", path)
+    finally:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            raise from_oserror(exc, "close directory", path)
+
+
+def truncate(fd: int, size: int, path: str) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError as exc:
+        raise from_oserror(exc, "ftruncate", path)
+
+
+def fstat(fd: int, path: str) -> os.stat_result:
+    try:
+        return os.fstat(fd)
+    except OSError as exc:
+        raise from_oserror(exc, "fstat", path)
+
+
+def stat(path: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        raise from_oserror(exc, "stat", path)
+
+
+def stat_or_none(path: str) -> os.stat_result | None:
+    """os.stat, with "does not exist" as an answer (None) rather than an error."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise from_oserror(exc, "stat", path)
+
+
+def replace(src: str, dst: str) -> None:
+    """Atomic rename(2): readers see the old file or the new one, never a gap.
+
+    The incident deleted the target and then moved the temp file in, leaving a window
+    with no file at all, which its loader read as an empty queue.
+    """
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        raise from_oserror(exc, "replace", f"{src} -> {dst}")
+
+
+def unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        raise from_oserror(exc, "unlink", path)
+
+
+def mkdir(path: str, *, parents: bool = False) -> None:
+    try:
+        if parents:
+            os.makedirs(path, DIR_MODE)
+        else:
+            os.mkdir(path, DIR_MODE)
+    except OSError as exc:
+        raise from_oserror(exc, "mkdir", path)
+
+
+def listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        raise from_oserror(exc, "listdir", path)
+
+
+def flock(fd: int, op: int, path: str) -> None:
+    """Blocking flock(2). The kernel drops the lock when its holder dies."""
+    try:
+        fcntl.flock(fd, op)
+    except OSError as exc:
+        raise from_oserror(exc, "flock", path)
+
+
+def try_flock(fd: int, path: str) -> bool:
+    """Exclusive flock without waiting: True if taken, False if someone holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        raise from_oserror(exc, "flock", path)
+    return True
+
+
+LOCK_EX = fcntl.LOCK_EX
+LOCK_UN = fcntl.LOCK_UN
+O_RDONLY = os.O_RDONLY
+O_RDWR = os.O_RDWR
+O_CREAT = os.O_CREAT
+O_EXCL = os.O_EXCL
+O_APPEND = os.O_APPEND
+O_WRONLY = os.O_WRONLY
+
+
+def getpid() -> int:
+    return os.getpid()

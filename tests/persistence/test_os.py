@@ -1,0 +1,100 @@
+import errno
+import os
+import stat
+
+import pytest
+
+from persistence import _os
+from persistence.errors import (
+    CorruptionError,
+    DiskFullError,
+    PermissionDeniedError,
+    StorageMissingError,
+)
+
+
+def test_write_all_finishes_short_writes(tmp_path, monkeypatch):
+    path = str(tmp_path / "f")
+    fd = _os.open_file(path, os.O_RDWR | os.O_CREAT)
+    real = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real(fd, bytes(data[:3])))
+    assert _os.write_all(fd, b"0123456789", path) == 10
+    monkeypatch.undo()
+    assert _os.read_from(fd, 0, path) == b"0123456789"
+    _os.close(fd, path)
+
+
+def test_short_write_then_enospc_raises_disk_full_with_path(tmp_path, monkeypatch):
+    path = str(tmp_path / "f")
+    fd = _os.open_file(path, os.O_RDWR | os.O_CREAT)
+    real = os.write
+    calls = []
+
+    def full(fd, data):
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, bytes(data[:4]))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(DiskFullError) as info:
+        _os.write_all(fd, b"0123456789", path)
+    assert info.value.filename == path and info.value.errno == errno.ENOSPC
+    assert "errno=ENOSPC" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "cls"),
+    [("fsync", errno.EIO, CorruptionError), ("fsync", errno.EACCES, PermissionDeniedError)],
+)
+def test_fsync_errors_are_typed(tmp_path, monkeypatch, name, code, cls):
+    path = str(tmp_path / "f")
+    fd = _os.open_file(path, os.O_RDWR | os.O_CREAT)
+
+    def boom(*args):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, name, boom)
+    with pytest.raises(cls) as info:
+        _os.fsync(fd, path)
+    assert info.value.filename == path
+
+
+def test_missing_paths_raise_storage_missing(tmp_path):
+    with pytest.raises(StorageMissingError):
+        _os.open_file(str(tmp_path / "nope" / "f"), os.O_RDONLY)
+    with pytest.raises(StorageMissingError):
+        _os.fsync_dir(str(tmp_path / "nope"))
+    assert _os.stat_or_none(str(tmp_path / "nope")) is None
+
+
+def test_modes_are_private(tmp_path):
+    _os.mkdir(str(tmp_path / "d"))
+    fd = _os.open_file(str(tmp_path / "d" / "f"), os.O_RDWR | os.O_CREAT)
+    _os.close(fd, "f")
+    assert stat.S_IMODE(os.stat(tmp_path / "d").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "d" / "f").st_mode) == 0o600
+
+
+def test_try_flock_is_exclusive_per_open_file(tmp_path):
+    path = str(tmp_path / "lock")
+    a = _os.open_file(path, os.O_RDWR | os.O_CREAT)
+    b = _os.open_file(path, os.O_RDWR)
+    assert _os.try_flock(a, path) is True
+    assert _os.try_flock(b, path) is False
+    _os.close(a, path)  # closing drops the lock, as a dying process does
+    assert _os.try_flock(b, path) is True
+    _os.close(b, path)
+
+
+def test_crash_exceptions_pass_through_untouched(tmp_path, monkeypatch):
+    class Crash(BaseException):
+        pass
+
+    def crash(*args):
+        raise Crash()
+
+    monkeypatch.setattr(os, "fsync", crash)
+    fd = _os.open_file(str(tmp_path / "f"), os.O_RDWR | os.O_CREAT)
+    with pytest.raises(Crash):
+        _os.fsync(fd, "f")
