@@ -1,0 +1,122 @@
+"""What the shim asks a fault plan at each intercepted call, and what the plan may answer.
+
+The shim describes every intercepted call as a `Call`; an armed plan answers
+with ``None`` (let it through) or one `Action`. The shim carries the action out
+and records it; the plan never touches the disk itself. Keeping the two apart
+lets the same plan drive the in-process shim and, later, real processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CALL_KINDS",
+    "Call",
+    "Action",
+    "Raise",
+    "ShortWrite",
+    "Kill",
+    "PowerCut",
+    "RemoveDirectory",
+]
+
+CALL_KINDS = (
+    "open",      # open a file; Call.flags says read/write/create/truncate
+    "read",
+    "write",
+    "truncate",
+    "flush",     # a file object's flush (the bytes already reached the raw write)
+    "close",
+    "fsync",     # os.fsync / os.fdatasync on a file
+    "dirsync",   # os.fsync on a directory descriptor
+    "replace",   # os.replace / os.rename / shutil.move (path -> path2)
+    "unlink",
+    "mkdir",
+    "rmdir",
+    "listdir",   # os.listdir / os.scandir
+    "stat",      # os.stat / os.lstat / os.fstat
+    "seek",
+    "lock",      # fcntl.flock
+    "copy",      # shutil.copy* (path -> path2)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An intercepted call, as the plan sees it.
+
+    ``op`` is the 1-based number of this call among all intercepted calls of
+    the run (not counting the final drain): "at op N" triggers use it.
+    ``path`` and ``path2`` are relative to the sandbox, with ``/`` separators.
+    ``writes`` is true for calls that change the disk (open for writing or
+    creating, write, truncate, replace, unlink, mkdir, rmdir, copy).
+    """
+
+    op: int
+    process: int
+    kind: str
+    path: str | None = None
+    path2: str | None = None
+    nbytes: int = 0
+    writes: bool = False
+
+
+class Action:
+    """Base of what a plan answers; ``fault`` is the repr of the fault that chose it."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Raise(Action):
+    """Fail the call before it does anything: ``OSError(errno)`` on its path."""
+
+    fault: str
+    kind: str
+    errno: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShortWrite(Action):
+    """Write the first ``keep`` bytes, then raise ``OSError(errno)`` (disk full mid-write)."""
+
+    fault: str
+    kind: str
+    keep: int
+    errno: int
+
+
+@dataclass(frozen=True, slots=True)
+class Kill(Action):
+    """The calling processor dies here. A write in flight lands its first ``keep`` bytes
+    (None: nothing of it). Raised in the target as `harness.shim.ProcessorKilled`."""
+
+    fault: str
+    kind: str
+    keep: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PowerCut(Action):
+    """Every processor dies and the sandbox is rolled back to what was durable.
+
+    ``torn``: None (exactly the durable state), ``"prefix"`` (sectors written
+    since the last fsync persist in order up to a random point) or ``"sectors"``
+    (each such sector persists or not, at random).
+    """
+
+    fault: str
+    kind: str
+    torn: str | None = None
+    keep: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDirectory(Action):
+    """Delete the sandbox-relative directory ``path`` and everything in it, then go on
+    with the call (which usually fails on its own)."""
+
+    fault: str
+    kind: str
+    path: str
