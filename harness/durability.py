@@ -1,0 +1,400 @@
+"""The durability model: what is left of the sandbox after a power loss.
+
+The crash model (written down before the code, as SQLite's test6.c does)
+------------------------------------------------------------------------
+A running program sees the file system through the kernel's caches; a power loss
+keeps only what reached the disk. We assume the strictest behaviour POSIX allows,
+the one LazyFS and ALICE use to find bugs, not what one file system happens to do:
+
+1. File data. The bytes of a file (an inode) are durable as of the last fsync or
+   fdatasync of any descriptor of that inode. Everything written, truncated or
+   extended since may be lost: after the power loss the file holds exactly its
+   content as of that fsync. A file never fsynced holds nothing, or its content at
+   the snapshot if it existed then. An fsync makes data durable, never names: it
+   does not make the file's own directory entry durable.
+2. Names. A directory's entries (create, rename or replace onto or away, unlink,
+   mkdir, rmdir) are durable as of the last fsync of that directory. A file whose
+   creation was never made durable vanishes, even if its data was fsynced. An unlink
+   or rename never made durable is undone: the old inode is back under the old name,
+   with that inode's durable content. Each directory keeps its own durable entries,
+   so a rename between two directories can survive in both or in neither.
+3. Directories are modelled as inodes too: a directory created after the snapshot
+   holds no durable entries until it is itself fsynced, and it exists only if its
+   parent's durable entries name it. The sandbox root always exists.
+4. Snapshot. At the start of a run and after every rebuild, all that is under the
+   root is durable. A directory the fault itself deleted (`removed_by_fault`) is
+   durably gone: a real disk would not bring back what a nemesis rm -rf'd.
+5. Torn writes (optional). Disks write 512-byte sectors, and a power cut during
+   writeback leaves some sectors of the newer content and not others. Only sectors
+   where the current content differs from the durable content are in doubt.
+   "prefix": they persist in file order up to a random one (an append-only log
+   written back in order). "sectors": each persists or not on its own (a disk that
+   reorders). The file has its current length if every differing sector persisted,
+   otherwise its durable length, stretched to cover a persisted sector beyond it
+   (the gap reads as zeros, like a hole). Unlike test6.c a sector is old or new,
+   never garbage.
+6. Left out: metadata (times; modes are kept as they were), symlinks and other
+   special files (not recreated), hard links (each name gets its own copy on
+   rebuild), fsync of one file making others durable (ext4 data=ordered does this
+   in practice; we do not count on it), fsync failing (fsyncgate), space.
+
+Inode identity. Content is keyed by inode number, because fsync acts on an inode
+and a rename keeps it. The kernel reuses a number once a file's last name and last
+descriptor are gone, and Python 3.11's stat has no birth time on Linux, so a reused
+inode looks exactly like a renamed one: a generation counter would have to guess,
+and a wrong guess either empties a correctly renamed file or hands an old durable
+name the content of an unrelated new file. Instead the model pins every file it
+tracks: it holds its own read-only descriptor on it, so the number cannot be
+reused while the model may still need it. A record (and its pin) is dropped once
+neither a durable entry nor the current tree names the inode (checked at each
+directory fsync). The pin also reads an inode's current content after it was
+renamed or unlinked. If a pin cannot be had (out of descriptors) the record is kept
+unpinned and reuse is then possible; the model never reads a file through the
+target's own descriptors.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import stat as _stat
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SECTOR", "DurabilityModel"]
+
+SECTOR = 512
+"""Bytes per sector for torn writes."""
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class _Inode:
+    """What the model knows of one inode."""
+
+    is_dir: bool
+    mode: int
+    path: str | None  # last known sandbox-relative path ("" is the root)
+    pin: int | None = None  # our read-only descriptor on a file
+    content: bytes = b""  # a file's durable bytes
+    entries: dict[str, int] = field(default_factory=dict)  # a directory's durable entries
+    since: str = "created"  # where the durable content came from: snapshot, fsync, created
+
+
+class DurabilityModel:
+    """Tracks durable content and entries under ``root``; rebuilds the root on power loss.
+
+    ``real`` holds the unpatched os functions (``open``, ``read``, ``write``, ``close``,
+    ``lstat``, ``fstat``, ``listdir``, ``mkdir``, ``rmdir``, ``unlink``, ``lseek``, ...);
+    all the model's I/O goes through it so the shim never sees it.
+    """
+
+    def __init__(self, root: str, real: Any) -> None:
+        if not os.path.isabs(root):
+            raise ValueError(f"root={root!r}; expected an absolute path (the sandbox)")
+        self.root = os.path.normpath(root)
+        self._real = real
+        self._nodes: dict[int, _Inode] = {}
+        self._root_ino = -1
+        # the shim calls from one thread per processor; one lock keeps the records whole
+        self._lock = threading.RLock()
+
+    # -- the shim's entry points
+
+    def snapshot_all(self) -> None:
+        """Everything now under the root is durable."""
+        with self._lock:
+            self._unpin_all()
+            st = self._real.lstat(self.root)
+            self._root_ino = st.st_ino
+            self._nodes[st.st_ino] = _Inode(True, _stat.S_IMODE(st.st_mode), "", since="snapshot")
+            tree = self._scan()
+            for rel, (ino, is_dir, mode) in tree.items():
+                parent_rel, _, name = rel.rpartition("/")
+                self._nodes[tree[parent_rel][0] if parent_rel else st.st_ino].entries[name] = ino
+                if ino in self._nodes:  # a second name of a hard-linked file
+                    continue
+                node = _Inode(is_dir, mode, rel, since="snapshot")
+                self._nodes[ino] = node
+                if not is_dir:
+                    node.pin = self._pin(rel, ino)
+                    node.content = self._read_current(node) or b""
+
+    def file_synced(self, fd: int) -> None:
+        """fsync/fdatasync of ``fd`` returned: its inode's content is durable as it is now."""
+        with self._lock:
+            st = self._real.fstat(fd)
+            if _stat.S_ISDIR(st.st_mode):
+                return self.dir_synced(fd)
+            node = self._nodes.get(st.st_ino)
+            if node is None or node.pin is None:
+                rel = self._locate(st.st_ino)
+                if rel is None:
+                    return  # unreachable and untracked: no name can bring it back
+                node = self._track(rel, st.st_ino, False, _stat.S_IMODE(st.st_mode))
+            current = self._read_current(node)
+            if current is not None:
+                node.content, node.since, node.mode = current, "fsync", _stat.S_IMODE(
+                    st.st_mode)
+
+    def dir_synced(self, fd: int) -> None:
+        """fsync of directory ``fd`` returned: its current entries are its durable ones."""
+        with self._lock:
+            st = self._real.fstat(fd)
+            ino = st.st_ino
+            rel = "" if ino == self._root_ino else self._locate(ino)
+            node = self._nodes.get(ino)
+            if rel is None:
+                if node is not None:
+                    node.entries = {}  # removed, so empty: rmdir only takes empty ones
+                return
+            node = self._track(rel, ino, True, _stat.S_IMODE(st.st_mode))
+            entries = {}
+            for name in sorted(self._real.listdir(self._abs(rel))):
+                child = f"{rel}/{name}" if rel else name
+                cst = self._real.lstat(self._abs(child))
+                if _stat.S_ISDIR(cst.st_mode) or _stat.S_ISREG(cst.st_mode):
+                    self._track(child, cst.st_ino, _stat.S_ISDIR(cst.st_mode),
+                                _stat.S_IMODE(cst.st_mode))
+                    entries[name] = cst.st_ino
+            node.entries = entries
+            self._collect()
+
+    def removed_by_fault(self, path: str) -> None:
+        """The fault deleted the tree at absolute ``path``: it is durably gone."""
+        with self._lock:
+            rel = self._rel(path)
+            assert rel, "a fault never removes the sandbox root"
+            parent_rel, _, name = rel.rpartition("/")
+            try:
+                parent_ino = self._real.lstat(self._abs(parent_rel)).st_ino
+            except OSError:
+                return
+            parent = self._nodes.get(parent_ino)
+            if parent is not None:
+                parent.entries.pop(name, None)
+            self._collect()
+
+    def power_loss(self, rng: random.Random, torn: str | None = None) -> list[str]:
+        """Rebuild the root from the durable state; sentences saying what was undone."""
+        if torn not in (None, "prefix", "sectors"):
+            raise ValueError(f"torn={torn!r}; expected None, 'prefix' or 'sectors'")
+        with self._lock:
+            if self._root_ino not in self._nodes:
+                raise RuntimeError("power_loss before snapshot_all: nothing is known durable")
+            current = self._scan()
+            durable = self._durable_tree()
+            plan: dict[str, tuple[int, _Inode, bytes | None]] = {}
+            said: list[str] = []
+            for rel, ino in durable:
+                node = self._nodes[ino]
+                data = None if node.is_dir else node.content
+                now = None if node.is_dir else self._read_current(node)
+                note = None
+                if torn and now is not None and now != data:
+                    data, note = _tear(node.content, now, rng, torn)
+                plan[rel] = (ino, node, data)
+                said += self._explain(rel, ino, node, data, now, note, current, plan)
+            for rel, (_ino, is_dir, _mode) in current.items():
+                parent = rel.rpartition("/")[0]
+                same_parent = parent == "" or (
+                    parent in plan and parent in current and plan[parent][0] == current[parent][0])
+                if rel not in plan and same_parent:
+                    said.append(f"dropped {rel}{'/' if is_dir else ''} (never made durable "
+                                f"by an fsync of {parent or '.'}/)")
+            self._unpin_all()
+            self._wipe()
+            for rel, (_ino, node, data) in plan.items():
+                self._create(rel, node, data)
+            self.snapshot_all()
+            return said
+
+    # -- what happened, in sentences
+
+    def _explain(self, rel, ino, node, data, now, note, current, plan) -> list[str]:
+        parent = rel.rpartition("/")[0]
+        if parent and (parent not in current or current[parent][0] != plan[parent][0]):
+            return []  # said of the directory already
+        where = f"{parent or '.'}/"
+        if rel not in current:
+            return [f"restored {rel} (its removal was never made durable by an fsync "
+                    f"of {where})"]
+        if current[rel][0] != ino:
+            return [f"restored {rel} (the rename onto it was never made durable by an "
+                    f"fsync of {where})"]
+        if node.is_dir or now is None or now == data:
+            return []
+        if note:
+            return [f"tore {rel}: {note} ({len(data)} of {len(now)} bytes)"]
+        to = {"fsync": "to its last fsync", "snapshot": "to its content when the run "
+              "started"}.get(node.since, "to empty (its data was never fsynced)")
+        return [f"rolled back {rel} {to} ({len(data)} of {len(now)} bytes)"]
+
+    # -- the tree, through `real` only
+
+    def _abs(self, rel: str) -> str:
+        path = os.path.normpath(os.path.join(self.root, *rel.split("/"))) if rel else self.root
+        assert path == self.root or path.startswith(self.root + os.sep), path
+        return path
+
+    def _rel(self, path: str) -> str:
+        path = os.path.normpath(path)
+        assert path == self.root or path.startswith(self.root + os.sep), path
+        return os.path.relpath(path, self.root).replace(os.sep, "/") if path != self.root else ""
+
+    def _walk(self) -> list[tuple[str, os.stat_result]]:
+        """Every entry under the root, parents before children, names sorted."""
+        out: list[tuple[str, os.stat_result]] = []
+        todo = [""]
+        while todo:
+            rel = todo.pop()
+            for name in sorted(self._real.listdir(self._abs(rel)), reverse=True):
+                child = f"{rel}/{name}" if rel else name
+                st = self._real.lstat(self._abs(child))
+                out.append((child, st))
+                if _stat.S_ISDIR(st.st_mode):
+                    todo.append(child)
+        return out
+
+    def _scan(self) -> dict[str, tuple[int, bool, int]]:
+        """Regular files and directories now under the root: path -> (inode, is_dir, mode)."""
+        out: dict[str, tuple[int, bool, int]] = {}
+        for rel, st in self._walk():
+            if not (_stat.S_ISDIR(st.st_mode) or _stat.S_ISREG(st.st_mode)):
+                continue
+            out[rel] = (st.st_ino, _stat.S_ISDIR(st.st_mode), _stat.S_IMODE(st.st_mode))
+            node = self._nodes.get(st.st_ino)
+            if node is not None:
+                node.path = rel
+        return out
+
+    def _locate(self, ino: int) -> str | None:
+        """The current path of an inode: the cached one if it still holds, else a walk."""
+        node = self._nodes.get(ino)
+        if node is not None and node.path is not None:
+            try:
+                if self._real.lstat(self._abs(node.path)).st_ino == ino:
+                    return node.path
+            except OSError:
+                pass
+        return next((rel for rel, (i, _d, _m) in self._scan().items() if i == ino), None)
+
+    def _track(self, rel: str, ino: int, is_dir: bool, mode: int) -> _Inode:
+        """The record of an inode seen at ``rel`` now, made (and pinned) if new."""
+        node = self._nodes.get(ino)
+        if node is not None and node.is_dir != is_dir:  # an unpinned number came back
+            self._drop(ino)
+            node = None
+        if node is None:
+            node = self._nodes[ino] = _Inode(is_dir, mode, rel)
+        node.path = rel
+        if not is_dir and node.pin is None:
+            node.pin = self._pin(rel, ino)
+        return node
+
+    def _pin(self, rel: str, ino: int) -> int | None:
+        try:
+            fd = self._real.open(self._abs(rel), os.O_RDONLY)
+        except OSError:
+            return None
+        if self._real.fstat(fd).st_ino != ino:  # replaced between lstat and open
+            self._real.close(fd)
+            return None
+        return fd
+
+    def _read_current(self, node: _Inode) -> bytes | None:
+        """An inode's current bytes, through our pin (or its path), None if unreadable."""
+        fd, own = node.pin, False
+        try:
+            if fd is None:
+                if node.path is None:
+                    return None
+                fd, own = self._real.open(self._abs(node.path), os.O_RDONLY), True
+            self._real.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := self._real.read(fd, _CHUNK):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except OSError:
+            return None
+        finally:
+            if own:
+                self._real.close(fd)
+
+    def _durable_tree(self) -> list[tuple[str, int]]:
+        """(path, inode) of everything the durable entries name, parents first."""
+        out: list[tuple[str, int]] = []
+        seen = {self._root_ino}  # a directory named twice (unsynced moves) is built once
+        todo = [("", self._root_ino)]
+        while todo:
+            rel, ino = todo.pop(0)
+            for name, child in sorted(self._nodes[ino].entries.items()):
+                node = self._nodes.get(child)
+                path = f"{rel}/{name}" if rel else name
+                if node is None or (node.is_dir and child in seen):
+                    continue
+                out.append((path, child))
+                if node.is_dir:
+                    seen.add(child)
+                    todo.append((path, child))
+        return out
+
+    def _collect(self) -> None:
+        """Drop records no durable entry and no current name points to."""
+        keep = {ino for _rel, ino in self._durable_tree()} | {self._root_ino}
+        keep |= {ino for ino, _d, _m in self._scan().values()}
+        for ino in [i for i in self._nodes if i not in keep]:
+            self._drop(ino)
+
+    def _drop(self, ino: int) -> None:
+        node = self._nodes.pop(ino)
+        if node.pin is not None:
+            self._real.close(node.pin)
+
+    def _unpin_all(self) -> None:
+        for ino in list(self._nodes):
+            self._drop(ino)
+
+    def _wipe(self) -> None:
+        for rel, st in reversed(self._walk()):  # children before their directory
+            if _stat.S_ISDIR(st.st_mode):
+                self._real.rmdir(self._abs(rel))
+            else:
+                self._real.unlink(self._abs(rel))
+
+    def _create(self, rel: str, node: _Inode, data: bytes | None) -> None:
+        path = self._abs(rel)
+        if node.is_dir:
+            self._real.mkdir(path, node.mode or 0o700)
+            return
+        fd = self._real.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, node.mode or 0o600)
+        try:
+            view = memoryview(data or b"")
+            while view:
+                view = view[self._real.write(fd, view):]
+        finally:
+            self._real.close(fd)
+
+
+def _tear(old: bytes, new: bytes, rng: random.Random, torn: str) -> tuple[bytes, str]:
+    """The durable bytes with some of the sectors that differ in ``new`` written over them."""
+    count = (max(len(old), len(new)) + SECTOR - 1) // SECTOR
+    differ = [i for i in range(count)
+              if old[i * SECTOR:(i + 1) * SECTOR] != new[i * SECTOR:(i + 1) * SECTOR]]
+    if torn == "prefix":
+        kept = differ[:rng.randint(0, len(differ))]
+    else:
+        kept = [i for i in differ if rng.random() < 0.5]
+    note = f"kept {len(kept)} of {len(differ)} sectors that were not yet durable"
+    if len(kept) == len(differ):
+        return new, note
+    length = len(old)
+    if kept:
+        length = max(length, min(len(new), (kept[-1] + 1) * SECTOR))
+    out = bytearray(old[:length].ljust(length, b"\0"))
+    for i in kept:
+        chunk = new[i * SECTOR:(i + 1) * SECTOR]
+        out[i * SECTOR:i * SECTOR + len(chunk)] = chunk
+    return bytes(out), note

@@ -1,0 +1,501 @@
+"""The fault library: what can go wrong on the disk or to a process, and plans that say when.
+
+A fault never touches the disk itself. An armed plan looks at each intercepted
+`Call` and answers ``None`` or an `Action` (actions.py); the shim carries it out.
+
+Vocabulary (class, ``kind``, what it does):
+
+- `DiskFull` ("disk_full"): the sandbox can take ``after_bytes`` more bytes, counted
+  from op ``at_op``. The write that crosses the line is a short write: the part that
+  fits lands, then ENOSPC (`ShortWrite`). From then on every call that allocates (a
+  write of at least one byte, an open for writing, mkdir, copy) fails with ENOSPC (or
+  EDQUOT) before doing anything (`Raise`), until healed.
+- `PermissionDenied` ("permission_denied"): matching calls fail with EACCES (or EPERM)
+  before doing anything, as on Windows when another process holds the file (`Raise`).
+- `MissingDirectory` ("missing_directory"): a sandbox directory (the queue's, ``q``, by
+  default) is deleted with everything in it just before a call, and the call goes on
+  (`RemoveDirectory`). ``before="replace"`` puts it between writing a temp file and
+  moving it into place, as in the incident.
+- `KillMidWrite` ("killed_mid_write"): the calling processor dies inside the call; a
+  write in flight lands only its first ``keep`` bytes (`Kill`). Other processors go on
+  and the disk keeps everything that reached it.
+- `PowerLoss` ("power_loss"): every processor dies and the sandbox is rolled back to
+  what was durable, optionally with torn sectors (`PowerCut`; see durability.py).
+- `ConcurrentProcessors` ("concurrent_processors"): not a disk fault. Several
+  processors run the workload at once and the schedule may switch between them at each
+  shim op. It never acts through `ArmedPlan.decide`; the runner reads `Plan.concurrency`.
+
+Triggers, shared by the faults where they make sense:
+
+- ``at_op=N``: nothing before op N; fires at the first matching call with ``Call.op >= N``.
+- ``calls``: the `Call` kinds that match. ``"open_write"`` and ``"open_read"`` are
+  pseudo-kinds for an open with and without ``Call.writes``; ``"open"`` matches both.
+- ``path``: an fnmatch glob on the sandbox-relative path (``*`` also crosses ``/``). A
+  replace or copy matches on either of its paths; a call without a path matches only ``*``.
+- ``probability``: each matching call fires with that chance, drawn from the run's rng.
+- ``once`` / ``times``: how often a fault fires; used up, it never matches again.
+- ``heal_after_ops``: the fault stops that many ops after it first fired (None: until
+  the run ends). `ArmedPlan.heal()` stops every fault (the drain always runs healed).
+
+In a plan the first fault, in plan order, that fires on a call wins; later faults do
+not see that call. Every random choice comes from the rng given to `Plan.arm`, so the
+same seed and the same calls give the same decisions.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import random
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from fnmatch import fnmatchcase
+from typing import Any, ClassVar
+
+from harness.actions import (
+    CALL_KINDS,
+    Action,
+    Call,
+    Kill,
+    PowerCut,
+    Raise,
+    RemoveDirectory,
+    ShortWrite,
+)
+
+__all__ = [
+    "FAULT_KINDS", "FAULTS", "MATCH_KINDS", "ArmedPlan", "ConcurrentProcessors", "DiskFull",
+    "Fault", "FaultSpecError", "KillMidWrite", "MissingDirectory", "PermissionDenied", "Plan",
+    "PowerLoss", "fault_from_spec",
+]
+
+MATCH_KINDS = (*CALL_KINDS, "open_write", "open_read")
+"""What a ``calls`` parameter may name: the `Call` kinds plus the two open pseudo-kinds."""
+
+
+class FaultSpecError(ValueError):
+    """A fault, plan or spec was given a parameter it cannot take."""
+
+
+_Rule = Callable[[str, str, Any], Any]
+_fault = dataclass(frozen=True, kw_only=True, repr=False)
+
+
+# -- validation: each rule checks one parameter and returns its normalised value
+
+
+def _fail(owner: str, name: str, value: Any, expected: str) -> Any:
+    raise FaultSpecError(f"{owner}: {name}={value!r}; expected {expected}")
+
+
+def _nat(low: int, *, none: bool = False) -> _Rule:
+    def check(owner: str, name: str, value: Any) -> Any:
+        if value is None and none:
+            return None
+        # bool is an int to Python, but True as a byte count is always a mistake
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            _fail(owner, name, value, f"an int >= {low}" + (" or None" if none else ""))
+        return value
+    return check
+
+
+def _chance(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        _fail(owner, name, value, "a number p with 0 < p <= 1")
+    return float(value)
+
+
+def _flag(owner: str, name: str, value: Any) -> bool:
+    return value if isinstance(value, bool) else _fail(owner, name, value, "True or False")
+
+
+def _glob(owner: str, name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        _fail(owner, name, value, "a non-empty fnmatch glob such as 'q/*'")
+    return value
+
+
+def _kinds(*, none: bool = False) -> _Rule:
+    def check(owner: str, name: str, value: Any) -> Any:
+        if value is None and none:
+            return None
+        if (isinstance(value, str) or not isinstance(value, tuple | list) or not value
+                or any(k not in MATCH_KINDS for k in value)):
+            _fail(owner, name, value, f"a non-empty tuple of call kinds from {MATCH_KINDS}"
+                  + (" or None (any call)" if none else ""))
+        return tuple(value)
+    return check
+
+
+def _one_of(*allowed: Any) -> _Rule:
+    def check(owner: str, name: str, value: Any) -> Any:
+        if isinstance(value, Hashable) and value in allowed:
+            return value
+        return _fail(owner, name, value, f"one of {', '.join(map(repr, allowed))}")
+    return check
+
+
+def _errnos(*allowed: str) -> _Rule:
+    numbers = {getattr(_errno, a): a for a in allowed}
+
+    def check(owner: str, name: str, value: Any) -> int:
+        # names are accepted so that scenario files can say errno = "EDQUOT"
+        if isinstance(value, str) and value in allowed:
+            return getattr(_errno, value)
+        if isinstance(value, int) and not isinstance(value, bool) and value in numbers:
+            return value
+        return _fail(owner, name, value, f"one of {', '.join(allowed)} (name or number)")
+    return check
+
+
+def _sandbox_dir(owner: str, name: str, value: Any) -> str:
+    parts = value.split("/") if isinstance(value, str) else []
+    if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in value:
+        _fail(owner, name, value, "a sandbox-relative directory such as 'q' or 'q/pending'")
+    return value
+
+
+def _keep(owner: str, name: str, value: Any) -> Any:
+    if value is None or (isinstance(value, float) and 0.0 <= value <= 1.0):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return _fail(owner, name, value, "None (a random prefix), an int >= 0 (bytes) "
+                 "or a float in [0, 1] (a fraction of the write)")
+
+
+def _path_matches(glob: str, call: Call) -> bool:
+    paths = [p for p in (call.path, call.path2) if p is not None]
+    if not paths:
+        return glob == "*"
+    return any(fnmatchcase(p, glob) for p in paths)
+
+
+def _kind_matches(kinds: tuple[str, ...] | None, call: Call) -> bool:
+    if kinds is None:
+        return True
+    for k in kinds:
+        if k == call.kind or (call.kind == "open" and k == ("open_write" if call.writes
+                                                             else "open_read")):
+            return True
+    return False
+
+
+@dataclass
+class _State:
+    """What one fault remembers during a run."""
+
+    fired: int = 0
+    first: int | None = None  # op of the first firing: the heal clock starts there
+    spent: int = 0  # DiskFull: bytes the sandbox took since at_op
+    done: bool = False
+
+
+class Fault:
+    """Base of the six faults: the replaying repr and the hooks `ArmedPlan` calls."""
+
+    kind: ClassVar[str] = ""
+    _rules: ClassVar[dict[str, _Rule]] = {}
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        for name, check in self._rules.items():
+            object.__setattr__(self, name, check(type(self).__name__, name, getattr(self, name)))
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            # the type check keeps keep=1 (one byte) apart from keep=1.0 (the whole write)
+            if f.default is not MISSING and value == f.default and type(value) is type(
+                    f.default):
+                continue
+            text = repr(_errno.errorcode[value]) if f.name == "errno" else repr(value)
+            parts.append(f"{f.name}={text}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _limit(self) -> int | None:
+        """How many times the fault may fire (None: no limit)."""
+        if getattr(self, "once", False):
+            return 1
+        return getattr(self, "times", None)
+
+    def _matches(self, call: Call) -> bool:
+        if call.op < getattr(self, "at_op", 1):
+            return False
+        process = getattr(self, "process", None)
+        if process is not None and call.process != process:
+            return False
+        return _kind_matches(getattr(self, "calls", None), call) and _path_matches(
+            getattr(self, "path", "*"), call)
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        raise NotImplementedError
+
+    def _after(self, st: _State, call: Call, action: Action | None) -> None:
+        """Told the outcome of every call the fault was asked about."""
+
+
+@_fault
+class DiskFull(Fault):
+    """The sandbox fills up after ``after_bytes`` more bytes: a short write, then ENOSPC."""
+
+    kind: ClassVar[str] = "disk_full"
+    _rules = {"after_bytes": _nat(0), "at_op": _nat(1), "path": _glob,
+              "heal_after_ops": _nat(1, none=True), "errno": _errnos("ENOSPC", "EDQUOT")}
+    after_bytes: int = 0
+    at_op: int = 1
+    path: str = "*"
+    heal_after_ops: int | None = None
+    errno: int = _errno.ENOSPC
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        if not self._matches(call):
+            return None
+        left = self.after_bytes - st.spent
+        if call.kind == "write" and call.nbytes > 0:
+            if call.nbytes <= left:
+                return None
+            if left > 0:
+                return ShortWrite(repr(self), self.kind, keep=left, errno=self.errno)
+            return Raise(repr(self), self.kind, self.errno)
+        allocates = (call.kind in ("mkdir", "copy") or (call.kind == "open" and call.writes))
+        if allocates and (left <= 0 or call.nbytes > left):
+            return Raise(repr(self), self.kind, self.errno)
+        return None
+
+    def _after(self, st: _State, call: Call, action: Action | None) -> None:
+        # count what actually landed, whichever fault decided the call
+        if call.kind not in ("write", "copy") or not self._matches(call):
+            return
+        if action is None:
+            st.spent += call.nbytes
+        elif isinstance(action, ShortWrite | Kill) and action.keep:
+            st.spent += action.keep
+
+
+@_fault
+class PermissionDenied(Fault):
+    """Matching calls fail with EACCES (or EPERM) before they do anything."""
+
+    kind: ClassVar[str] = "permission_denied"
+    _rules = {"calls": _kinds(), "path": _glob, "at_op": _nat(1), "once": _flag,
+              "heal_after_ops": _nat(1, none=True), "probability": _chance,
+              "errno": _errnos("EACCES", "EPERM")}
+    calls: tuple[str, ...] = ("open_write", "replace", "mkdir", "unlink", "listdir")
+    path: str = "*"
+    at_op: int = 1
+    once: bool = False
+    heal_after_ops: int | None = None
+    probability: float = 1.0
+    errno: int = _errno.EACCES
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        if not self._matches(call):
+            return None
+        # draw only when it matters, so p=1 faults leave the rng to the others
+        if self.probability < 1.0 and rng.random() >= self.probability:
+            return None
+        return Raise(repr(self), self.kind, self.errno)
+
+
+@_fault
+class MissingDirectory(Fault):
+    """A sandbox directory disappears with its contents just before a call."""
+
+    kind: ClassVar[str] = "missing_directory"
+    _rules = {"path": _sandbox_dir, "at_op": _nat(1), "before": _one_of(None, *MATCH_KINDS),
+              "path_glob": _glob, "times": _nat(1)}
+    path: str = "q"
+    at_op: int = 1
+    before: str | None = None
+    path_glob: str = "*"
+    times: int = 1
+
+    def _matches(self, call: Call) -> bool:
+        kinds = None if self.before is None else (self.before,)
+        return (call.op >= self.at_op and _kind_matches(kinds, call)
+                and _path_matches(self.path_glob, call))
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        if not self._matches(call):
+            return None
+        return RemoveDirectory(repr(self), self.kind, self.path)
+
+
+@_fault
+class KillMidWrite(Fault):
+    """The calling processor dies inside a call; a write in flight lands a prefix."""
+
+    kind: ClassVar[str] = "killed_mid_write"
+    _rules = {"at_op": _nat(1), "calls": _kinds(), "path": _glob,
+              "process": _nat(0, none=True), "keep": _keep, "times": _nat(1)}
+    at_op: int = 1
+    calls: tuple[str, ...] = ("write",)
+    path: str = "*"
+    process: int | None = None
+    keep: int | float | None = None
+    times: int = 1
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        if not self._matches(call):
+            return None
+        keep = None  # only a write has bytes in flight
+        if call.kind == "write":
+            if self.keep is None:
+                keep = rng.randint(0, call.nbytes)
+            elif isinstance(self.keep, float):
+                keep = int(call.nbytes * self.keep)
+            else:
+                keep = min(self.keep, call.nbytes)
+        return Kill(repr(self), self.kind, keep=keep)
+
+
+@_fault
+class PowerLoss(Fault):
+    """Every processor dies; the sandbox goes back to what was durable."""
+
+    kind: ClassVar[str] = "power_loss"
+    _rules = {"at_op": _nat(1), "calls": _kinds(none=True), "path": _glob,
+              "torn": _one_of(None, "prefix", "sectors"), "times": _nat(1)}
+    at_op: int = 1
+    calls: tuple[str, ...] | None = None
+    path: str = "*"
+    torn: str | None = None
+    times: int = 1
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        if not self._matches(call):
+            return None
+        # the write in flight is unsynced either way; only a torn cut can keep some of it
+        keep = rng.randint(0, call.nbytes) if self.torn and call.kind == "write" else None
+        return PowerCut(repr(self), self.kind, torn=self.torn, keep=keep)
+
+
+@_fault
+class ConcurrentProcessors(Fault):
+    """Several processors at once; the schedule switches between them at shim ops."""
+
+    kind: ClassVar[str] = "concurrent_processors"
+    _rules = {"processors": _nat(2), "switch_probability": _chance}
+    processors: int = 2
+    switch_probability: float = 0.5
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        return None
+
+
+FAULTS: dict[str, type[Fault]] = {c.kind: c for c in (
+    DiskFull, PermissionDenied, MissingDirectory, KillMidWrite, PowerLoss,
+    ConcurrentProcessors)}
+FAULT_KINDS = tuple(FAULTS)
+
+
+def fault_from_spec(spec: Mapping[str, Any]) -> Fault:
+    """Build a fault from ``{"kind": ..., **parameters}`` (a scenario file's table)."""
+    if not isinstance(spec, Mapping):
+        raise FaultSpecError(f"fault spec={spec!r}; expected a mapping with 'kind' and "
+                             "the fault's parameters")
+    kind = spec.get("kind")
+    if kind not in FAULTS:
+        raise FaultSpecError(f"kind={kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+    cls = FAULTS[kind]
+    accepted = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    for key, value in spec.items():
+        if key != "kind" and key not in accepted:
+            raise FaultSpecError(f"{cls.__name__}: {key}={value!r} is not a parameter; "
+                                 f"expected one of kind, {', '.join(accepted)}")
+    return cls(**{k: v for k, v in spec.items() if k != "kind"})
+
+
+@dataclass(frozen=True, repr=False)
+class Plan:
+    """The faults of one scenario, in priority order; `arm` makes one run's state."""
+
+    faults: tuple[Fault, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.faults, tuple | list) or not all(
+                isinstance(f, Fault) for f in self.faults):
+            _fail("Plan", "faults", self.faults, "a tuple of faults")
+        object.__setattr__(self, "faults", tuple(self.faults))
+        if sum(isinstance(f, ConcurrentProcessors) for f in self.faults) > 1:
+            _fail("Plan", "faults", self.faults, "at most one ConcurrentProcessors")
+
+    def __repr__(self) -> str:
+        return f"Plan(faults={self.faults!r})"
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[Mapping[str, Any]]) -> Plan:
+        """A plan from fault specs (see `fault_from_spec`)."""
+        return cls(tuple(fault_from_spec(s) for s in specs))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(f.kind for f in self.faults)
+
+    @property
+    def concurrency(self) -> ConcurrentProcessors | None:
+        return next((f for f in self.faults if isinstance(f, ConcurrentProcessors)), None)
+
+    @property
+    def processors(self) -> int:
+        """How many processors the runner starts (1 without `ConcurrentProcessors`)."""
+        c = self.concurrency
+        return 1 if c is None else c.processors
+
+    def arm(self, rng: random.Random) -> ArmedPlan:
+        return ArmedPlan(self, rng)
+
+
+class ArmedPlan:
+    """One run's use of a plan: answers the shim and counts what fired."""
+
+    def __init__(self, plan: Plan, rng: random.Random) -> None:
+        self.plan = plan
+        self.healed = False
+        self.fired = 0
+        self.fired_by_kind: dict[str, int] = {}
+        self._rng = rng
+        # ConcurrentProcessors is read by the runner and never fires here
+        self._states = [_State(done=isinstance(f, ConcurrentProcessors)) for f in plan.faults]
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no fault can fire any more (healed, or every fault used up)."""
+        return self.healed or all(st.done for st in self._states)
+
+    def heal(self) -> None:
+        """Nothing fires afterwards: space is freed, permissions are back."""
+        self.healed = True
+
+    def decide(self, call: Call) -> Action | None:
+        """The action for this call, or None to let it through."""
+        if self.healed:
+            return None
+        live = []
+        action, winner = None, None
+        for fault, st in zip(self.plan.faults, self._states, strict=True):
+            if st.done:
+                continue
+            heal = getattr(fault, "heal_after_ops", None)
+            if heal is not None and st.first is not None and call.op >= st.first + heal:
+                st.done = True
+                continue
+            live.append((fault, st))
+            action = fault._decide(st, call, self._rng)
+            if action is not None:
+                winner = (fault, st)
+                break
+        for fault, st in live:
+            fault._after(st, call, action)
+        if winner is not None:
+            fault, st = winner
+            st.fired += 1
+            if st.first is None:
+                st.first = call.op
+            limit = fault._limit()
+            if limit is not None and st.fired >= limit:
+                st.done = True
+            self.fired += 1
+            self.fired_by_kind[fault.kind] = self.fired_by_kind.get(fault.kind, 0) + 1
+        return action

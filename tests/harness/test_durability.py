@@ -1,0 +1,302 @@
+"""Tests of the durability model: what a power loss keeps, and what it undoes."""
+
+from __future__ import annotations
+
+import os
+import random
+import types
+
+import pytest
+
+from harness.durability import SECTOR, DurabilityModel
+
+_REAL_NAMES = ("open", "read", "write", "close", "stat", "lstat", "fstat", "listdir", "mkdir",
+               "rmdir", "unlink", "lseek", "ftruncate", "fsync")
+
+
+def _real():
+    # looked up at call time, so under pyfakefs these are the fake functions
+    return types.SimpleNamespace(**{n: getattr(os, n) for n in _REAL_NAMES})
+
+
+class Disk:
+    """A tiny target: writes files and fsyncs them the way a queue would, telling the model."""
+
+    def __init__(self, root, model):
+        self.root, self.model = str(root), model
+
+    def p(self, rel):
+        return os.path.join(self.root, rel)
+
+    def write(self, rel, data, *, sync=False, append=False):
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        fd = os.open(self.p(rel), flags, 0o600)
+        try:
+            os.write(fd, data)
+            if sync:
+                os.fsync(fd)
+                self.model.file_synced(fd)
+        finally:
+            os.close(fd)
+
+    def sync_dir(self, rel=""):
+        fd = os.open(self.p(rel) if rel else self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            self.model.dir_synced(fd)
+        finally:
+            os.close(fd)
+
+    def read(self, rel):
+        with open(self.p(rel), "rb") as f:
+            return f.read()
+
+    def exists(self, rel):
+        return os.path.exists(self.p(rel))
+
+    def crash(self, seed=0, torn=None):
+        return self.model.power_loss(random.Random(seed), torn)
+
+
+@pytest.fixture
+def disk(tmp_path):
+    root = tmp_path / "sandbox"
+    (root / "q").mkdir(parents=True)
+    (root / "q" / "queue.json").write_bytes(b'["old"]')
+    model = DurabilityModel(str(root), _real())
+    model.snapshot_all()
+    return Disk(root, model)
+
+
+def test_unsynced_data_is_lost(disk):
+    disk.write("q/queue.json", b'["new", "unsynced"]')
+    said = disk.crash()
+    assert disk.read("q/queue.json") == b'["old"]'
+    assert said == ["rolled back q/queue.json to its content when the run started (7 of 19 bytes)"]
+
+
+def test_synced_data_is_kept(disk):
+    disk.write("q/queue.json", b'["new"]', sync=True)
+    disk.write("q/queue.json", b"more", append=True)
+    said = disk.crash()
+    assert disk.read("q/queue.json") == b'["new"]'
+    assert said == ["rolled back q/queue.json to its last fsync (7 of 11 bytes)"]
+
+
+def test_rename_without_dir_fsync_is_undone(disk):
+    disk.write("q/queue.json.tmp", b'["new"]', sync=True)
+    os.replace(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    said = disk.crash()
+    assert disk.read("q/queue.json") == b'["old"]'
+    assert not disk.exists("q/queue.json.tmp")
+    assert said == ["restored q/queue.json (the rename onto it was never made durable by an "
+                    "fsync of q/)"]
+
+
+def test_rename_with_dir_fsync_is_kept(disk):
+    disk.write("q/queue.json.tmp", b'["new"]', sync=True)
+    os.replace(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    disk.sync_dir("q")
+    assert disk.crash() == []
+    assert disk.read("q/queue.json") == b'["new"]'
+    assert sorted(os.listdir(disk.p("q"))) == ["queue.json"]
+
+
+def test_new_file_without_dir_fsync_is_dropped(disk):
+    disk.write("q/pending-1", b"e1|hello")
+    said = disk.crash()
+    assert not disk.exists("q/pending-1")
+    assert said == ["dropped q/pending-1 (never made durable by an fsync of q/)"]
+
+
+def test_file_fsynced_but_creation_not_dir_synced_is_dropped(disk):
+    disk.write("q/pending-1", b"e1|hello", sync=True)
+    disk.crash()
+    assert not disk.exists("q/pending-1")
+
+
+def test_created_and_dir_synced_but_data_not_fsynced_is_empty(disk):
+    disk.write("q/pending-1", b"e1|hello")
+    disk.sync_dir("q")
+    said = disk.crash()
+    assert disk.read("q/pending-1") == b""
+    assert said == ["rolled back q/pending-1 to empty (its data was never fsynced) (0 of 8 bytes)"]
+
+
+def test_unlink_without_dir_fsync_is_undone(disk):
+    os.unlink(disk.p("q/queue.json"))
+    said = disk.crash()
+    assert disk.read("q/queue.json") == b'["old"]'
+    assert said == ["restored q/queue.json (its removal was never made durable by an fsync of q/)"]
+
+
+def test_unlink_with_dir_fsync_is_kept(disk):
+    os.unlink(disk.p("q/queue.json"))
+    disk.sync_dir("q")
+    disk.crash()
+    assert os.listdir(disk.p("q")) == []
+
+
+def test_mkdir_without_parent_dir_fsync_is_dropped(disk):
+    os.mkdir(disk.p("q/pending"))
+    disk.write("q/pending/1", b"e1|x", sync=True)
+    disk.sync_dir("q/pending")
+    said = disk.crash()
+    assert not disk.exists("q/pending")
+    assert said == ["dropped q/pending/ (never made durable by an fsync of q/)"]
+
+
+def test_new_directory_synced_by_parent_only_is_empty(disk):
+    os.mkdir(disk.p("q/pending"))
+    disk.write("q/pending/1", b"e1|x", sync=True)
+    disk.sync_dir("q")
+    disk.crash()
+    assert os.listdir(disk.p("q/pending")) == []
+
+
+def test_full_recipe_for_a_new_directory_is_kept(disk):
+    os.mkdir(disk.p("q/pending"))
+    disk.write("q/pending/1", b"e1|x", sync=True)
+    disk.sync_dir("q/pending")
+    disk.sync_dir("q")
+    assert disk.crash() == []
+    assert disk.read("q/pending/1") == b"e1|x"
+
+
+def test_incident_save_sequence_rolls_back_to_the_old_queue(disk):
+    # the legacy save: fixed temp name, delete, move; no fsync anywhere
+    disk.write("q/queue.json.tmp", b'["old", "e1"]')
+    os.unlink(disk.p("q/queue.json"))
+    os.rename(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    said = disk.crash()
+    assert disk.read("q/queue.json") == b'["old"]'
+    assert sorted(os.listdir(disk.p("q"))) == ["queue.json"]
+    assert said == ["restored q/queue.json (the rename onto it was never made durable by an "
+                    "fsync of q/)"]
+
+
+def test_correct_recipe_keeps_the_new_content(disk):
+    disk.write("q/queue.json.tmp", b'["old", "e1"]', sync=True)
+    os.replace(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    disk.sync_dir("q")
+    assert disk.crash() == []
+    assert disk.read("q/queue.json") == b'["old", "e1"]'
+
+
+def test_second_save_does_not_lend_new_content_to_the_old_name(disk):
+    # two legacy saves: the second temp file may get the inode number the first save
+    # freed; the durable name must still show its own old bytes
+    for n in range(3):
+        disk.write("q/queue.json.tmp", b'["save %d"]' % n, sync=True)
+        os.unlink(disk.p("q/queue.json"))
+        os.rename(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    disk.crash()
+    assert disk.read("q/queue.json") == b'["old"]'
+
+
+def test_file_synced_after_it_was_renamed_is_found(disk):
+    disk.write("q/a", b"1")
+    disk.sync_dir("q")
+    os.rename(disk.p("q/a"), disk.p("q/b"))
+    fd = os.open(disk.p("q/b"), os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"23")
+    os.fsync(fd)
+    disk.model.file_synced(fd)
+    os.close(fd)
+    disk.crash()
+    assert disk.read("q/a") == b"123" and not disk.exists("q/b")
+
+
+def test_removed_by_fault_is_durably_gone(disk):
+    import shutil
+    shutil.rmtree(disk.p("q"))
+    disk.model.removed_by_fault(disk.p("q"))
+    assert disk.crash() == []
+    assert os.listdir(disk.root) == []
+
+
+def _torn_setup(tmp_path, seed, torn):
+    root = tmp_path / f"torn-{torn}-{seed}"
+    root.mkdir()
+    old = b"A" * (2 * SECTOR)
+    (root / "log").write_bytes(old)
+    disk = Disk(root, DurabilityModel(str(root), _real()))
+    disk.model.snapshot_all()
+    new = bytes(range(256)) * 24  # 6144 bytes: 12 sectors, all differ from "A"
+    disk.write("log", new)
+    said = disk.crash(seed, torn)
+    return old, new, disk.read("log"), said
+
+
+def test_torn_prefix_keeps_a_sector_aligned_prefix(tmp_path):
+    outcomes = set()
+    for seed in range(12):
+        old, new, got, said = _torn_setup(tmp_path, seed, "prefix")
+        k = max(k for k in range(13) if got[:k * SECTOR] == new[:k * SECTOR])
+        assert got[k * SECTOR:] == old[k * SECTOR:]  # the rest is the old bytes, or nothing
+        assert len(got) == (len(new) if k == 12 else max(len(old), k * SECTOR))
+        assert said == ([] if k == 12 else [
+            f"tore log: kept {k} of 12 sectors that were not yet durable "
+            f"({len(got)} of {len(new)} bytes)"])
+        outcomes.add(k)
+    assert len(outcomes) > 3
+
+
+def test_torn_sectors_are_deterministic_for_a_seed(tmp_path):
+    a = _torn_setup(tmp_path, 5, "sectors")
+    root2 = tmp_path / "again"
+    root2.mkdir()
+    b = _torn_setup(root2, 5, "sectors")
+    assert a[2] == b[2] and a[3] == b[3]
+    old, new, got, _ = a
+    for i in range(len(got) // SECTOR):
+        sector = got[i * SECTOR:(i + 1) * SECTOR]
+        assert sector in (new[i * SECTOR:(i + 1) * SECTOR], old[i * SECTOR:(i + 1) * SECTOR],
+                          bytes(SECTOR))
+    results = {_torn_setup(tmp_path, s, "sectors")[2] for s in range(6, 12)}
+    assert len(results) > 1
+
+
+def test_nothing_outside_the_root_is_touched(tmp_path, disk):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep me")
+    before = sorted(os.listdir(tmp_path))
+    disk.write("q/new", b"x")
+    disk.crash()
+    assert outside.read_bytes() == b"keep me"
+    assert sorted(os.listdir(tmp_path)) == before
+    with pytest.raises(AssertionError):
+        disk.model.removed_by_fault(str(tmp_path / "outside.txt"))
+
+
+def test_modes_are_kept(disk):
+    os.chmod(disk.p("q/queue.json"), 0o640)
+    disk.model.snapshot_all()
+    disk.write("q/queue.json", b"x")
+    disk.crash()
+    assert os.stat(disk.p("q/queue.json")).st_mode & 0o777 == 0o640
+
+
+def test_second_crash_with_nothing_new_changes_nothing(disk):
+    disk.write("q/queue.json", b"lost")
+    disk.crash()
+    assert disk.crash() == []
+    assert disk.read("q/queue.json") == b'["old"]'
+
+
+def test_under_pyfakefs(fs):
+    fs.create_file("/sandbox/q/queue.json", contents=b'["old"]')
+    model = DurabilityModel("/sandbox", _real())
+    model.snapshot_all()
+    disk = Disk("/sandbox", model)
+    # the incident's save: lost
+    disk.write("q/queue.json.tmp", b'["new"]')
+    os.unlink(disk.p("q/queue.json"))
+    os.rename(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    assert disk.crash() and disk.read("q/queue.json") == b'["old"]'
+    # the correct recipe: kept
+    disk.write("q/queue.json.tmp", b'["new"]', sync=True)
+    os.replace(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    disk.sync_dir("q")
+    assert disk.crash() == []
+    assert disk.read("q/queue.json") == b'["new"]'
