@@ -1,0 +1,221 @@
+"""The checker's explanations: which fault explains a verdict, and the sentence that says so.
+
+Kept apart from `harness.checker` so that the rules (there) stay short enough
+to read against docs/harness-design.md; everything here only describes.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+from harness._trace import Call, EntryTrace, FaultMark, Trace
+from harness.history import DRAIN, NEMESIS, FaultEvent, FsOp
+
+__all__ = [
+    "who",
+    "preview",
+    "cite",
+    "faults_between",
+    "last_fault_before",
+    "explaining_fault",
+    "destroyer",
+    "swallowed_fault",
+    "symptom_detail",
+]
+
+
+def who(process: int) -> str:
+    if process == DRAIN:
+        return "the drain"
+    if process == NEMESIS:
+        return "the nemesis"
+    return f"process {process}"
+
+
+def preview(payload: Any, limit: int = 32) -> str:
+    if not isinstance(payload, bytes | bytearray):
+        return repr(payload)
+    return repr(bytes(payload[:limit])) + ("..." if len(payload) > limit else "")
+
+
+def cite(mark: FaultMark) -> str:
+    """``DiskFull(...) fired at op 4 (write q/journal.0 -> ENOSPC)``."""
+    rec = mark.record
+    if isinstance(rec, FsOp):
+        what = " ".join(x for x in (rec.call, rec.path, rec.path2 and f"-> {rec.path2}") if x)
+        what += f" -> {rec.outcome}"
+    else:
+        what = rec.effect
+        if rec.crashed:
+            what += f"; crashed {', '.join(who(p) for p in rec.crashed)}"
+    return f"{mark.fault} fired at op {mark.index} ({what})"
+
+
+def _idx(mark: FaultMark) -> int:
+    return mark.index
+
+
+def _window(marks: list[FaultMark], lo: int, hi: int) -> list[FaultMark]:
+    """Marks with ``lo <= index < hi`` (marks are in history order)."""
+    return marks[bisect_left(marks, lo, key=_idx):bisect_left(marks, hi, key=_idx)]
+
+
+def faults_between(marks: list[FaultMark], lo: int, hi: int) -> tuple[str, ...]:
+    """Reprs of the faults that fired in ``[lo, hi)``, each once, first firing first."""
+    return tuple(dict.fromkeys(m.fault for m in _window(marks, lo, hi)))
+
+
+def last_fault_before(marks: list[FaultMark], index: int) -> FaultMark | None:
+    """The latest fault that fired before ``index``, if any."""
+    found = _window(marks, -1, index)
+    return found[-1] if found else None
+
+
+def _best(marks: list[FaultMark], lo: int, hi: int) -> FaultMark | None:
+    """The fault in ``(lo, hi)`` most likely to explain a missing or wrong entry.
+
+    A power loss or a deletion explains more than a kill or an error returned by
+    one call, which the target may well have handled; so those come first.
+    """
+    found = _window(marks, lo + 1, hi)
+    tiers = (
+        lambda r: isinstance(r, FaultEvent) and (r.destroyed or r.kind == "power_loss"),
+        lambda r: True,
+    )
+    for tier in tiers:
+        for mark in found:
+            if tier(mark.record):
+                return mark
+    return None
+
+
+def explaining_fault(entry: EntryTrace, facts: Trace, symptom: str) -> FaultMark | None:
+    """The fault the detail sentence should name for this symptom, if any fired."""
+    marks = facts.marks
+    if symptom == "duplicate":
+        dup = entry.duplicates[0]
+        return _best(marks, dup.earlier, dup.claim) or _best(marks, entry.first - 1, dup.claim)
+    if symptom == "corrupt":
+        return _best(marks, entry.first - 1, entry.corrupt[0].done.index)
+    if symptom == "lost" and entry.released:
+        cause = entry.released[-1].cause
+        if cause is not None:  # claimed, then its processor crashed: that crash is the story
+            return next((m for m in marks if m.record is cause), None)
+    return _best(marks, entry.last_seen, facts.end) or _best(marks, entry.first - 1, facts.end)
+
+
+def destroyer(entry: EntryTrace, facts: Trace) -> FaultMark | None:
+    """A fault that deleted data after the entry was last seen (so it took the only copy)."""
+    for mark in _window(facts.marks, entry.last_seen + 1, facts.end):
+        if isinstance(mark.record, FaultEvent) and mark.record.destroyed:
+            return mark
+    return None
+
+
+def swallowed_fault(entry: EntryTrace, marks: list[FaultMark]) -> tuple[Call, FaultMark] | None:
+    """The first call on the entry that returned ok although a fault fired inside it."""
+    calls = sorted(entry.enqueues + entry.claims + entry.acks, key=lambda c: c.invoke.index)
+    for call in calls:
+        if call.outcome != "ok":
+            continue
+        for mark in _window(marks, call.invoke.index + 1, call.done.index):
+            rec = mark.record
+            if isinstance(rec, FsOp) and rec.process == call.process:
+                return call, mark
+            if isinstance(rec, FaultEvent) and rec.process in (call.process, NEMESIS):
+                return call, mark
+    return None
+
+
+def _enqueue_story(entry: EntryTrace) -> str:
+    ok = entry.enqueue_ok()
+    if ok is not None:
+        return f"enqueue returned ok at op {ok.done.index}"
+    if not entry.enqueues:
+        return "never enqueued"
+    last = entry.enqueues[-1]
+    at = last.done.index if last.done is not None else last.invoke.index
+    story = f"enqueue ended {last.outcome} at op {at}"
+    if entry.claims:
+        story += f" but it came out at op {entry.claims[0].done.index}"
+    return story
+
+
+def _lost(entry: EntryTrace, facts: Trace, story: str) -> str:
+    if entry.status == "held":
+        holder, since = next(iter(entry.holders.items()))
+        return (f"{story}; still held by {who(holder)} (claim at op {since}) when the "
+                "history ended with no final drain")
+    gone = "never came out"
+    if entry.released:
+        rel = entry.released[-1]
+        story += (f"; claimed by {who(rel.process)} at op {rel.claim}, released when "
+                  f"{rel.why} at op {rel.at}")
+        gone = "never came out again"
+    where = ("of the final drain" if facts.drain_start is not None
+             else "(the history has no final drain)")
+    return f"{story}; {gone} {where}"
+
+
+def _stuck(entry: EntryTrace, story: str) -> str:
+    parts = [story]
+    claim = entry.claims[-1] if entry.claims else None
+    if claim is not None and claim.process == DRAIN:
+        after = claim.done.index
+        acks = [a for a in entry.acks if a.process == DRAIN and a.invoke.index > after]
+        if acks:
+            end = acks[-1].done.index if acks[-1].done is not None else acks[-1].invoke.index
+            how = f"its ack ended {acks[-1].outcome} at op {end}"
+        else:
+            how = "never acked it"
+        parts.append(f"the drain claimed it at op {after} but {how}")
+    if entry.final_state is not None:
+        at, ident, state = entry.final_state
+        parts.append(f"the final states() at op {at} shows queue id {ident} {state}")
+        if len(parts) == 2:
+            parts[-1] += ": the drain could not claim it"
+    return "; ".join(parts)
+
+
+def _duplicate(entry: EntryTrace, story: str) -> str:
+    dup = entry.duplicates[0]
+    if dup.reason == "acked":
+        text = (f"{story}; an ack of it by {who(dup.earlier_process)} returned ok at op "
+                f"{dup.earlier}, yet {who(dup.process)} claimed it again at op {dup.claim}")
+    else:
+        text = (f"{story}; {who(dup.process)} claimed it at op {dup.claim} while "
+                f"{who(dup.earlier_process)} still held it from its claim at op "
+                f"{dup.earlier} (no crash, restart, close or failed ack of it in between)")
+    if len(entry.duplicates) > 1:
+        text += f" ({len(entry.duplicates)} duplicate claims in all)"
+    return text
+
+
+def _corrupt(entry: EntryTrace, story: str) -> str:
+    bad = entry.corrupt[0]
+    got, want = bad.done.value.get("payload"), entry.payload or b""
+    got = got.encode() if isinstance(got, str) else bytes(got or b"")
+    if len(got) < len(want) and want.startswith(got):
+        how = "truncated"
+    elif got.startswith(want):
+        how = "with bytes appended"
+    else:
+        how = "altered"
+    return (f"{story}; the claim by {who(bad.process)} at op {bad.done.index} returned "
+            f"{len(got)} bytes {preview(got)}, {how}: {len(want)} bytes {preview(want)} "
+            f"were enqueued at op {entry.enqueues[0].invoke.index}")
+
+
+def symptom_detail(symptom: str, entry: EntryTrace, facts: Trace) -> str:
+    """What went wrong, without the ``entry eN:`` prefix and without the fault."""
+    story = _enqueue_story(entry)
+    if symptom == "lost":
+        return _lost(entry, facts, story)
+    if symptom == "stuck":
+        return _stuck(entry, story)
+    if symptom == "duplicate":
+        return _duplicate(entry, story)
+    if symptom == "corrupt":
+        return _corrupt(entry, story)
+    return story
