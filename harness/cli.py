@@ -1,0 +1,320 @@
+"""The ``harness`` command: run scenarios against a target, reproduce the incident, list things.
+
+Exit codes are the CI contract: 0 every scenario passed; 1 a violation, a scenario where
+no fault fired, or a scenario the harness could not run; 2 bad usage or configuration
+(a broken scenario file, an unknown target, a bad fault parameter). Configuration is
+checked completely before the first scenario runs, so exit 2 means nothing ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness import faults, report, scenarios
+from harness.faults import FaultSpecError
+from harness.scenarios import ScenarioError
+from harness.targets import BUILTIN, TargetError, resolve
+
+__all__ = ["main", "build_parser", "INCIDENT_TARGETS"]
+
+INCIDENT_TARGETS = ("legacy", "legacy-seedfix", "robust")
+"""`harness reproduce incident` runs the incident scenario on these, in this order."""
+
+_DEFAULT_REPORT_DIR = "reports"
+_MAX_PRINTED = 10  # violations per scenario on the terminal; the reports carry all of them
+_EPILOG = """\
+exit codes: 0 all scenarios passed; 1 a violation, no fault fired, or a harness error;
+2 bad usage or configuration (nothing ran).
+In CI, append the Markdown report to the step summary:
+  cat reports/run-robust.md >> "$GITHUB_STEP_SUMMARY"
+"""
+
+_REPRODUCE_EPILOG = """\
+exit codes: 0 reproduced (legacy lost or stalled entries and robust passed); 1 not
+reproduced (the verdict line says which expectation failed); 2 bad configuration.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (``prog`` fixed so ``python -m harness`` reads the same)."""
+    parser = argparse.ArgumentParser(
+        prog="harness", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fault-injection harness: prove a file-backed queue loses nothing.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run scenarios against a target", epilog=_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--target", default="robust",
+                     help="robust, legacy, legacy-seedfix or MODULE:CALLABLE (default: robust)")
+    run.add_argument("--scenario", dest="scenarios", metavar="NAME", nargs="+",
+                     action="extend", help="scenario names, or 'all' (default: all)")
+    _common(run, report_help=(
+        f"write JSON, JUnit and Markdown here as run-<target>.* (default: "
+        f"{_DEFAULT_REPORT_DIR}/; when only explicit --json/--junit/--markdown paths are "
+        "given, only those are written)"))
+    run.add_argument("--junit", metavar="PATH", help="write the JUnit XML report here")
+    run.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
+
+    rep = sub.add_parser("reproduce", help="reproduce the incident on legacy, "
+                         "legacy-seedfix and robust side by side", epilog=_REPRODUCE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep.add_argument("what", choices=["incident"], help="what to reproduce")
+    _common(rep, report_help=(
+        f"write reproduce-incident.{{json,xml,md}} here (default: {_DEFAULT_REPORT_DIR}/; "
+        "--json moves only the JSON)"))
+
+    lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets")
+    lst.add_argument("--scenario-dir", metavar="DIR", type=Path,
+                     help="where the scenario files are (default: ./scenarios)")
+    return parser
+
+
+def _common(p: argparse.ArgumentParser, *, report_help: str) -> None:
+    p.add_argument("--seed", type=_seed, help="override every scenario's seed (an int >= 0)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    p.add_argument("--report-dir", metavar="DIR", help=report_help)
+    p.add_argument("--scenario-dir", metavar="DIR", type=Path,
+                   help="where the scenario files are (default: ./scenarios)")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``harness`` and ``python -m harness``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 by itself on bad usage
+    command = {"run": _cmd_run, "reproduce": _cmd_reproduce, "list": _cmd_list}[args.command]
+    try:
+        return command(args)
+    except (ScenarioError, TargetError, FaultSpecError) as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    chosen = _load(args.scenarios or ["all"], args.scenario_dir)
+    _resolve_target(args.target)
+    printer = _Printer()
+    run = _runner().run_suite(args.target, chosen, seed=args.seed, progress=printer.progress)
+    printer.finish(run)
+    written = _write(run, args, stem=f"run-{_safe(args.target)}", junit=args.junit,
+                     md=args.markdown, only_explicit=True)
+    ok = _passed(run)
+    print(_verdict(run, ok))
+    if written:
+        print("reports: " + ", ".join(str(p) for p in written))
+    return 0 if ok else 1
+
+
+class _Printer:
+    """Prints each scenario's line as the runner finishes it (and any it did not announce)."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+
+    def progress(self, name: str, scenario: dict) -> None:
+        if name not in self.done:
+            self.done.add(name)
+            print(_scenario_lines(scenario), flush=True)
+
+    def finish(self, run: dict) -> None:
+        for s in run.get("scenarios", []):
+            self.progress(s.get("name"), s)
+
+
+def _scenario_lines(s: dict) -> str:
+    """``PASS  name (fault): facts``; a non-pass adds its violations and replay command."""
+    status = s.get("status")
+    word = report.STATUS_WORDS.get(status, str(status).upper())
+    if status == "fail":
+        word += " " + report.violation_summary(s)
+    facts = (f"{s.get('faults_fired', 0)} faults fired, {s.get('ops', 0)} ops, "
+             f"{s.get('entries', 0)} entries, {float(s.get('duration_s') or 0):.2f}s")
+    lines = [f"{word}  {s.get('name')} ({s.get('fault')}): {facts}"]
+    if status != "pass":
+        violations = s.get("violations") or []
+        for v in violations[:_MAX_PRINTED]:
+            lines.append(f"    {v.get('kind')} {v.get('entry')}: {v.get('detail')}")
+        if len(violations) > _MAX_PRINTED:
+            lines.append(f"    ... and {len(violations) - _MAX_PRINTED} more in the reports")
+        lines += [f"    observed: {o}" for o in s.get("observations") or []]
+        lines.append(f"replay: {s.get('replay', '')}")
+    return report.printable("\n".join(lines))
+
+
+def _passed(run: dict) -> bool:
+    statuses = [s.get("status") for s in run.get("scenarios", [])]
+    return bool(statuses) and all(st == "pass" for st in statuses)
+
+
+def _verdict(run: dict, ok: bool) -> str:
+    statuses = [s.get("status") for s in run.get("scenarios", [])]
+    counts = ", ".join(f"{statuses.count(k)} {report.STATUS_WORDS[k].lower()}"
+                       for k in report.STATUS_WORDS if statuses.count(k))
+    return (f"verdict: {'PASS' if ok else 'FAIL'} target {run.get('target')}: "
+            f"{len(statuses)} scenarios ({counts or 'none ran'}), "
+            f"{run.get('violations_total', 0)} violations")
+
+
+# -- reproduce incident -------------------------------------------------------------------
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    chosen = _load(["incident"], args.scenario_dir)
+    for target in INCIDENT_TARGETS:
+        _resolve_target(target)
+    suite = _runner().run_suite
+    runs = {}
+    for target in INCIDENT_TARGETS:
+        print(f"running the incident scenario on {target} ...", flush=True)
+        runs[target] = suite(target, chosen, seed=args.seed)
+    print()
+    print(report.explain(list(runs.values())))
+    print()
+    print(_side_by_side(runs))
+    print()
+    combined = {"targets": runs}
+    # JUnit and Markdown always go to the report dir here: --json only moves the JSON.
+    written = _write(combined, args, stem="reproduce-incident", junit=None, md=None,
+                     only_explicit=False)
+    failed = _incident_expectations(runs)
+    if written:
+        print("reports: " + ", ".join(str(p) for p in written))
+    if failed:
+        print("verdict: NOT REPRODUCED: " + "; ".join(failed))
+        return 1
+    print("verdict: REPRODUCED: the legacy design lost or stalled entries under the "
+          "incident's conditions, and robust delivered every one.")
+    return 0
+
+
+def _incident_expectations(runs: dict[str, dict]) -> list[str]:
+    """Which of 'legacy has violations' and 'robust has none' failed, in words."""
+    failed = []
+    legacy, robust = runs["legacy"], runs["robust"]
+    if not _violations(legacy):
+        failed.append(f"expected legacy to lose or stall entries, it had no violation "
+                      f"(status {_statuses(legacy)}); try another --seed or more entries")
+    if _violations(robust) or not _passed(robust):
+        failed.append(f"expected robust to pass, it had {_violations(robust)} violations "
+                      f"(status {_statuses(robust)}); see its replay command above")
+    seedfix = _violations(runs["legacy-seedfix"])
+    print(f"the shipped fix (legacy-seedfix): {seedfix} violations"
+          + (" - the check-then-act race survives it." if seedfix else
+             " in this run (its race is timing-dependent; other seeds may show it)."))
+    return failed
+
+
+_KINDS_SHOWN = ("lost", "stuck", "duplicate", "corrupt", "phantom", "silent_error")
+
+
+def _side_by_side(runs: dict[str, dict]) -> str:
+    """One row per target: its status and how many entries of each violation kind."""
+    rows = [("target", "status", *_KINDS_SHOWN)]
+    for target, run in runs.items():
+        kinds = [v.get("kind") for s in run.get("scenarios", []) for v in s.get("violations")
+                 or []]
+        rows.append((target, _statuses(run), *(str(kinds.count(k)) for k in _KINDS_SHOWN)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def _violations(run: dict) -> int:
+    return sum(len(s.get("violations") or []) for s in run.get("scenarios", []))
+
+
+def _statuses(run: dict) -> str:
+    return ", ".join(str(s.get("status")) for s in run.get("scenarios", [])) or "none ran"
+
+
+# -- list ---------------------------------------------------------------------------------
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    directory = args.scenario_dir or scenarios.default_dir()
+    found = scenarios.load_dir(directory)  # a broken file is exit 2 before any output
+    print(f"scenarios ({directory}):")
+    for s in found:
+        print(f"  {s.name:<28} {s.fault:<22} {_first_sentence(s.description)}")
+    print("\nfaults:")
+    for kind, cls in _fault_classes(faults):
+        print(f"  {kind:<22} {cls.__name__:<22} {_first_sentence(inspect.getdoc(cls) or '')}")
+    print("\ntargets (or MODULE:CALLABLE returning a queue for a directory):")
+    for name, description in BUILTIN.items():
+        print(f"  {name:<16} {description}")
+    return 0
+
+
+def _fault_classes(faults: Any) -> list[tuple[str, type]]:
+    by_kind = {getattr(obj, "kind", None): obj for obj in vars(faults).values()
+               if inspect.isclass(obj)}
+    return [(kind, by_kind[kind]) for kind in faults.FAULT_KINDS if kind in by_kind]
+
+
+def _first_sentence(text: str) -> str:
+    first = " ".join(text.replace("``", "").split()).split(". ")[0].rstrip(".")
+    return first if len(first) <= 90 else first[:87] + "..."
+
+
+# -- shared -------------------------------------------------------------------------------
+
+
+def _load(names: list[str], directory: Path | None) -> list:
+    return scenarios.select(names, directory or scenarios.default_dir())
+
+
+def _runner() -> Any:
+    # Imported when needed: `list` and bad-config paths must work without the runner's
+    # dependencies, and tests replace sys.modules["harness.runner"].
+    return importlib.import_module("harness.runner")
+
+
+def _resolve_target(spec: str) -> Callable:
+    # Resolve before running anything, so an unknown target is exit 2 with nothing run.
+    return resolve(spec)
+
+
+def _write(run: Any, args: argparse.Namespace, *, stem: str, junit: str | None,
+           md: str | None, only_explicit: bool) -> list[Path]:
+    """Each format to its explicit path, else to ``<report dir>/<stem>.<ext>``.
+
+    With ``only_explicit``, giving any explicit path and no --report-dir writes just
+    the formats asked for (so ``--json out.json`` does not also fill reports/).
+    """
+    explicit = {"json": args.json, "junit": junit, "markdown": md}
+    writers = {"json": report.write_json, "junit": report.write_junit,
+               "markdown": report.write_markdown}
+    suffix = {"json": ".json", "junit": ".xml", "markdown": ".md"}
+    skip_dir = only_explicit and any(explicit.values())
+    report_dir = args.report_dir or (None if skip_dir else _DEFAULT_REPORT_DIR)
+    written = []
+    for fmt, path in explicit.items():
+        if path is None and report_dir is not None:
+            path = Path(report_dir) / f"{stem}{suffix[fmt]}"
+        if path is not None:
+            written.append(writers[fmt](run, path))
+    return written
+
+
+def _safe(target: str) -> str:
+    """A target as a file-name part: ``pkg.mod:make`` -> ``pkg.mod-make``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", target).strip("-.") or "target"

@@ -1,0 +1,285 @@
+"""Load fault-injection scenarios from TOML files, checking every key before anything runs.
+
+A scenario is data: a workload, a fault plan and a seed (``scenarios/*.toml``). This
+module turns one file into a frozen `Scenario` and refuses anything it does not
+understand, because a typo that silently falls back to a default would make a run pass
+while testing nothing. Every refusal is a `ScenarioError` whose message names the file,
+the key, the value, what was expected and what to do, so the CLI can print it as is and
+exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.faults import FAULT_KINDS, Plan, fault_from_spec
+
+__all__ = [
+    "CHECKS",
+    "MODES",
+    "Scenario",
+    "ScenarioError",
+    "Workload",
+    "default_dir",
+    "load",
+    "load_dir",
+    "select",
+]
+
+MODES = ("thread", "process")
+"""How the runner runs processors: threads under one shim, or real processes."""
+
+CHECKS = ("stale_locks", "retention")
+"""Extra observations a scenario may ask the runner for (beyond the checker's verdicts)."""
+
+_TOP_KEYS = ("description", "fault", "seed", "mode", "checks", "workload", "faults")
+_WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "max_ops")
+_FIX = "fix the file and run again"
+
+
+class ScenarioError(Exception):
+    """A scenario file (or a scenario name) the harness cannot use; the message is for users."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the processors do: how many entries go through the queue, and how big they are."""
+
+    entries: int = 20
+    processors: int = 1
+    payload_min: int = 0
+    payload_max: int = 256
+    max_ops: int = 200_000
+
+    def __post_init__(self) -> None:
+        # The loader gives the friendlier message; this guards workloads built in code.
+        if self.entries < 1 or self.processors < 1 or self.max_ops < 1:
+            raise ValueError(f"{self!r}: entries, processors and max_ops must be >= 1")
+        if not 0 <= self.payload_min <= self.payload_max:
+            raise ValueError(f"{self!r}: expected 0 <= payload_min <= payload_max")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario file, validated: run it with `harness.runner.run_suite`."""
+
+    name: str
+    description: str
+    fault: str
+    plan: Plan
+    workload: Workload = field(default_factory=Workload)
+    seed: int = 1
+    mode: str = "thread"
+    checks: tuple[str, ...] = ()
+    source: str = ""
+
+
+def default_dir() -> Path:
+    """``scenarios/`` in the working directory if there is one, else the repository's own."""
+    here = Path.cwd() / "scenarios"
+    if here.is_dir():
+        return here
+    # harness/ is a namespace package (no __init__), so go from this module's file.
+    return Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate one scenario file; raises `ScenarioError` naming what is wrong."""
+    path = Path(path)
+    where = _shown(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{where}: no such scenario file; check the path")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{where}: cannot read the file ({exc}); check it and run again")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_line(exc, text)
+        raise ScenarioError(f"{where}, line {line}: not valid TOML: {exc}; {_FIX}")
+    return _build(path.stem, raw, where, str(path))
+
+
+def load_dir(directory: str | Path) -> list[Scenario]:
+    """Every ``*.toml`` in ``directory``, sorted by name; all problems reported at once."""
+    files = _files(directory)
+    scenarios, problems = [], []
+    for file in files:
+        try:
+            scenarios.append(load(file))
+        except ScenarioError as exc:
+            problems.append(str(exc))
+    if problems:
+        head = f"{len(problems)} of {len(files)} scenario files are invalid:\n" if len(
+            problems) > 1 else ""
+        raise ScenarioError(head + "\n".join(problems))
+    return sorted(scenarios, key=lambda s: s.name)
+
+
+def select(names: Iterable[str], directory: str | Path) -> list[Scenario]:
+    """The scenarios called ``names`` (``"all"``: every file), in the order given.
+
+    A name may also be the path of a ``.toml`` file outside ``directory``. Only the
+    files asked for are read, so one broken file does not block the others.
+    """
+    names = list(dict.fromkeys(names))  # drop repeats, keep order
+    if not names or "all" in names:
+        return load_dir(directory)
+    available = {f.stem: f for f in _files(directory)}
+    chosen, unknown = [], []
+    for name in names:
+        if name in available:
+            chosen.append(available[name])
+        elif name.endswith(".toml") and Path(name).is_file():
+            chosen.append(Path(name))
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ScenarioError(
+            f"unknown scenario {', '.join(map(repr, unknown))} in {_shown(Path(directory))}; "
+            f"available: {', '.join(sorted(available))} (or 'all'); "
+            "pick one of those or pass --scenario-dir")
+    return [load(f) for f in chosen]
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _files(directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ScenarioError(
+            f"{_shown(directory)}: no such scenario directory; pass --scenario-dir DIR "
+            "or run from the repository root")
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise ScenarioError(f"{_shown(directory)}: no *.toml scenario files in it; add one")
+    return files
+
+
+def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
+    def bad(key: str, value: Any, expected: str) -> ScenarioError:
+        return ScenarioError(f"{where}: key {key!r} = {_show(value)}: expected {expected}; {_FIX}")
+
+    _no_unknown_keys(raw, _TOP_KEYS, "", where)
+    for key in ("description", "fault", "faults"):
+        if key not in raw:
+            raise ScenarioError(f"{where}: key {key!r} is missing; add it ({_hint(key)})")
+
+    description = raw["description"]
+    if not isinstance(description, str) or not description.strip():
+        raise bad("description", description, "a non-empty string saying what it reproduces")
+    fault = raw["fault"]
+    if fault not in FAULT_KINDS:
+        raise bad("fault", fault, f"one of {', '.join(FAULT_KINDS)}")
+    seed = raw.get("seed", 1)
+    if not _is_int(seed) or seed < 0:
+        raise bad("seed", seed, "an integer >= 0")
+    mode = raw.get("mode", "thread")
+    if mode not in MODES:
+        raise bad("mode", mode, f"one of {', '.join(MODES)}")
+    checks = raw.get("checks", [])
+    if not isinstance(checks, list) or any(c not in CHECKS for c in checks):
+        raise bad("checks", checks, f"a list drawn from {list(CHECKS)}")
+
+    workload = _workload(raw.get("workload", {}), where, bad)
+    plan = _plan(raw["faults"], where, bad)
+    if fault not in plan.kinds:
+        raise bad("fault", fault, f"a kind among the [[faults]] tables ({', '.join(plan.kinds)})"
+                  " because 'fault' names the primary fault of the plan")
+    return Scenario(name=name, description=description.strip(), fault=fault, plan=plan,
+                    workload=workload, seed=seed, mode=mode, checks=tuple(checks),
+                    source=source)
+
+
+def _workload(table: Any, where: str, bad) -> Workload:
+    if not isinstance(table, dict):
+        raise bad("workload", table, "a [workload] table")
+    _no_unknown_keys(table, _WORKLOAD_KEYS, "workload.", where)
+    values: dict[str, int] = {}
+    for key in ("entries", "processors", "max_ops"):
+        if key in table:
+            value = table[key]
+            if not _is_int(value) or value < 1:
+                raise bad(f"workload.{key}", value, "a positive integer")
+            values[key] = value
+    if "payload_bytes" in table:
+        value = table["payload_bytes"]
+        if (not isinstance(value, list) or len(value) != 2 or not all(map(_is_int, value))
+                or not 0 <= value[0] <= value[1]):
+            raise bad("workload.payload_bytes", value,
+                      "[min, max] with integers 0 <= min <= max (body bytes per entry)")
+        values["payload_min"], values["payload_max"] = value
+    return Workload(**values)
+
+
+def _plan(tables: Any, where: str, bad) -> Plan:
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise bad("faults", tables, "one or more [[faults]] tables, each with a 'kind'")
+    faults = []
+    for number, table in enumerate(tables, start=1):
+        try:
+            faults.append(fault_from_spec(table))
+        except (ValueError, TypeError) as exc:  # FaultSpecError is a ValueError
+            # TOML puts every key after a [[faults]] header into that table: say so.
+            strays = [k for k in table if k in _TOP_KEYS]
+            hint = (f" ({', '.join(strays)}: a top-level key must come before the first "
+                    "[[faults]] table)") if strays else ""
+            raise ScenarioError(
+                f"{where}: key 'faults[{number}]' (the [[faults]] table number {number}, "
+                f"kind = {_show(table.get('kind'))}): {exc}{hint}; {_FIX}")
+    try:
+        return Plan(faults=tuple(faults))
+    except ValueError as exc:  # e.g. two concurrent_processors tables
+        raise ScenarioError(f"{where}: key 'faults': {exc}; {_FIX}")
+
+
+def _no_unknown_keys(table: Mapping[str, Any], accepted: tuple[str, ...], prefix: str,
+                     where: str) -> None:
+    unknown = [k for k in table if k not in accepted]
+    if unknown:
+        names = ", ".join(repr(prefix + k) for k in unknown)
+        raise ScenarioError(
+            f"{where}: unknown key {names}; accepted keys{' in [workload]' if prefix else ''}: "
+            f"{', '.join(accepted)}; {_FIX} (a typo would otherwise fall back to a default)")
+
+
+def _hint(key: str) -> str:
+    return {
+        "description": 'description = "what this reproduces and why it matters"',
+        "fault": f"fault = one of {', '.join(map(repr, FAULT_KINDS))}",
+        "faults": '[[faults]] tables, e.g. [[faults]] kind = "disk_full"',
+    }[key]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # TOML true is not a count
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _shown(path: Path) -> str:
+    """The path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+_LINE = re.compile(r"at line (\d+)")
+
+
+def _toml_line(exc: tomllib.TOMLDecodeError, text: str) -> int:
+    # Python 3.11's TOMLDecodeError has no lineno attribute; the message carries it,
+    # except at "end of document", which is the last line.
+    match = _LINE.search(str(exc))
+    return int(match.group(1)) if match else max(1, len(text.splitlines()))

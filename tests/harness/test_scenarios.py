@@ -1,0 +1,217 @@
+"""Tests for harness.scenarios: the shipped files load, and every malformed file is refused
+with a message that names the file, the key and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.faults import FAULT_KINDS, Plan
+from harness.scenarios import (
+    Scenario,
+    ScenarioError,
+    Workload,
+    default_dir,
+    load,
+    load_dir,
+    select,
+)
+
+REPO_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+NAMED = {
+    "disk-full", "disk-full-persistent", "permission-denied", "missing-directory",
+    "missing-directory-mid-save", "killed-mid-write", "power-loss", "power-loss-torn",
+    "concurrent-processors", "incident", "stale-locks", "delivered-retention",
+}
+
+VALID = """\
+description = "Disk fills up during the temp-file write."
+fault = "disk_full"
+seed = 7
+[workload]
+entries = 12
+processors = 2
+payload_bytes = [8, 64]
+[[faults]]
+kind = "disk_full"
+after_bytes = 2048
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "sample") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- the shipped scenarios ----------------------------------------------------------------
+
+
+def test_every_shipped_scenario_loads():
+    loaded = load_dir(REPO_SCENARIOS)
+    names = {s.name for s in loaded}
+    assert names >= NAMED, f"missing scenario files: {sorted(NAMED - names)}"
+    assert [s.name for s in loaded] == sorted(names)
+    for s in loaded:
+        assert s.description and s.fault in s.plan.kinds
+        assert Path(s.source).name == f"{s.name}.toml"
+
+
+def test_every_fault_kind_has_a_scenario():
+    primary = {s.fault for s in load_dir(REPO_SCENARIOS)}
+    assert set(FAULT_KINDS) <= primary
+
+
+def test_named_scenarios_have_their_checks():
+    by_name = {s.name: s for s in load_dir(REPO_SCENARIOS)}
+    assert "stale_locks" in by_name["stale-locks"].checks
+    assert "retention" in by_name["delivered-retention"].checks
+    assert by_name["incident"].workload.processors >= 2
+
+
+# -- a valid file -------------------------------------------------------------------------
+
+
+def test_load_builds_a_frozen_scenario(tmp_path):
+    s = load(_write(tmp_path, VALID, "disk-full"))
+    assert isinstance(s, Scenario) and isinstance(s.plan, Plan)
+    assert (s.name, s.fault, s.seed, s.mode, s.checks) == ("disk-full", "disk_full", 7,
+                                                           "thread", ())
+    assert s.workload == Workload(entries=12, processors=2, payload_min=8, payload_max=64)
+    assert s.plan.kinds == ("disk_full",)
+    with pytest.raises(AttributeError):
+        s.seed = 3  # type: ignore[misc]
+
+
+def test_defaults_when_optional_keys_are_absent(tmp_path):
+    text = 'description = "x"\nfault = "disk_full"\n[[faults]]\nkind = "disk_full"\n'
+    s = load(_write(tmp_path, text))
+    assert s.workload == Workload() and s.seed == 1 and s.mode == "thread"
+
+
+# -- malformed files ----------------------------------------------------------------------
+
+BROKEN = {
+    # name: (file text, fragments the message must contain)
+    "toml-syntax": (VALID.replace("seed = 7", "seed = "), ["line 3", "not valid TOML"]),
+    "unknown-top-key": ('sede = 3\n' + VALID, ["'sede'", "accepted keys", "description"]),
+    "unknown-workload-key": (VALID.replace("entries = 12", "entires = 12"),
+                             ["'workload.entires'", "payload_bytes"]),
+    "wrong-type": (VALID.replace("seed = 7", 'seed = "seven"'), ["'seed'", "'seven'",
+                                                                  "integer"]),
+    "negative-entries": (VALID.replace("entries = 12", "entries = -3"),
+                         ["key 'workload.entries' = -3", "positive integer"]),
+    "bool-entries": (VALID.replace("entries = 12", "entries = true"),
+                     ["'workload.entries' = True"]),
+    "bad-payload": (VALID.replace("[8, 64]", "[64, 8]"), ["'workload.payload_bytes'"]),
+    "bad-mode": ('mode = "fiber"\n' + VALID, ["'mode' = 'fiber'", "thread, process"]),
+    "bad-check": ('checks = ["leaks"]\n' + VALID, ["'checks'", "stale_locks"]),
+    "unknown-fault-kind": (VALID.replace('fault = "disk_full"', 'fault = "meteor"'),
+                           ["'fault' = 'meteor'", "disk_full"]),
+    "fault-not-in-plan": (VALID.replace('fault = "disk_full"', 'fault = "power_loss"'),
+                          ["'fault' = 'power_loss'", "[[faults]]"]),
+    "missing-description": (VALID.replace('description = "Disk fills up during the '
+                                          'temp-file write."\n', ""), ["'description'",
+                                                                       "missing"]),
+    "no-faults": (VALID.split("[[faults]]")[0], ["'faults'", "missing"]),
+    "bad-fault-parameter": (VALID + '[[faults]]\nkind = "disk_full"\nafter_bytes = -5\n',
+                            ["faults[2]", "after_bytes"]),
+    "unknown-fault-parameter": (VALID.replace("after_bytes = 2048", "after_byts = 2048"),
+                                ["faults[1]", "after_byts"]),
+    "top-key-after-faults": (VALID + 'mode = "process"\n',
+                             ["faults[1]", "before the first [[faults]]"]),
+    "two-concurrency-tables": (VALID.replace("disk_full", "concurrent_processors")
+                               .replace("after_bytes = 2048", "processors = 2")
+                               + '[[faults]]\nkind = "concurrent_processors"\n',
+                               ["'faults'", "ConcurrentProcessors"]),
+    "fault-table-kind": (VALID.replace('kind = "disk_full"', 'kind = "meteor"'),
+                         ["faults[1]", "meteor"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_malformed_file_names_file_and_key(tmp_path, monkeypatch, case):
+    monkeypatch.chdir(tmp_path)
+    text, fragments = BROKEN[case]
+    path = _write(tmp_path, text, case)
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{case}.toml"), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_message_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scenarios").mkdir()
+    path = _write(tmp_path / "scenarios", VALID.replace("entries = 12", "entries = -3"),
+                  "disk-full")
+    with pytest.raises(ScenarioError, match=r"^scenarios/disk-full\.toml: key "
+                       r"'workload\.entries' = -3: expected a positive integer; fix the file"):
+        load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ScenarioError, match="no such scenario file"):
+        load(tmp_path / "nope.toml")
+
+
+def test_load_dir_reports_every_broken_file(tmp_path):
+    _write(tmp_path, VALID, "good")
+    _write(tmp_path, VALID.replace("seed = 7", "seed = -1"), "bad-seed")
+    _write(tmp_path, VALID + "x = 1\n", "bad-key")
+    with pytest.raises(ScenarioError) as info:
+        load_dir(tmp_path)
+    message = str(info.value)
+    assert "2 of 3 scenario files" in message
+    assert "bad-seed.toml" in message and "bad-key.toml" in message
+
+
+def test_load_dir_missing_or_empty(tmp_path):
+    with pytest.raises(ScenarioError, match="no such scenario directory"):
+        load_dir(tmp_path / "absent")
+    with pytest.raises(ScenarioError, match=r"no \*\.toml"):
+        load_dir(tmp_path)
+
+
+# -- select and default_dir ---------------------------------------------------------------
+
+
+def test_select_all_and_by_name(tmp_path):
+    for name in ("b", "a", "c"):
+        _write(tmp_path, VALID, name)
+    assert [s.name for s in select(["all"], tmp_path)] == ["a", "b", "c"]
+    assert [s.name for s in select(["c", "a", "c"], tmp_path)] == ["c", "a"]
+
+
+def test_select_reads_only_the_named_files(tmp_path):
+    _write(tmp_path, VALID, "good")
+    _write(tmp_path, "not toml at all [", "broken")
+    assert [s.name for s in select(["good"], tmp_path)] == ["good"]
+
+
+def test_select_unknown_name_lists_available(tmp_path):
+    _write(tmp_path, VALID, "disk-full")
+    _write(tmp_path, VALID, "power-loss")
+    with pytest.raises(ScenarioError) as info:
+        select(["disk-ful"], tmp_path)
+    message = str(info.value)
+    assert "'disk-ful'" in message and "disk-full, power-loss" in message
+
+
+def test_select_accepts_a_toml_path(tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    path = _write(other, VALID, "custom")
+    _write(tmp_path, VALID, "x")
+    assert [s.name for s in select([str(path)], tmp_path)] == ["custom"]
+
+
+def test_default_dir_prefers_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert default_dir().resolve() == REPO_SCENARIOS
+    (tmp_path / "scenarios").mkdir()
+    assert default_dir().resolve() == (tmp_path / "scenarios").resolve()
