@@ -1,0 +1,453 @@
+"""Intercept a target's file calls inside a sandbox: record them, inject faults, emulate flock.
+
+`installed(...)` patches the standard library's file API (``open``, ``os.*``,
+``shutil`` moves and copies, ``fcntl.flock``, ``time.sleep``) for the duration of a
+``with`` block. A call is intercepted only when the calling thread is bound to a
+processor (``with shim.processor(p):``) and it touches a path (or a descriptor opened
+on a path) inside the sandbox; everything else passes straight through, unrecorded.
+
+Each intercepted call: a dead processor raises `ProcessorKilled` at once; the scheduler
+gets a switch point (deterministic interleaving); the call gets the next op number and
+is shown to the plan as an `actions.Call`; the plan's `Action` is carried out; one
+`history.FsOp` is recorded. File objects are rebuilt in `_shimfile` so Python's buffer
+sits above the shim, as in a real process.
+
+Under pyfakefs the target's modules hold fake module *objects* instead of ``os``,
+``io``, ``shutil`` and ``fcntl``; the shim then patches the attributes of those fake
+objects (and ``builtins.open``), and the "original" calls it captures are the fake ones,
+so the real disk is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import fcntl
+import os
+import stat as _stat
+import threading
+import time
+import types
+from collections.abc import Iterator
+
+from . import _shimfile
+from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
+from .history import DRAIN, NEMESIS, History
+
+__all__ = ["DeadlockError", "ProcessorKilled", "Shim", "ShimError", "installed"]
+
+class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happened
+    """The calling processor died. A BaseException so ``except Exception`` cannot eat it."""
+
+    def __init__(self, process: int, message: str | None = None) -> None:
+        super().__init__(message or f"processor {process} was killed")
+        self.process = process
+
+
+class DeadlockError(BaseException):
+    """A blocking flock can never be granted: every processor that could release it waits."""
+
+
+class ShimError(RuntimeError):
+    """The shim was misused (installed twice, unknown action)."""
+
+
+_ACTIVE: list[Shim] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _errname(exc: BaseException) -> str:
+    if isinstance(exc, ProcessorKilled):
+        return "killed"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _errno.errorcode.get(exc.errno, str(exc.errno))
+    return type(exc).__name__
+
+
+class _Fd:
+    __slots__ = ("path", "process", "is_dir", "flags", "file")
+
+    def __init__(self, path, process, is_dir, flags, file=None) -> None:
+        self.path, self.process, self.is_dir, self.flags, self.file = (
+            path, process, is_dir, flags, file)
+
+
+class Shim:
+    """The state of one installation: bindings, descriptors, locks, dead processors."""
+
+    lock_timeout = 5.0
+    """Seconds a blocking flock waits (without a scheduler) before giving up as a deadlock."""
+
+    def __init__(self, sandbox, history: History, plan=None, rng=None, model=None,
+                 scheduler=None, *, real: types.SimpleNamespace, pathmod) -> None:
+        self.history, self.plan, self.rng = history, plan, rng
+        self.model, self.scheduler, self.real = model, scheduler, real
+        self._path = pathmod
+        self.sandbox = pathmod.abspath(os.fsdecode(os.fspath(sandbox)))
+        if self.sandbox == pathmod.dirname(self.sandbox):
+            raise ShimError(f"sandbox {self.sandbox!r} is a filesystem root; refusing")
+        self._active = True
+        self._local = threading.local()
+        self._cond = threading.Condition(threading.RLock())
+        self._ops = 0
+        self._fired = 0
+        self._known: set[int] = set()
+        self._dead: set[int] = set()
+        self._threads: dict[int, list[int]] = {}
+        self._waiting: dict[int, int] = {}
+        self._fds: dict[int, _Fd] = {}
+        self._locks: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
+        self._lock_key: dict[int, tuple[int, int]] = {}
+
+    # -- public ---------------------------------------------------------------
+
+    @property
+    def ops(self) -> int:
+        """Intercepted calls so far, not counting the drain's."""
+        return self._ops
+
+    @property
+    def faults_fired(self) -> int:
+        return self._fired
+
+    @contextlib.contextmanager
+    def processor(self, p: int) -> Iterator[Shim]:
+        """Bind the current thread to processor ``p`` for the block (thread-local)."""
+        prev = getattr(self._local, "p", None)
+        me = threading.get_ident()
+        with self._cond:
+            self._known.add(p)
+            self._threads.setdefault(p, []).append(me)
+        self._local.p = p
+        try:
+            yield self
+        finally:
+            self._local.p = prev
+            with self._cond:
+                self._threads[p].remove(me)
+
+    def kill(self, p: int, reason: str) -> None:
+        """Kill processor ``p`` from outside (the runner); its next call raises."""
+        self._kill(p, "kill", reason, f"processor {p} killed: {reason}")
+
+    def kill_all(self, reason: str) -> None:
+        with self._cond:
+            victims = sorted(self._known - self._dead)
+        for p in victims:
+            self._kill(p, record=False)
+        self.history.fault(NEMESIS, "kill", reason, f"every processor killed: {reason}",
+                           crashed=victims)
+
+    def revive(self, p: int) -> None:
+        """Processor ``p`` lives again (a fresh process: no descriptors, no locks)."""
+        with self._cond:
+            self._dead.discard(p)
+
+    def is_dead(self, p: int) -> bool:
+        return p in self._dead
+
+    # -- paths and binding ------------------------------------------------------
+
+    def _bound(self) -> int | None:
+        if not self._active or getattr(self._local, "quiet", 0):
+            return None
+        return getattr(self._local, "p", None)
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Calls made by the harness itself in this thread pass through unrecorded."""
+        self._local.quiet = getattr(self._local, "quiet", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.quiet -= 1
+
+    def _inside(self, path: str | None) -> bool:
+        return path is not None and (
+            path == self.sandbox or path.startswith(self.sandbox.rstrip("/") + "/"))
+
+    def _abs(self, path, dir_fd=None) -> str | None:
+        """Absolute path of a path or tracked descriptor, or None if we cannot tell."""
+        if isinstance(path, int):
+            info = self._fds.get(path)
+            return info.path if info else None
+        try:
+            text = os.fsdecode(os.fspath(path))
+        except TypeError:
+            return None
+        if dir_fd is not None:
+            base = self._fds.get(dir_fd)
+            if base is None:
+                return None
+            text = self._path.join(base.path, text)
+        return self._path.abspath(text)
+
+    def _resolve(self, path, dir_fd=None) -> str | None:
+        absolute = self._abs(path, dir_fd)
+        return absolute if self._inside(absolute) else None
+
+    def _rel(self, path: str | None) -> str | None:
+        if path is None or not self._inside(path):
+            return path
+        return self._path.relpath(path, self.sandbox).replace(os.sep, "/")
+
+    def _check_alive(self, p: int) -> None:
+        if p in self._dead:
+            raise ProcessorKilled(p)
+
+    def _check_caller_alive(self) -> None:
+        p = getattr(self._local, "p", None)
+        if p is not None:
+            self._check_alive(p)
+
+    # -- the intercepted call -----------------------------------------------------
+
+    def _run(self, p: int, kind: str, path: str | None, perform, *, path2=None,
+             nbytes=None, writes=False, prefix=None, count=None):
+        """Steps (1)-(6) of the design: alive, switch, number, decide, act, record."""
+        self._check_alive(p)
+        if self.scheduler is not None:
+            self.scheduler.switch_point(p)
+            self._check_alive(p)
+        with self._cond:
+            if p != DRAIN:
+                self._ops += 1
+            op = self._ops
+        rel, rel2 = self._rel(path), self._rel(path2)
+        action = None
+        if self.plan is not None and p != DRAIN:
+            action = self.plan.decide(Call(op=op, process=p, kind=kind, path=rel, path2=rel2,
+                                           nbytes=nbytes or 0, writes=writes))
+        fault = None if action is None else action.fault
+        if action is not None:
+            self._fired += 1
+
+        def record(outcome: str, n=nbytes) -> None:
+            self.history.fs(p, kind, path=rel, path2=rel2, nbytes=n, outcome=outcome,
+                            fault=fault)
+
+        if action is None or isinstance(action, RemoveDirectory):
+            if action is not None:
+                self._remove_directory(p, action)
+            try:
+                result = perform()
+            except BaseException as exc:
+                record(_errname(exc))
+                raise
+            record("ok", count(result) if count is not None else nbytes)
+            return result
+        if isinstance(action, Raise) or (isinstance(action, ShortWrite) and prefix is None):
+            record(_errno.errorcode.get(action.errno, str(action.errno)))
+            raise OSError(action.errno, os.strerror(action.errno), path, None, path2)
+        landed = 0
+        keep = getattr(action, "keep", None)
+        if prefix is not None and keep:
+            with contextlib.suppress(OSError):
+                landed = prefix(min(keep, nbytes)) or 0
+        if isinstance(action, ShortWrite):
+            record(_errno.errorcode.get(action.errno, str(action.errno)), landed)
+            raise OSError(action.errno, os.strerror(action.errno), path)
+        if isinstance(action, Kill):
+            record("killed", landed if prefix is not None else nbytes)
+            if prefix is not None:
+                effect = (f"processor {p} killed during {kind} to {rel} "
+                          f"({landed} of {nbytes} bytes landed)")
+            else:
+                effect = f"processor {p} killed before {kind} of {rel}" + (
+                    f" -> {rel2}" if rel2 else "")
+            self._kill(p, action.kind, action.fault, effect)
+            raise ProcessorKilled(p)
+        if isinstance(action, PowerCut):
+            record("killed", landed if prefix is not None else nbytes)
+            self._power_cut(action)
+            raise ProcessorKilled(p, f"processor {p} died in a power loss")
+        raise ShimError(f"the plan answered {action!r}, which the shim cannot carry out")
+
+    def _file_op(self, raw, kind: str, perform, **kw):
+        p = self._bound()
+        if p is None:
+            return perform()
+        return self._run(p, kind, raw._path, perform, **kw)
+
+    # -- descriptors --------------------------------------------------------------
+
+    def _track_fd(self, fd: int, path: str, p: int, is_dir: bool, flags: int) -> None:
+        with self._cond:
+            self._fds[fd] = _Fd(path, p, is_dir, flags)
+
+    def _track_file(self, raw, path: str, p: int) -> None:
+        fd = raw.fileno()
+        with self._cond:
+            info = self._fds.get(fd)
+            if info is None:
+                self._fds[fd] = _Fd(path, p, False, None, raw)
+            else:  # open(fd): the file object now owns the descriptor
+                info.file = raw
+
+    def _untrack(self, fd: int) -> None:
+        with self._cond:
+            self._fds.pop(fd, None)
+            self._unlock(fd)
+
+    def _file_close(self, raw) -> None:
+        try:
+            fd = raw.fileno()
+        except (OSError, ValueError):
+            return
+        try:
+            self._file_op(raw, "close", raw._under.close)
+        finally:
+            if not getattr(raw._under, "closed", True):
+                with contextlib.suppress(OSError):
+                    raw._under.close()  # close(2) frees the descriptor even when it fails
+            if raw.closefd:
+                self._untrack(fd)
+
+    # -- faults ---------------------------------------------------------------------
+
+    def _kill(self, p: int, kind: str = "kill", fault: str = "", effect: str = "",
+              record: bool = True) -> None:
+        with self._cond:
+            self._dead.add(p)
+            mine = [(fd, self._fds.pop(fd)) for fd, i in list(self._fds.items())
+                    if i.process == p]
+            for fd, _ in mine:
+                self._unlock(fd)
+            self._cond.notify_all()
+        for fd, info in mine:
+            if info.file is not None:
+                info.file._die()
+            else:
+                with contextlib.suppress(OSError):
+                    self.real.close(fd)
+        if record:
+            self.history.fault(p, kind, fault, effect, crashed=(p,))
+
+    def _power_cut(self, action: PowerCut) -> None:
+        with self._cond:
+            crashed = sorted(self._known)
+        for q in crashed:
+            self._kill(q, record=False)
+        if self.model is None:
+            sentences = ["no durability model: nothing rolled back"]
+        else:
+            with self._quiet():
+                sentences = self.model.power_loss(self.rng, action.torn)
+        effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
+        self.history.fault(NEMESIS, "power_loss", action.fault, effect, crashed=crashed)
+
+    def _remove_directory(self, p: int, action: RemoveDirectory) -> None:
+        target = self._path.normpath(self._path.join(self.sandbox, action.path))
+        assert self._inside(target), f"refusing to remove {target!r}: outside the sandbox"
+        rel = self._rel(target)
+        with self._quiet():
+            try:
+                files = self._rmtree(target)
+            except FileNotFoundError:
+                files = None
+        if files is None:
+            effect = f"directory {rel}/ was already absent"
+        else:
+            effect = f"removed directory {rel}/ with {files} files"
+        self.history.fault(p, action.kind, action.fault, effect, destroyed=bool(files))
+        if self.model is not None:
+            with self._quiet():
+                self.model.removed_by_fault(target)
+
+    def _rmtree(self, path: str) -> int:
+        assert self._inside(path), path
+        files = 0
+        for name in self.real.listdir(path):
+            child = self._path.join(path, name)
+            mode = self.real.lstat(child).st_mode
+            if _stat.S_ISDIR(mode):
+                files += self._rmtree(child)
+            else:
+                self.real.unlink(child)
+                files += _stat.S_ISREG(mode)
+        self.real.rmdir(path)
+        return files
+
+    # -- flock emulation: per open file description, keyed by (st_dev, st_ino) -------
+
+    def _unlock(self, fd: int) -> None:
+        key = self._lock_key.pop(fd, None)
+        if key is not None:
+            self._locks.get(key, {}).pop(fd, None)
+            self._cond.notify_all()
+
+    def _flock(self, p: int, fd: int, op: int, path: str) -> None:
+        if op & fcntl.LOCK_UN:
+            with self._cond:
+                self._unlock(fd)
+            return
+        if not op & (fcntl.LOCK_SH | fcntl.LOCK_EX):
+            raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL), path)
+        want = fcntl.LOCK_EX if op & fcntl.LOCK_EX else fcntl.LOCK_SH
+        st = self.real.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        me, deadline = threading.get_ident(), time.monotonic() + self.lock_timeout
+        while True:
+            with self._cond:
+                self._check_alive(p)
+                holders = self._locks.setdefault(key, {})
+                others = {f: h for f, h in holders.items()
+                          if f != fd and (want == fcntl.LOCK_EX or h[0] == fcntl.LOCK_EX)}
+                if not others:
+                    self._waiting.pop(me, None)
+                    holders[fd] = (want, p)
+                    self._lock_key[fd] = key
+                    return
+                if op & fcntl.LOCK_NB:
+                    raise BlockingIOError(_errno.EWOULDBLOCK,
+                                          os.strerror(_errno.EWOULDBLOCK), path)
+                if self.scheduler is None:
+                    stuck = not self._can_progress(others, me)
+                    if stuck or time.monotonic() > deadline:
+                        self._waiting.pop(me, None)
+                        raise DeadlockError(self._waits_text(p, want, path, others))
+                    self._waiting[me] = p
+                    self._cond.wait(0.02)
+                    continue
+                self._waiting[me] = p
+            try:
+                go_on = self.scheduler.blocked(p)
+            finally:
+                with self._cond:
+                    self._waiting.pop(me, None)
+            if go_on is False:
+                raise DeadlockError(self._waits_text(p, want, path, others)
+                                    + "; every live processor is blocked")
+
+    def _can_progress(self, others, me: int) -> bool:
+        """Some holder runs in another thread that is not itself waiting for a lock."""
+        return any(t != me and t not in self._waiting
+                   for _, holder in others.values() for t in self._threads.get(holder, ()))
+
+    def _waits_text(self, p: int, want: int, path: str, others) -> str:
+        names = {fcntl.LOCK_EX: "LOCK_EX", fcntl.LOCK_SH: "LOCK_SH"}
+        held = ", ".join(f"processor {h} (fd {f}, {names[m]})"
+                         for f, (m, h) in sorted(others.items()))
+        return f"processor {p} waits for {names[want]} on {self._rel(path)} held by {held}"
+
+
+@contextlib.contextmanager
+def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
+              scheduler=None) -> Iterator[Shim]:
+    """Patch the file API for the block and yield the `Shim`; every patch is undone on exit."""
+    with _ACTIVE_LOCK:
+        if _ACTIVE:
+            raise ShimError("the shim is already installed (installed() is not re-entrant; "
+                            f"active sandbox {_ACTIVE[0].sandbox!r})")
+        undo, shim = _shimfile.patch_all(
+            lambda real, pathmod: Shim(sandbox, history, plan, rng, model, scheduler,
+                                       real=real, pathmod=pathmod))
+        _ACTIVE.append(shim)
+    try:
+        yield shim
+    finally:
+        shim._active = False
+        with _ACTIVE_LOCK:
+            _ACTIVE.clear()
+            undo()
+
