@@ -1,0 +1,188 @@
+"""The client: runs one processor's program against a target, recording every call.
+
+A client owns one processor number and, at any time, at most one open queue.
+Each queue call becomes an ``invoke`` op followed by its completion:
+
+- ``ok`` when the call returned;
+- ``info`` when it raised (any exception: the target contract does not let us
+  tell "failed" from "unknown", and a typed error from a correct queue still
+  means "unchanged or fully applied") or when the processor died inside it.
+
+The client never retries a call silently: after an error it records what
+happened and moves on to the next step of its program. After a crash
+(`ProcessorKilled`) it restarts like a new process: the shim revives the
+processor, the client opens a fresh queue and calls ``recover()`` while every
+other processor is parked between two calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.history import History, entry_key
+from harness.schedule import Baton, Step
+from harness.shim import ProcessorKilled, Shim
+from harness.targets import check_queue
+
+__all__ = ["Client", "RESTART_LIMIT"]
+
+RESTART_LIMIT = 20
+"""Consecutive crashed restarts after which a processor gives up (faults keep killing it)."""
+
+
+def _describe(exc: BaseException) -> str:
+    errno = getattr(exc, "errno", None)
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} (errno={errno})" if errno is not None and str(errno) not in text else text
+
+
+class Client:
+    """Maps workload steps of one processor to target calls and records them."""
+
+    def __init__(self, *, process: int, factory: Callable[[str], Any], target: str,
+                 directory: str, history: History, shim: Shim, baton: Baton | None) -> None:
+        self.process = process
+        self._factory = factory
+        self._target = target
+        self._directory = directory
+        self._history = history
+        self._shim = shim
+        self._baton = baton
+        self.queue: Any = None
+        self.crashes = 0
+
+    # -- one recorded call
+
+    def _call(self, f: str, fn: Callable[[], Any], *, key: str | None = None,
+              value: Any = None, complete: Callable[[Any], tuple[str | None, Any]] | None = None
+              ) -> tuple[bool, Any]:
+        """Invoke, run, complete. Returns (ok, result); ProcessorKilled propagates."""
+        h, p = self._history, self.process
+        h.op("invoke", p, f, key=key, value=value)
+        if self._baton is not None:
+            self._baton.begin_call(p)
+        try:
+            result = fn()
+        except ProcessorKilled:
+            h.op("info", p, f, key=key, value=value, error="processor killed")
+            raise
+        except Exception as exc:  # the target's error: recorded, never retried
+            h.op("info", p, f, key=key, value=value, error=_describe(exc))
+            return False, exc
+        finally:
+            if self._baton is not None:
+                self._baton.end_call(p)
+        done_key, done_value = complete(result) if complete else (key, value)
+        h.op("ok", p, f, key=done_key, value=done_value)
+        return True, result
+
+    # -- the contract's calls
+
+    def open(self) -> bool:
+        def do() -> Any:
+            queue = self._factory(self._directory)
+            check_queue(queue, self._target)
+            return queue
+
+        ok, result = self._call("open", do)
+        self.queue = result if ok else None
+        return ok
+
+    def recover(self) -> bool:
+        return self._call("recover", lambda: self.queue.recover())[0]
+
+    def close(self) -> None:
+        if self.queue is not None:
+            queue, self.queue = self.queue, None
+            self._call("close", queue.close)
+
+    def enqueue(self, step: Step) -> None:
+        def complete(result: Any) -> tuple[str | None, Any]:
+            return step.key, {"id": str(result)}
+
+        self._call("enqueue", lambda: self.queue.enqueue(step.payload), key=step.key,
+                   value={"payload": step.payload}, complete=complete)
+
+    def claim(self, worker: str) -> tuple[str, bytes] | None:
+        def complete(result: Any) -> tuple[str | None, Any]:
+            if result is None:
+                return None, None
+            qid, payload = result
+            return entry_key(payload), {"id": str(qid), "payload": bytes(payload)}
+
+        ok, result = self._call("claim", lambda: self.queue.claim(worker), complete=complete)
+        if not ok or result is None:
+            return None
+        qid, payload = result
+        return qid, payload
+
+    def ack(self, qid: Any, key: str | None) -> bool:
+        return self._call("ack", lambda: self.queue.ack(qid), key=key,
+                          value={"id": str(qid)})[0]
+
+    def states(self) -> dict[str, str] | None:
+        if not callable(getattr(self.queue, "states", None)):
+            return None
+
+        def complete(result: Any) -> tuple[str | None, Any]:
+            return None, {str(k): str(v) for k, v in dict(result).items()}
+
+        ok, result = self._call("states", lambda: self.queue.states(), complete=complete)
+        return {str(k): str(v) for k, v in dict(result).items()} if ok else None
+
+    # -- a processor's life
+
+    def restart(self) -> None:
+        """Come back as a fresh process after a crash: open, then recover, alone."""
+        for _ in range(RESTART_LIMIT):
+            self.queue = None
+            self._shim.revive(self.process)
+            try:
+                if self._baton is not None:
+                    with self._baton.exclusive(self.process):
+                        if self.open():
+                            self.recover()
+                elif self.open():
+                    self.recover()
+                return
+            except ProcessorKilled:
+                self.crashes += 1
+        raise RuntimeError(f"processor {self.process} crashed {RESTART_LIMIT} times in a row "
+                           "while restarting; the fault plan never lets it come back")
+
+    def run(self, program: list[Step]) -> None:
+        """Open, run every step (restarting after crashes), close."""
+        try:
+            self.open()
+        except ProcessorKilled:
+            self.crashes += 1
+            self.restart()
+        worker = f"p{self.process}"
+        for step in program:
+            if self._baton is not None:
+                self._baton.idle_point(self.process)
+            if self._shim.is_dead(self.process):
+                self.crashes += 1
+                self.restart()
+            try:
+                if self.queue is None and not self.open():
+                    continue
+                if step.action == "enqueue":
+                    self.enqueue(step)
+                else:
+                    got = self.claim(worker)
+                    if got is not None:
+                        self.ack(got[0], entry_key(got[1]))
+            except ProcessorKilled:
+                self.crashes += 1
+                self.restart()
+        if self._baton is not None:
+            self._baton.idle_point(self.process)
+        if self._shim.is_dead(self.process):
+            self.crashes += 1
+            self.restart()
+        try:
+            self.close()
+        except ProcessorKilled:
+            self.crashes += 1

@@ -1,0 +1,270 @@
+"""The runner: the one place with threads; runs a scenario against a target and checks it.
+
+One run, in order:
+
+1. a fresh sandbox directory; the queue lives at ``<sandbox>/q`` (not created:
+   the target creates it);
+2. the shim installed with the scenario's armed plan, the durability model
+   and the baton; one thread per processor runs its seeded program through a
+   `Client`; crashes restart processors as the client describes;
+3. every fault healed, every processor closed, then the final drain as
+   process ``DRAIN``: open, ``recover()``, claim + ack until the queue is
+   empty, ``states()``;
+4. the checker's verdict on the history; observations (failed file calls,
+   files left behind) for people; the sandbox removed, whatever happened.
+
+All randomness derives from the scenario's seed through named streams, so one
+stream's consumption never shifts another's: the same seed gives the same
+history.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from harness import checker
+from harness.client import Client
+from harness.durability import DurabilityModel
+from harness.history import DRAIN, FsOp, History
+from harness.schedule import Baton, OpBudgetExceeded, programs
+from harness.shim import DeadlockError, installed
+from harness.targets import TargetError, resolve
+
+__all__ = ["ScenarioRun", "run_scenario", "run_suite", "replay_command", "JOIN_TIMEOUT_S"]
+
+JOIN_TIMEOUT_S = 120.0
+"""A processor thread still running after this is a hung target: the run is an error."""
+
+QUEUE_DIR = "q"
+
+
+def replay_command(target: str, scenario: str, seed: int) -> str:
+    return f"harness run --target {target} --scenario {scenario} --seed {seed}"
+
+
+def _stream(seed: int, name: str) -> random.Random:
+    return random.Random(f"{seed}:{name}")
+
+
+class ScenarioRun:
+    """What one scenario did to one target: its history, verdict and figures."""
+
+    def __init__(self, *, target: str, scenario: Any, seed: int) -> None:
+        self.target = target
+        self.scenario = scenario
+        self.seed = seed
+        self.history = History()
+        self.result: checker.Result | None = None
+        self.faults_fired = 0
+        self.ops = 0
+        self.observations: list[str] = []
+        self.error: str | None = None
+        self.duration_s = 0.0
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        if self.result is not None and not self.result.valid:
+            return "fail"
+        if self.faults_fired == 0:
+            return "no_fault_fired"
+        return "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        sc = self.scenario
+        result = self.result
+        return {
+            "name": sc.name,
+            "description": sc.description,
+            "fault": sc.fault,
+            "faults": [repr(f) for f in sc.plan.faults],
+            "faults_fired": self.faults_fired,
+            "ops": self.ops,
+            "entries": sc.workload.entries,
+            "seed": self.seed,
+            "status": self.status,
+            "violations": [v.to_dict() for v in result.violations] if result else [],
+            "counts": dict(result.counts) if result else {},
+            "observations": list(self.observations) + ([self.error] if self.error else []),
+            "replay": replay_command(self.target, sc.name, self.seed),
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def _observe_fs(history: History) -> list[str]:
+    """Failed file calls of the run, grouped, as people would grep a log for them."""
+    failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    for r in history.records:
+        if isinstance(r, FsOp) and r.outcome not in ("ok", "killed") and r.process != DRAIN:
+            failures[(r.outcome, r.call, r.path or "")] += 1
+    return [f"{n}x {outcome} on {call} {path}".rstrip()
+            for (outcome, call, path), n in sorted(failures.items(), key=lambda kv: -kv[1])[:8]]
+
+
+def _leftovers(queue_dir: str, patterns: tuple[str, ...]) -> list[str]:
+    import fnmatch
+
+    found = []
+    for dirpath, _dirs, files in os.walk(queue_dir):
+        for name in files:
+            if any(fnmatch.fnmatch(name, p) for p in patterns):
+                found.append(os.path.relpath(os.path.join(dirpath, name), queue_dir))
+    return sorted(found)
+
+
+def _drain(client: Client, history: History, bound: int) -> str | None:
+    """Open, recover, claim + ack until empty, states. Returns an error sentence or None."""
+    if not client.open():
+        return "final drain: the queue could not be opened after the faults were healed"
+    client.recover()
+    for _ in range(bound):
+        got = client.claim("drain")
+        last = history.ops()[-1]
+        if last.type != "ok":
+            return "final drain: claim raised after the faults were healed: " + str(last.error)
+        if got is None:
+            break
+        client.ack(got[0], history.ops()[-1].key)
+    else:
+        return f"final drain: still delivering after {bound} claims (an entry keeps coming back)"
+    client.states()
+    client.close()
+    return None
+
+
+def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
+                 factory: Callable[[str], Any] | None = None) -> ScenarioRun:
+    """Run one scenario against one target; never raises for target misbehaviour."""
+    seed = scenario.seed if seed is None else seed
+    run = ScenarioRun(target=target, scenario=scenario, seed=seed)
+    factory = factory or resolve(target)
+    wl = scenario.workload
+    concurrency = scenario.plan.concurrency
+    nproc = max(wl.processors, concurrency.processors if concurrency else 1)
+    progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
+                     payload_max=wl.payload_max, rng=_stream(seed, "workload"))
+    baton = Baton(_stream(seed, "schedule"), list(range(nproc)),
+                  mid_call=concurrency.switch_probability if concurrency else 0.0)
+    armed = scenario.plan.arm(_stream(seed, "faults"))
+    sandbox = tempfile.mkdtemp(prefix="harness-")
+    queue_dir = os.path.join(sandbox, QUEUE_DIR)
+    started = time.perf_counter()
+    errors: list[str] = []
+    blocked: list[tuple[int, BaseException]] = []
+    try:
+        with installed(sandbox=sandbox, history=run.history, plan=armed,
+                       rng=_stream(seed, "disk"), scheduler=baton) as shim:
+            model = DurabilityModel(sandbox, shim.real)
+            model.snapshot_all()
+            shim.model = model
+
+            def processor_main(p: int) -> None:
+                client = Client(process=p, factory=factory, target=target,
+                                directory=queue_dir, history=run.history, shim=shim, baton=baton)
+                baton.enter(p)
+                try:
+                    with shim.processor(p):
+                        client.run(progs[p])
+                except (DeadlockError, OpBudgetExceeded) as exc:
+                    blocked.append((p, exc))
+                    shim.kill(p, "blocked for good")
+                except BaseException as exc:  # noqa: BLE001 - reported, the run goes on
+                    errors.append(f"processor {p}: {type(exc).__name__}: {exc}")
+                finally:
+                    baton.finish(p)
+
+            threads = [threading.Thread(target=processor_main, args=(p,), daemon=True,
+                                        name=f"harness-p{p}") for p in range(nproc)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + JOIN_TIMEOUT_S
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            if any(t.is_alive() for t in threads):
+                baton.stop()
+                shim.kill_all("run abandoned: a processor hung")
+                errors.append(f"a processor was still running after {JOIN_TIMEOUT_S:.0f} s "
+                              "(the target blocked outside the shim's sight)")
+            run.ops = shim.ops
+            armed.heal()
+            shim.kill_all("every processor stops before the final drain")
+            if "stale_locks" in scenario.checks:
+                stale = _leftovers(queue_dir, ("*.lock", "*.lck", "lock"))
+                run.observations.append(
+                    "lock files present while no processor runs: " + (", ".join(stale) or "none"))
+            drain = Client(process=DRAIN, factory=factory, target=target, directory=queue_dir,
+                           history=run.history, shim=shim, baton=None)
+            shim.revive(DRAIN)
+            with shim.processor(DRAIN):
+                problem = _drain(drain, run.history, bound=4 * wl.entries + 10)
+            if problem:
+                run.observations.append(problem)
+        run.faults_fired = armed.fired + (baton.mid_call_switches if concurrency else 0)
+        run.result = _with_blocked(checker.check(run.history), blocked, armed)
+        run.observations[:0] = _observe_fs(run.history)
+        if "retention" in scenario.checks:
+            run.observations.append(_retention(run.history))
+    except TargetError as exc:
+        run.error = str(exc)
+    finally:
+        shutil.rmtree(sandbox, ignore_errors=True)
+        run.duration_s = time.perf_counter() - started
+    if errors and run.error is None:
+        run.error = "; ".join(errors)
+    return run
+
+
+def _with_blocked(result: checker.Result, blocked: list[tuple[int, BaseException]],
+                  armed: Any) -> checker.Result:
+    """A processor that can never finish its call is stuck, whatever became of the entries."""
+    if not blocked:
+        return result
+    faults = tuple(repr(f) for f in armed.plan.faults)
+    extra = tuple(
+        checker.Violation(kind="stuck", entry=f"processor {p}", ops=(), faults=faults,
+                          detail=f"processor {p} could never finish its call: {exc}")
+        for p, exc in blocked)
+    counts = dict(result.counts)
+    counts["stuck"] = counts.get("stuck", 0) + len(extra)
+    return dataclasses.replace(result, valid=False, violations=result.violations + extra,
+                               counts=counts)
+
+
+def _retention(history: History) -> str:
+    states = [op for op in history.ops() if op.process == DRAIN and op.f == "states"
+              and op.type == "ok"]
+    if not states:
+        return "retention: the target has no states(); delivered entries not counted"
+    delivered = sum(1 for s in states[-1].value.values() if s == "DELIVERED")
+    return f"retention: {delivered} delivered entries still stored after the drain"
+
+
+def run_suite(target: str, scenarios: list[Any], *, seed: int | None = None,
+              progress: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+    """Every scenario against one target -> the run JSON dict (see docs/harness-design.md)."""
+    factory = resolve(target)
+    results = []
+    for sc in scenarios:
+        d = run_scenario(target, sc, seed=seed, factory=factory).to_dict()
+        results.append(d)
+        if progress is not None:
+            progress(sc.name, d)
+    seeds = {d["seed"] for d in results}
+    statuses = {d["status"] for d in results}
+    return {
+        "target": target,
+        "seed": seed if seed is not None else (seeds.pop() if len(seeds) == 1 else None),
+        "violations_total": sum(len(d["violations"]) for d in results),
+        "status": "pass" if statuses <= {"pass"} else "fail",
+        "scenarios": results,
+    }

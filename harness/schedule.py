@@ -1,0 +1,233 @@
+"""The schedule: each processor's seeded program, and the baton that interleaves them.
+
+In-process runs execute every processor in a thread of its own, but only one
+thread ever runs target code: the one holding the baton. The baton changes
+hands only at points the harness sees:
+
+- ``switch_point(p)``: before every intercepted file call of ``p`` (the shim
+  calls it). With probability ``mid_call`` the baton moves to another
+  processor in the middle of a queue call: this is how races are produced;
+- ``idle_point(p)``: between two queue calls of ``p`` (the client calls it),
+  with probability ``between_calls``;
+- ``blocked(p)``: ``p`` waits for a lock another processor holds; the baton
+  must move, and when no other processor can run the wait is a deadlock.
+
+Every choice comes from one ``random.Random``, so the same seed gives the
+same interleaving and the same history. A processor that must restart after a
+crash asks for ``exclusive(p)``: the others run on until they reach the gap
+between two calls and park there, so ``recover()`` runs with no other
+processor in the middle of a call, as the target contract promises.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = ["Step", "programs", "Baton", "OpBudgetExceeded"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a processor's program: enqueue entry ``key``, or claim (then ack)."""
+
+    action: str  # "enqueue" | "claim"
+    key: str | None = None
+    payload: bytes | None = None
+
+
+def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
+    body = rng.randbytes(rng.randint(low, high))
+    return key.encode("ascii") + b"|" + body
+
+
+def programs(*, entries: int, processors: int, payload_min: int, payload_max: int,
+             rng: random.Random) -> list[list[Step]]:
+    """Seeded programs: entries spread over processors, each enqueue paired with a claim.
+
+    Keys are ``e1 .. eN`` in enqueue order per processor; claims are shuffled in
+    among the enqueues (a claim may find the queue empty; the drain takes the rest).
+    """
+    owners = [rng.randrange(processors) for _ in range(entries)]
+    result: list[list[Step]] = [[] for _ in range(processors)]
+    for n, owner in enumerate(owners, start=1):
+        key = f"e{n}"
+        result[owner].append(Step("enqueue", key, _payload(key, rng, payload_min, payload_max)))
+    for steps in result:
+        enqueues = list(steps)
+        steps.clear()
+        claims = len(enqueues)
+        while enqueues or claims:
+            # Enqueue a little more often than claim so the queue is rarely empty.
+            if enqueues and (not claims or rng.random() < 0.6):
+                steps.append(enqueues.pop(0))
+            else:
+                steps.append(Step("claim"))
+                claims -= 1
+    return result
+
+
+class OpBudgetExceeded(BaseException):  # noqa: N818 - a verdict, not a bug of ours
+    """A processor kept making file calls past the run's budget: it spins (a stale lock?)."""
+
+    def __init__(self, process: int, budget: int) -> None:
+        super().__init__(f"processor {process} was still making file calls after {budget} "
+                         "of them: it never finishes its call (spinning on a lock?)")
+        self.process = process
+
+
+class Baton:
+    """Deterministic, seeded turn-taking between processor threads."""
+
+    def __init__(self, rng: random.Random, processors: list[int], *, mid_call: float = 0.0,
+                 between_calls: float = 0.5, deadlock_after: int = 2000,
+                 max_ops: int = 200_000) -> None:
+        self._rng = rng
+        self._cond = threading.Condition()
+        self._live = list(processors)
+        self._current: int | None = rng.choice(self._live) if self._live else None
+        self._parked: set[int] = set()
+        self._quiescing: int | None = None
+        self._in_call: set[int] = set()
+        self._blocked_streak = 0
+        self._deadlock_after = deadlock_after
+        self.mid_call = mid_call
+        self.between_calls = between_calls
+        self.mid_call_switches = 0
+        self.stopped = False
+        self.ops = 0
+        self.max_ops = max_ops
+
+    # -- helpers (call with the condition held)
+
+    def _candidates(self, exclude: int | None) -> list[int]:
+        return [q for q in self._live
+                if q != exclude and q not in self._parked and q != self._quiescing]
+
+    def _hand_over(self, p: int, to: int) -> None:
+        if p in self._in_call and to != p:
+            self.mid_call_switches += 1
+        self._current = to
+        self._cond.notify_all()
+
+    def _next_after_leaving(self, p: int) -> None:
+        """``p`` stops running (parked, finished, waiting for quiet): choose who runs."""
+        others = self._candidates(exclude=p)
+        if others:
+            self._current = self._rng.choice(others)
+        elif self._quiescing is not None and self._quiescing in self._live:
+            self._current = self._quiescing
+        else:
+            self._current = self._live[0] if self._live else None
+        self._cond.notify_all()
+
+    def _wait_turn(self, p: int) -> None:
+        while not self.stopped and (self._current != p or p in self._parked):
+            self._cond.wait(timeout=1.0)
+
+    # -- the protocol
+
+    def enter(self, p: int) -> None:
+        """A processor thread starts: wait for its first turn."""
+        with self._cond:
+            self._wait_turn(p)
+
+    def begin_call(self, p: int) -> None:
+        with self._cond:
+            self._in_call.add(p)
+
+    def end_call(self, p: int) -> None:
+        with self._cond:
+            self._in_call.discard(p)
+
+    def switch_point(self, p: int) -> None:
+        """Before an intercepted call of ``p``: maybe let another processor run."""
+        with self._cond:
+            if p not in self._live:
+                return
+            self.ops += 1
+            if self.ops > self.max_ops:
+                raise OpBudgetExceeded(p, self.max_ops)
+            if self._quiescing == p:
+                return
+            self._blocked_streak = 0
+            others = self._candidates(exclude=p)
+            if others and self.mid_call > 0 and self._rng.random() < self.mid_call:
+                self._hand_over(p, self._rng.choice(others))
+                self._wait_turn(p)
+
+    def idle_point(self, p: int) -> None:
+        """Between two queue calls of ``p``: park if someone restarts, else maybe switch."""
+        with self._cond:
+            if p not in self._live or self._quiescing == p:
+                return
+            if self._quiescing is not None:
+                self._parked.add(p)
+                self._next_after_leaving(p)
+                self._wait_turn(p)
+                return
+            others = self._candidates(exclude=p)
+            if others and self._rng.random() < self.between_calls:
+                self._hand_over(p, self._rng.choice(others))
+                self._wait_turn(p)
+
+    def blocked(self, p: int) -> bool:
+        """``p`` waits for a lock: run someone else. False when nobody else can run."""
+        with self._cond:
+            if p not in self._live:
+                return False
+            others = self._candidates(exclude=p)
+            if not others and (self._parked or self._quiescing not in (None, p)):
+                # What p waits for is held by a processor parked for a restart: the quiet
+                # the restart asked for cannot be had, so everyone runs again.
+                self._parked.clear()
+                self._quiescing = None
+                others = [q for q in self._live if q != p]
+            self._blocked_streak += 1
+            if not others or self._blocked_streak > self._deadlock_after:
+                return False
+            self._hand_over(p, self._rng.choice(others))
+            self._wait_turn(p)
+            return True
+
+    @contextmanager
+    def exclusive(self, p: int) -> Iterator[None]:
+        """Run the body with every other live processor parked between two calls."""
+        with self._cond:
+            while self._quiescing is not None and self._quiescing != p:
+                self._parked.add(p)
+                self._next_after_leaving(p)
+                self._wait_turn(p)
+            self._quiescing = p
+            while self._candidates(exclude=p):
+                self._current = self._rng.choice(self._candidates(exclude=p))
+                self._cond.notify_all()
+                while not self.stopped and self._current != p:
+                    self._cond.wait(timeout=1.0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._quiescing = None
+                self._parked.clear()
+                self._current = p
+                self._cond.notify_all()
+
+    def finish(self, p: int) -> None:
+        """``p``'s program is over (or it failed for good): it leaves the rotation."""
+        with self._cond:
+            if p in self._live:
+                self._live.remove(p)
+            self._parked.discard(p)
+            self._in_call.discard(p)
+            if self._current == p or self._current not in self._live:
+                self._next_after_leaving(p)
+
+    def stop(self) -> None:
+        """Release every waiting thread (the run is being abandoned)."""
+        with self._cond:
+            self.stopped = True
+            self._cond.notify_all()

@@ -1,0 +1,94 @@
+"""Resolve a `--target` to a factory that opens one queue on a directory.
+
+The target contract (the harness's public promise, also in the README): a callable
+that takes the queue's directory (a ``str``; it may not exist yet) and returns an
+object with ``enqueue(payload: bytes) -> str``, ``claim(worker: str) ->
+tuple[str, bytes] | None``, ``ack(entry_id: str) -> None``, ``recover() -> None``,
+``close() -> None`` and, optionally, ``states() -> dict[str, str]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BUILTIN", "REQUIRED_METHODS", "TargetError", "resolve", "check_queue"]
+
+BUILTIN: dict[str, str] = {
+    "robust": "persistence.open_queue: journal + CRC framing, fsync and directory fsync, "
+              "flock between processes (this project's core)",
+    "legacy": "persistence.legacy.open_legacy: the incident's design (fixed temp name, "
+              "delete-then-move, no fsync, no lock, errors swallowed)",
+    "legacy-seedfix": "the incident's design plus the fix that shipped (temp-file "
+                      "existence checks, directory created before the write)",
+}
+
+REQUIRED_METHODS = ("enqueue", "claim", "ack", "recover", "close")
+
+
+class TargetError(Exception):
+    """A target that cannot be resolved or does not honour the contract; message is user-ready."""
+
+
+def _robust(directory: str) -> Any:
+    import persistence
+
+    return persistence.open_queue(directory)
+
+
+def _legacy(directory: str) -> Any:
+    from persistence.legacy import open_legacy
+
+    return open_legacy(directory)
+
+
+def _legacy_seedfix(directory: str) -> Any:
+    from persistence.legacy import open_legacy
+
+    return open_legacy(directory, seed_fix=True)
+
+
+_FACTORIES: dict[str, Callable[[str], Any]] = {
+    "robust": _robust,
+    "legacy": _legacy,
+    "legacy-seedfix": _legacy_seedfix,
+}
+
+
+def resolve(spec: str) -> Callable[[str], Any]:
+    """A built-in name or ``MODULE:CALLABLE`` -> the factory; TargetError otherwise."""
+    if spec in _FACTORIES:
+        return _FACTORIES[spec]
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise TargetError(
+            f"target={spec!r}: expected one of {', '.join(BUILTIN)} or MODULE:CALLABLE "
+            "(e.g. mypkg.queue:open_queue); run 'harness list' for the built-in targets")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TargetError(
+            f"target={spec!r}: cannot import module {module_name!r} ({exc}); "
+            "check the name and that it is on PYTHONPATH") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(
+                f"target={spec!r}: module {module_name!r} has no attribute {attr!r}; "
+                "expected a callable taking the queue directory") from None
+    if not callable(obj):
+        raise TargetError(f"target={spec!r}: {attr!r} is a {type(obj).__name__}, "
+                          "expected a callable taking the queue directory")
+    return obj
+
+
+def check_queue(queue: Any, spec: str) -> None:
+    """Raise TargetError when an opened queue lacks a method of the contract."""
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(queue, m, None))]
+    if missing:
+        raise TargetError(
+            f"target={spec!r} returned a {type(queue).__name__} without "
+            f"{', '.join(missing)}: the contract needs {', '.join(REQUIRED_METHODS)} "
+            "(states() optional); see the README's 'Target contract'")
