@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -13,7 +13,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The main job: the default gate (every scenario against the robust queue), then the
+# incident reproduced on the legacy design, the fix that shipped, and the robust queue.
 run: setup
+	$(PY) -m harness run --target robust --scenario all
+	$(PY) -m harness reproduce incident
+
+demo: setup
 	$(PY) -m persistence.demo
 
 test: setup

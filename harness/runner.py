@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import os
 import random
 import shutil
@@ -111,6 +112,28 @@ def _observe_fs(history: History) -> list[str]:
             for (outcome, call, path), n in sorted(failures.items(), key=lambda kv: -kv[1])[:8]]
 
 
+class _LogCapture(logging.Handler):
+    """Warnings and errors the target logged during a run: swallowed errors show up here."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: collections.Counter[str] = collections.Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log call must not break the run
+            text = str(record.msg)
+        self.messages[f"{record.levelname.lower()} from {record.name}: {text[:160]}"] += 1
+
+    def summary(self) -> list[str]:
+        total = sum(self.messages.values())
+        if not total:
+            return []
+        top = [f"{n}x {m}" for m, n in self.messages.most_common(3)]
+        return [f"the target logged {total} warnings/errors; most frequent:", *top]
+
+
 def _leftovers(queue_dir: str, patterns: tuple[str, ...]) -> list[str]:
     import fnmatch
 
@@ -159,6 +182,9 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     sandbox = tempfile.mkdtemp(prefix="harness-")
     queue_dir = os.path.join(sandbox, QUEUE_DIR)
     started = time.perf_counter()
+    logs = _LogCapture()
+    root_logger = logging.getLogger()
+    root_logger.addHandler(logs)
     errors: list[str] = []
     blocked: list[tuple[int, BaseException]] = []
     try:
@@ -217,8 +243,10 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     except TargetError as exc:
         run.error = str(exc)
     finally:
+        root_logger.removeHandler(logs)
         shutil.rmtree(sandbox, ignore_errors=True)
         run.duration_s = time.perf_counter() - started
+    run.observations.extend(logs.summary())
     if errors and run.error is None:
         run.error = "; ".join(errors)
     return run

@@ -25,8 +25,10 @@ Behaviours kept, and what each one costs (incident.md sections in brackets):
 * A ``queue.json.lock`` file (``O_CREAT | O_EXCL``) guards only the save, not the
   load-modify-save cycle. Cost: two processors load the same state and the second save
   overwrites the first one's update (lost update). A processor killed mid-save leaves the
-  lock behind, every later save gives up after a few short waits, and the error is
-  swallowed: the incident's four stale ``.lock`` files and its stuck PENDING entry.
+  lock behind (the incident's four stale ``.lock`` files); a later save waits a few short
+  moments, takes the lock for stale and breaks it. Cost: a live but slow holder is taken
+  for dead too, two saves run at once on the shared temp name, and one of them meets
+  ``FileNotFoundError`` on ``queue.json.tmp``, as the incident's log did four times.
 * Loading: a missing ``queue.json`` is created as ``[]`` and read as empty;
   ``PermissionError``, ``FileNotFoundError`` or a decode error on read return an empty
   list. Cost: any transient read fault becomes an empty queue, and the next save writes
@@ -68,7 +70,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["LegacyLockError", "LegacyQueue", "LegacyRecovery", "open_legacy", "open_queue"]
+__all__ = ["LegacyQueue", "LegacyRecovery", "open_legacy", "open_queue"]
 __all__ += ["LOCK_FILE", "QUEUE_FILE", "STATES", "TEMP_FILE"]  # names a fault plan targets
 
 QUEUE_FILE = "queue.json"
@@ -76,16 +78,12 @@ TEMP_FILE = "queue.json.tmp"
 LOCK_FILE = "queue.json.lock"
 STATES = ("PENDING", "PROCESSING", "DELIVERED", "FAILED")
 
-# Short waits, as the incident's Windows retry loops used; a few milliseconds in total so
-# a stale lock turns into a quick silent failure rather than a hang.
+# Short waits, as the incident's Windows retry loops used; a few milliseconds in total
+# before a lock is taken for stale.
 _REMOVE_DELAYS = (0.001, 0.002, 0.005, 0.01)
 _LOCK_DELAYS = (0.001, 0.002, 0.005)
 
 _log = logging.getLogger("persistence.legacy")
-
-
-class LegacyLockError(OSError):
-    """The save found ``queue.json.lock`` held and gave up (usually a stale lock)."""
 
 
 @dataclass(frozen=True)
@@ -332,17 +330,21 @@ class LegacyQueue:
             _log.error("could not remove temp file %s: %s", self.tmp_path, exc)
 
     def _acquire_lock(self) -> None:
-        for delay in (*_LOCK_DELAYS, None):
+        for delay in _LOCK_DELAYS:
             try:
                 fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                if delay is None:
-                    break
                 time.sleep(delay)
                 continue
             os.close(fd)
             return
-        raise LegacyLockError(errno.EEXIST, "queue lock is held", self.lock_path)
+        # Still there after the waits: taken for the stale lock of a crashed processor and
+        # broken. A live holder that was merely slow is now saving alongside us.
+        _log.warning("breaking stale lock %s", self.lock_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.lock_path)
+        fd = os.open(self.lock_path, os.O_CREAT | os.O_WRONLY, 0o644)
+        os.close(fd)
 
     def _release_lock(self) -> None:
         with contextlib.suppress(FileNotFoundError):
