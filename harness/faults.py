@@ -46,13 +46,28 @@ from __future__ import annotations
 
 import errno as _errno
 import random
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
-from fnmatch import fnmatchcase
 from typing import Any, ClassVar
 
+# the helpers keep their old private names here, so the fault classes read as before
+from harness._armed import ArmedPlan
+from harness._armed import State as _State
+from harness._armed import kind_matches as _kind_matches
+from harness._armed import path_matches as _path_matches
+from harness._validate import MATCH_KINDS, FaultSpecError
+from harness._validate import Rule as _Rule
+from harness._validate import chance as _chance
+from harness._validate import errnos as _errnos
+from harness._validate import fail as _fail
+from harness._validate import flag as _flag
+from harness._validate import glob as _glob
+from harness._validate import keep as _keep
+from harness._validate import kinds as _kinds
+from harness._validate import nat as _nat
+from harness._validate import one_of as _one_of
+from harness._validate import sandbox_dir as _sandbox_dir
 from harness.actions import (
-    CALL_KINDS,
     Action,
     Call,
     Kill,
@@ -68,126 +83,8 @@ __all__ = [
     "PowerLoss", "fault_from_spec",
 ]
 
-MATCH_KINDS = (*CALL_KINDS, "open_write", "open_read")
-"""What a ``calls`` parameter may name: the `Call` kinds plus the two open pseudo-kinds."""
 
-
-class FaultSpecError(ValueError):
-    """A fault, plan or spec was given a parameter it cannot take."""
-
-
-_Rule = Callable[[str, str, Any], Any]
 _fault = dataclass(frozen=True, kw_only=True, repr=False)
-
-
-# -- validation: each rule checks one parameter and returns its normalised value
-
-
-def _fail(owner: str, name: str, value: Any, expected: str) -> Any:
-    raise FaultSpecError(f"{owner}: {name}={value!r}; expected {expected}")
-
-
-def _nat(low: int, *, none: bool = False) -> _Rule:
-    def check(owner: str, name: str, value: Any) -> Any:
-        if value is None and none:
-            return None
-        # bool is an int to Python, but True as a byte count is always a mistake
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            _fail(owner, name, value, f"an int >= {low}" + (" or None" if none else ""))
-        return value
-    return check
-
-
-def _chance(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        _fail(owner, name, value, "a number p with 0 < p <= 1")
-    return float(value)
-
-
-def _flag(owner: str, name: str, value: Any) -> bool:
-    return value if isinstance(value, bool) else _fail(owner, name, value, "True or False")
-
-
-def _glob(owner: str, name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        _fail(owner, name, value, "a non-empty fnmatch glob such as 'q/*'")
-    return value
-
-
-def _kinds(*, none: bool = False) -> _Rule:
-    def check(owner: str, name: str, value: Any) -> Any:
-        if value is None and none:
-            return None
-        if (isinstance(value, str) or not isinstance(value, tuple | list) or not value
-                or any(k not in MATCH_KINDS for k in value)):
-            _fail(owner, name, value, f"a non-empty tuple of call kinds from {MATCH_KINDS}"
-                  + (" or None (any call)" if none else ""))
-        return tuple(value)
-    return check
-
-
-def _one_of(*allowed: Any) -> _Rule:
-    def check(owner: str, name: str, value: Any) -> Any:
-        if isinstance(value, Hashable) and value in allowed:
-            return value
-        return _fail(owner, name, value, f"one of {', '.join(map(repr, allowed))}")
-    return check
-
-
-def _errnos(*allowed: str) -> _Rule:
-    numbers = {getattr(_errno, a): a for a in allowed}
-
-    def check(owner: str, name: str, value: Any) -> int:
-        # names are accepted so that scenario files can say errno = "EDQUOT"
-        if isinstance(value, str) and value in allowed:
-            return getattr(_errno, value)
-        if isinstance(value, int) and not isinstance(value, bool) and value in numbers:
-            return value
-        return _fail(owner, name, value, f"one of {', '.join(allowed)} (name or number)")
-    return check
-
-
-def _sandbox_dir(owner: str, name: str, value: Any) -> str:
-    parts = value.split("/") if isinstance(value, str) else []
-    if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in value:
-        _fail(owner, name, value, "a sandbox-relative directory such as 'q' or 'q/pending'")
-    return value
-
-
-def _keep(owner: str, name: str, value: Any) -> Any:
-    if value is None or (isinstance(value, float) and 0.0 <= value <= 1.0):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return _fail(owner, name, value, "None (a random prefix), an int >= 0 (bytes) "
-                 "or a float in [0, 1] (a fraction of the write)")
-
-
-def _path_matches(glob: str, call: Call) -> bool:
-    paths = [p for p in (call.path, call.path2) if p is not None]
-    if not paths:
-        return glob == "*"
-    return any(fnmatchcase(p, glob) for p in paths)
-
-
-def _kind_matches(kinds: tuple[str, ...] | None, call: Call) -> bool:
-    if kinds is None:
-        return True
-    for k in kinds:
-        if k == call.kind or (call.kind == "open" and k == ("open_write" if call.writes
-                                                             else "open_read")):
-            return True
-    return False
-
-
-@dataclass
-class _State:
-    """What one fault remembers during a run."""
-
-    fired: int = 0
-    first: int | None = None  # op of the first firing: the heal clock starts there
-    spent: int = 0  # DiskFull: bytes the sandbox took since at_op
-    done: bool = False
 
 
 class Fault:
@@ -195,6 +92,7 @@ class Fault:
 
     kind: ClassVar[str] = ""
     _rules: ClassVar[dict[str, _Rule]] = {}
+    _never_fires: ClassVar[bool] = False  # True: ArmedPlan starts the fault used up
     __slots__ = ()
 
     def __post_init__(self) -> None:
@@ -376,6 +274,7 @@ class ConcurrentProcessors(Fault):
     """Several processors at once; the schedule switches between them at shim ops."""
 
     kind: ClassVar[str] = "concurrent_processors"
+    _never_fires: ClassVar[bool] = True  # read by the runner, never acts through decide
     _rules = {"processors": _nat(2), "switch_probability": _chance}
     processors: int = 2
     switch_probability: float = 0.5
@@ -445,57 +344,3 @@ class Plan:
 
     def arm(self, rng: random.Random) -> ArmedPlan:
         return ArmedPlan(self, rng)
-
-
-class ArmedPlan:
-    """One run's use of a plan: answers the shim and counts what fired."""
-
-    def __init__(self, plan: Plan, rng: random.Random) -> None:
-        self.plan = plan
-        self.healed = False
-        self.fired = 0
-        self.fired_by_kind: dict[str, int] = {}
-        self._rng = rng
-        # ConcurrentProcessors is read by the runner and never fires here
-        self._states = [_State(done=isinstance(f, ConcurrentProcessors)) for f in plan.faults]
-
-    @property
-    def exhausted(self) -> bool:
-        """True when no fault can fire any more (healed, or every fault used up)."""
-        return self.healed or all(st.done for st in self._states)
-
-    def heal(self) -> None:
-        """Nothing fires afterwards: space is freed, permissions are back."""
-        self.healed = True
-
-    def decide(self, call: Call) -> Action | None:
-        """The action for this call, or None to let it through."""
-        if self.healed:
-            return None
-        live = []
-        action, winner = None, None
-        for fault, st in zip(self.plan.faults, self._states, strict=True):
-            if st.done:
-                continue
-            heal = getattr(fault, "heal_after_ops", None)
-            if heal is not None and st.first is not None and call.op >= st.first + heal:
-                st.done = True
-                continue
-            live.append((fault, st))
-            action = fault._decide(st, call, self._rng)
-            if action is not None:
-                winner = (fault, st)
-                break
-        for fault, st in live:
-            fault._after(st, call, action)
-        if winner is not None:
-            fault, st = winner
-            st.fired += 1
-            if st.first is None:
-                st.first = call.op
-            limit = fault._limit()
-            if limit is not None and st.fired >= limit:
-                st.done = True
-            self.fired += 1
-            self.fired_by_kind[fault.kind] = self.fired_by_kind.get(fault.kind, 0) + 1
-        return action

@@ -10,7 +10,8 @@ Each intercepted call: a dead processor raises `ProcessorKilled` at once; the sc
 gets a switch point (deterministic interleaving); the call gets the next op number and
 is shown to the plan as an `actions.Call`; the plan's `Action` is carried out; one
 `history.FsOp` is recorded. File objects are rebuilt in `_shimfile` so Python's buffer
-sits above the shim, as in a real process.
+sits above the shim, as in a real process; the wrappers and the patching are in
+`_patches`, the descriptor table and the flock emulation in `_shimfds`.
 
 Under pyfakefs the target's modules hold fake module *objects* instead of ``os``,
 ``io``, ``shutil`` and ``fcntl``; the shim then patches the attributes of those fake
@@ -22,15 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
-import fcntl
 import os
 import stat as _stat
 import threading
-import time
 import types
 from collections.abc import Iterator
 
-from . import _shimfile
+from . import _patches
+from ._shimfds import DeadlockError
+from ._shimfds import Descriptors as _Descriptors
+from ._shimfds import Fd as _Fd
 from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
 from .history import DRAIN, NEMESIS, History
 
@@ -42,10 +44,6 @@ class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happene
     def __init__(self, process: int, message: str | None = None) -> None:
         super().__init__(message or f"processor {process} was killed")
         self.process = process
-
-
-class DeadlockError(BaseException):
-    """A blocking flock can never be granted: every processor that could release it waits."""
 
 
 class ShimError(RuntimeError):
@@ -64,15 +62,7 @@ def _errname(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-class _Fd:
-    __slots__ = ("path", "process", "is_dir", "flags", "file")
-
-    def __init__(self, path, process, is_dir, flags, file=None) -> None:
-        self.path, self.process, self.is_dir, self.flags, self.file = (
-            path, process, is_dir, flags, file)
-
-
-class Shim:
+class Shim(_Descriptors):
     """The state of one installation: bindings, descriptors, locks, dead processors."""
 
     lock_timeout = 5.0
@@ -269,40 +259,6 @@ class Shim:
             return perform()
         return self._run(p, kind, raw._path, perform, **kw)
 
-    # -- descriptors --------------------------------------------------------------
-
-    def _track_fd(self, fd: int, path: str, p: int, is_dir: bool, flags: int) -> None:
-        with self._cond:
-            self._fds[fd] = _Fd(path, p, is_dir, flags)
-
-    def _track_file(self, raw, path: str, p: int) -> None:
-        fd = raw.fileno()
-        with self._cond:
-            info = self._fds.get(fd)
-            if info is None:
-                self._fds[fd] = _Fd(path, p, False, None, raw)
-            else:  # open(fd): the file object now owns the descriptor
-                info.file = raw
-
-    def _untrack(self, fd: int) -> None:
-        with self._cond:
-            self._fds.pop(fd, None)
-            self._unlock(fd)
-
-    def _file_close(self, raw) -> None:
-        try:
-            fd = raw.fileno()
-        except (OSError, ValueError):
-            return
-        try:
-            self._file_op(raw, "close", raw._under.close)
-        finally:
-            if not getattr(raw._under, "closed", True):
-                with contextlib.suppress(OSError):
-                    raw._under.close()  # close(2) frees the descriptor even when it fails
-            if raw.closefd:
-                self._untrack(fd)
-
     # -- faults ---------------------------------------------------------------------
 
     def _kill(self, p: int, kind: str = "kill", fault: str = "", effect: str = "",
@@ -368,68 +324,6 @@ class Shim:
         self.real.rmdir(path)
         return files
 
-    # -- flock emulation: per open file description, keyed by (st_dev, st_ino) -------
-
-    def _unlock(self, fd: int) -> None:
-        key = self._lock_key.pop(fd, None)
-        if key is not None:
-            self._locks.get(key, {}).pop(fd, None)
-            self._cond.notify_all()
-
-    def _flock(self, p: int, fd: int, op: int, path: str) -> None:
-        if op & fcntl.LOCK_UN:
-            with self._cond:
-                self._unlock(fd)
-            return
-        if not op & (fcntl.LOCK_SH | fcntl.LOCK_EX):
-            raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL), path)
-        want = fcntl.LOCK_EX if op & fcntl.LOCK_EX else fcntl.LOCK_SH
-        st = self.real.fstat(fd)
-        key = (st.st_dev, st.st_ino)
-        me, deadline = threading.get_ident(), time.monotonic() + self.lock_timeout
-        while True:
-            with self._cond:
-                self._check_alive(p)
-                holders = self._locks.setdefault(key, {})
-                others = {f: h for f, h in holders.items()
-                          if f != fd and (want == fcntl.LOCK_EX or h[0] == fcntl.LOCK_EX)}
-                if not others:
-                    self._waiting.pop(me, None)
-                    holders[fd] = (want, p)
-                    self._lock_key[fd] = key
-                    return
-                if op & fcntl.LOCK_NB:
-                    raise BlockingIOError(_errno.EWOULDBLOCK,
-                                          os.strerror(_errno.EWOULDBLOCK), path)
-                if self.scheduler is None:
-                    stuck = not self._can_progress(others, me)
-                    if stuck or time.monotonic() > deadline:
-                        self._waiting.pop(me, None)
-                        raise DeadlockError(self._waits_text(p, want, path, others))
-                    self._waiting[me] = p
-                    self._cond.wait(0.02)
-                    continue
-                self._waiting[me] = p
-            try:
-                go_on = self.scheduler.blocked(p)
-            finally:
-                with self._cond:
-                    self._waiting.pop(me, None)
-            if go_on is False:
-                raise DeadlockError(self._waits_text(p, want, path, others)
-                                    + "; every live processor is blocked")
-
-    def _can_progress(self, others, me: int) -> bool:
-        """Some holder runs in another thread that is not itself waiting for a lock."""
-        return any(t != me and t not in self._waiting
-                   for _, holder in others.values() for t in self._threads.get(holder, ()))
-
-    def _waits_text(self, p: int, want: int, path: str, others) -> str:
-        names = {fcntl.LOCK_EX: "LOCK_EX", fcntl.LOCK_SH: "LOCK_SH"}
-        held = ", ".join(f"processor {h} (fd {f}, {names[m]})"
-                         for f, (m, h) in sorted(others.items()))
-        return f"processor {p} waits for {names[want]} on {self._rel(path)} held by {held}"
-
 
 @contextlib.contextmanager
 def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
@@ -439,7 +333,7 @@ def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
         if _ACTIVE:
             raise ShimError("the shim is already installed (installed() is not re-entrant; "
                             f"active sandbox {_ACTIVE[0].sandbox!r})")
-        undo, shim = _shimfile.patch_all(
+        undo, shim = _patches.patch_all(
             lambda real, pathmod: Shim(sandbox, history, plan, rng, model, scheduler,
                                        real=real, pathmod=pathmod))
         _ACTIVE.append(shim)
@@ -450,4 +344,3 @@ def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
         with _ACTIVE_LOCK:
             _ACTIVE.clear()
             undo()
-

@@ -1,0 +1,290 @@
+"""The shim's patch table: wrappers for the os/shutil/fcntl/time calls and `open`, applied.
+
+Each wrapper asks the shim whether the calling thread is bound to a processor and the
+call touches the sandbox; if not, the original runs untouched. `patch_all` finds the
+namespaces to patch: the real ``os``/``io``/``shutil``/``fcntl`` modules, or, when a
+pyfakefs ``Patcher`` is active, its fake module objects (which is what a target's
+``import os`` then refers to). File objects themselves are built in `_shimfile`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import fcntl
+import io
+import os
+import shutil
+import stat as _stat
+import sys
+import time
+import types
+from typing import Any
+
+from ._shimfile import open_file
+
+__all__ = ["patch_all"]
+
+_OS_CALLS = ("open", "read", "write", "close", "fsync", "fdatasync", "lseek", "ftruncate",
+             "fstat", "stat", "lstat", "replace", "rename", "unlink", "remove", "mkdir",
+             "rmdir", "listdir", "scandir")
+_SHUTIL_CALLS = {"move": "replace", "copy": "copy", "copy2": "copy", "copyfile": "copy"}
+# path-taking calls that need nothing but a record: name -> (kind, writes)
+_PATH_CALLS = {"stat": ("stat", False), "lstat": ("stat", False), "unlink": ("unlink", True),
+               "remove": ("unlink", True), "mkdir": ("mkdir", True), "rmdir": ("rmdir", True),
+               "listdir": ("listdir", False), "scandir": ("listdir", False)}
+_FD_CALLS = {"read": "read", "lseek": "seek", "fstat": "stat", "ftruncate": "truncate",
+             "fsync": "fsync", "fdatasync": "fsync"}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _arg(args, kwargs, index: int, name: str, default=None):
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+def _fd_target(shim, fd):
+    """(processor, fd, info) when this call is to be intercepted, else None."""
+    p = shim._bound()
+    if p is None:
+        return None
+    if not isinstance(fd, int) and hasattr(fd, "fileno"):
+        fd = fd.fileno()
+    info = shim._fds.get(fd)
+    return None if info is None else (p, fd, info)
+
+
+def _path_wrapper(shim, orig, kind: str, writes: bool):
+    def wrapper(*args, **kwargs):
+        p = shim._bound()
+        path = _arg(args, kwargs, 0, "path")
+        path = None if p is None else shim._resolve("." if path is None else path,
+                                                     kwargs.get("dir_fd"))
+        if path is None:
+            return orig(*args, **kwargs)
+        return shim._run(p, kind, path, lambda: orig(*args, **kwargs), writes=writes)
+    return wrapper
+
+
+def _fd_wrapper(shim, real, orig, name: str):
+    def wrapper(fd, *args, **kwargs):
+        target = _fd_target(shim, fd)
+        if target is None:
+            return orig(fd, *args, **kwargs)
+        p, fd, info = target
+        kind = "dirsync" if name.endswith("sync") and info.is_dir else _FD_CALLS[name]
+
+        def perform():
+            result = orig(fd, *args, **kwargs)
+            if kind in ("fsync", "dirsync") and shim.model is not None:
+                with shim._quiet():
+                    (shim.model.dir_synced if info.is_dir else shim.model.file_synced)(fd)
+            return result
+        if name == "read":
+            return shim._run(p, kind, info.path, perform, nbytes=args[0], count=len)
+        if name == "ftruncate":
+            return shim._run(p, kind, info.path, perform, nbytes=args[0], writes=True)
+        return shim._run(p, kind, info.path, perform)
+    return wrapper
+
+
+def _os_wrappers(shim, o) -> dict[str, Any]:
+    w = {name: _path_wrapper(shim, getattr(o, name), *spec) for name, spec in _PATH_CALLS.items()}
+    w.update({name: _fd_wrapper(shim, o, getattr(o, name), name) for name in _FD_CALLS})
+
+    def os_open(*args, **kwargs):
+        p = shim._bound()
+        path = None if p is None else shim._resolve(_arg(args, kwargs, 0, "path"),
+                                                    kwargs.get("dir_fd"))
+        if path is None:
+            return o.open(*args, **kwargs)
+        flags = _arg(args, kwargs, 1, "flags", 0)
+
+        def perform() -> int:
+            fd = o.open(*args, **kwargs)
+            shim._track_fd(fd, path, p, _stat.S_ISDIR(o.fstat(fd).st_mode), flags)
+            return fd
+        return shim._run(p, "open", path, perform, writes=bool(flags & _WRITE_FLAGS))
+
+    def os_write(fd, data):
+        target = _fd_target(shim, fd)
+        if target is None:
+            return o.write(fd, data)
+        p, fd, info = target
+        view = memoryview(data).cast("B")
+        return shim._run(p, "write", info.path, lambda: o.write(fd, view), nbytes=len(view),
+                         writes=True, prefix=lambda keep: o.write(fd, view[:keep]),
+                         count=lambda n: n)
+
+    def os_close(fd):
+        target = _fd_target(shim, fd)
+        if target is None:
+            return o.close(fd)
+        p, fd, info = target
+        ran = []
+
+        def perform():
+            ran.append(True)
+            return o.close(fd)
+        try:
+            return shim._run(p, "close", info.path, perform)
+        finally:
+            # close(2) frees the descriptor even when it fails; a kill already closed it
+            if not ran and shim._fds.get(fd) is info:
+                with contextlib.suppress(OSError):
+                    o.close(fd)
+            if shim._fds.get(fd) is info:
+                shim._untrack(fd)
+
+    def two_paths(orig, kind, quiet=False, a="src", b="dst"):
+        def wrapper(*args, **kwargs):
+            p = shim._bound()
+            src, dst = _arg(args, kwargs, 0, a), _arg(args, kwargs, 1, b)
+            inside = p is not None and (
+                shim._resolve(src, kwargs.get("src_dir_fd")) is not None
+                or shim._resolve(dst, kwargs.get("dst_dir_fd")) is not None)
+            if not inside:
+                return orig(*args, **kwargs)
+
+            def perform():
+                if not quiet:
+                    return orig(*args, **kwargs)
+                with shim._quiet():  # one call in the history, not its inner os calls
+                    return orig(*args, **kwargs)
+            return shim._run(p, kind, shim._abs(src, kwargs.get("src_dir_fd")), perform,
+                             path2=shim._abs(dst, kwargs.get("dst_dir_fd")), writes=True)
+        return wrapper
+
+    w.update(open=os_open, write=os_write, close=os_close,
+             replace=two_paths(o.replace, "replace"), rename=two_paths(o.rename, "replace"))
+    w.update({name: two_paths(getattr(o, name), kind, quiet=True)
+              for name, kind in _SHUTIL_CALLS.items()})
+    return w
+
+
+def _other_wrappers(shim, o) -> dict[str, Any]:
+    def flock(fd, operation):
+        target = _fd_target(shim, fd)
+        if target is None:
+            return o.flock(fd, operation)
+        p, fd, info = target
+        return shim._run(p, "lock", info.path,
+                         lambda: shim._flock(p, fd, operation, info.path))
+
+    def sleep(seconds):
+        p = shim._bound()
+        if p is None:
+            return o.sleep(seconds)
+        # a bound thread yields to the schedule instead of sleeping: fast and deterministic
+        shim._check_alive(p)
+        if shim.scheduler is not None:
+            shim.scheduler.switch_point(p)
+            shim._check_alive(p)
+        return None
+
+    def open_(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
+              closefd=True, opener=None):
+        p = shim._bound()
+        path = None if p is None else shim._resolve(file)
+        if path is None:
+            return o.builtin_open(file, mode, buffering, encoding, errors, newline, closefd,
+                                  opener)
+        return open_file(shim, p, path, o.builtin_open, file, mode, buffering, encoding,
+                         errors, newline, closefd, opener)
+    return {"flock": flock, "sleep": sleep, "open": open_}
+
+
+def _fake_path_wrappers(pathmod, osmod) -> dict[str, Any]:
+    """pyfakefs's os.path and os.makedirs skip os.stat/os.mkdir; route them through."""
+    def stat_or_none(path, stat_call):
+        try:
+            return stat_call(path)
+        except (OSError, ValueError):
+            return None
+
+    def makedirs(name, mode=0o777, exist_ok=False):
+        head, tail = pathmod.split(name)
+        if not tail:
+            head, tail = pathmod.split(head)
+        if head and tail and stat_or_none(head, osmod.stat) is None:
+            with contextlib.suppress(FileExistsError):
+                makedirs(head, exist_ok=exist_ok)
+        try:
+            osmod.mkdir(name, mode)
+        except OSError:
+            st = stat_or_none(name, osmod.stat)
+            if not exist_ok or st is None or not _stat.S_ISDIR(st.st_mode):
+                raise
+
+    def test(mode_test, stat_name="stat"):
+        def check(path):
+            st = stat_or_none(path, getattr(osmod, stat_name))
+            return st is not None and mode_test(st.st_mode)
+        return check
+    return {"makedirs": (osmod, makedirs), "exists": (pathmod, test(lambda m: True)),
+            "lexists": (pathmod, test(lambda m: True, "lstat")),
+            "isdir": (pathmod, test(_stat.S_ISDIR)), "isfile": (pathmod, test(_stat.S_ISREG)),
+            "getsize": (pathmod, lambda path: osmod.stat(path).st_size)}
+
+
+def _fake_pathlib_patches() -> list:
+    """pyfakefs's FakePath opens files itself; give it back pathlib's own methods, which
+    go through ``io.open`` (patched) as they do on the real disk."""
+    fake_path = getattr(sys.modules.get("pyfakefs.fake_pathlib"), "FakePath", None)
+    if fake_path is None:
+        return []
+    real_path = next((c for c in fake_path.__mro__
+                      if c.__module__ == "pathlib" and c.__name__ == "Path"), None)
+    return [] if real_path is None else [
+        (fake_path, name, vars(real_path)[name])
+        for name in ("open", "read_bytes", "read_text", "write_bytes", "write_text")]
+
+
+def _active_patcher():
+    """The running pyfakefs Patcher, if any (looked up, never imported: no dependency)."""
+    module = sys.modules.get("pyfakefs.fake_filesystem_unittest")
+    patcher = getattr(getattr(module, "Patcher", None), "PATCHER", None)
+    return patcher if patcher is not None and getattr(patcher, "is_patching", False) else None
+
+
+def patch_all(make_shim):
+    """Capture the originals, build the shim, patch; return (undo, shim)."""
+    patcher = _active_patcher()
+    if patcher is None:
+        osm, shm, fcm, open_targets = os, shutil, fcntl, [builtins, io]
+    else:
+        fake = patcher.fake_modules
+        osm, shm, fcm = fake["os"], fake["shutil"], fake.get("fcntl", fcntl)
+        open_targets = [builtins] + [fake[n] for n in ("io", "_io") if n in fake]
+    real = types.SimpleNamespace(**{n: getattr(osm, n) for n in _OS_CALLS},
+                                 **{n: getattr(shm, n) for n in _SHUTIL_CALLS},
+                                 builtin_open=builtins.open, flock=fcm.flock,
+                                 sleep=time.sleep, makedirs=osm.makedirs)
+    shim = make_shim(real, osm.path)
+    wrappers = _os_wrappers(shim, real)
+    plan = [(shm if name in _SHUTIL_CALLS else osm, name, fn) for name, fn in wrappers.items()]
+    other = _other_wrappers(shim, real)
+    plan += [(fcm, "flock", other["flock"]), (time, "sleep", other["sleep"])]
+    plan += [(target, "open", other["open"]) for target in open_targets]
+    if patcher is not None:
+        plan += [(obj, name, fn)
+                 for name, (obj, fn) in _fake_path_wrappers(osm.path, osm).items()]
+        plan += _fake_pathlib_patches()
+    saved = []
+
+    def undo() -> None:
+        for obj, name, had, old in reversed(saved):
+            if had:
+                setattr(obj, name, old)
+            else:
+                with contextlib.suppress(AttributeError):
+                    delattr(obj, name)
+    try:
+        for obj, name, fn in plan:
+            own = vars(obj)
+            saved.append((obj, name, name in own, own.get(name)))
+            setattr(obj, name, fn)
+    except BaseException:
+        undo()
+        raise
+    return undo, shim

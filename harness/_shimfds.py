@@ -1,0 +1,141 @@
+"""The shim's descriptor table and its flock emulation: who opened what, who holds which lock.
+
+`Descriptors` is mixed into `harness.shim.Shim` and works on state that ``Shim.__init__``
+sets up (``_cond``, ``_fds``, ``_locks``, ``_lock_key``, ``_waiting``, ``_threads``) and on
+its ``real`` calls, ``scheduler``, ``lock_timeout``, ``_check_alive``, ``_rel`` and
+``_file_op``. It lives apart so the shim's call pipeline and fault handling stay short.
+
+Locks are emulated rather than passed to the real ``flock`` so that a blocked processor
+hands its turn to the schedule (or is reported as deadlocked) instead of sleeping in the
+kernel. As with ``flock(2)``, a lock belongs to an open file description (here: a
+tracked descriptor) and conflicts with any other description of the same file, keyed
+by ``(st_dev, st_ino)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import fcntl
+import os
+import threading
+import time
+
+__all__ = ["DeadlockError", "Descriptors", "Fd"]
+
+
+class DeadlockError(BaseException):
+    """A blocking flock can never be granted: every processor that could release it waits."""
+
+    # public as harness.shim.DeadlockError: tracebacks name it there, as before the split
+    __module__ = "harness.shim"
+
+
+class Fd:
+    """What the shim knows about one tracked descriptor (and the file object owning it)."""
+
+    __slots__ = ("path", "process", "is_dir", "flags", "file")
+
+    def __init__(self, path, process, is_dir, flags, file=None) -> None:
+        self.path, self.process, self.is_dir, self.flags, self.file = (
+            path, process, is_dir, flags, file)
+
+
+class Descriptors:
+    """Mixin for `Shim`: tracks descriptors and file objects, emulates flock on them."""
+
+    # -- descriptors --------------------------------------------------------------
+
+    def _track_fd(self, fd: int, path: str, p: int, is_dir: bool, flags: int) -> None:
+        with self._cond:
+            self._fds[fd] = Fd(path, p, is_dir, flags)
+
+    def _track_file(self, raw, path: str, p: int) -> None:
+        fd = raw.fileno()
+        with self._cond:
+            info = self._fds.get(fd)
+            if info is None:
+                self._fds[fd] = Fd(path, p, False, None, raw)
+            else:  # open(fd): the file object now owns the descriptor
+                info.file = raw
+
+    def _untrack(self, fd: int) -> None:
+        with self._cond:
+            self._fds.pop(fd, None)
+            self._unlock(fd)
+
+    def _file_close(self, raw) -> None:
+        try:
+            fd = raw.fileno()
+        except (OSError, ValueError):
+            return
+        try:
+            self._file_op(raw, "close", raw._under.close)
+        finally:
+            if not getattr(raw._under, "closed", True):
+                with contextlib.suppress(OSError):
+                    raw._under.close()  # close(2) frees the descriptor even when it fails
+            if raw.closefd:
+                self._untrack(fd)
+
+    # -- flock emulation: per open file description, keyed by (st_dev, st_ino) -------
+
+    def _unlock(self, fd: int) -> None:
+        key = self._lock_key.pop(fd, None)
+        if key is not None:
+            self._locks.get(key, {}).pop(fd, None)
+            self._cond.notify_all()
+
+    def _flock(self, p: int, fd: int, op: int, path: str) -> None:
+        if op & fcntl.LOCK_UN:
+            with self._cond:
+                self._unlock(fd)
+            return
+        if not op & (fcntl.LOCK_SH | fcntl.LOCK_EX):
+            raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL), path)
+        want = fcntl.LOCK_EX if op & fcntl.LOCK_EX else fcntl.LOCK_SH
+        st = self.real.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        me, deadline = threading.get_ident(), time.monotonic() + self.lock_timeout
+        while True:
+            with self._cond:
+                self._check_alive(p)
+                holders = self._locks.setdefault(key, {})
+                others = {f: h for f, h in holders.items()
+                          if f != fd and (want == fcntl.LOCK_EX or h[0] == fcntl.LOCK_EX)}
+                if not others:
+                    self._waiting.pop(me, None)
+                    holders[fd] = (want, p)
+                    self._lock_key[fd] = key
+                    return
+                if op & fcntl.LOCK_NB:
+                    raise BlockingIOError(_errno.EWOULDBLOCK,
+                                          os.strerror(_errno.EWOULDBLOCK), path)
+                if self.scheduler is None:
+                    stuck = not self._can_progress(others, me)
+                    if stuck or time.monotonic() > deadline:
+                        self._waiting.pop(me, None)
+                        raise DeadlockError(self._waits_text(p, want, path, others))
+                    self._waiting[me] = p
+                    self._cond.wait(0.02)
+                    continue
+                self._waiting[me] = p
+            try:
+                go_on = self.scheduler.blocked(p)
+            finally:
+                with self._cond:
+                    self._waiting.pop(me, None)
+            if go_on is False:
+                raise DeadlockError(self._waits_text(p, want, path, others)
+                                    + "; every live processor is blocked")
+
+    def _can_progress(self, others, me: int) -> bool:
+        """Some holder runs in another thread that is not itself waiting for a lock."""
+        return any(t != me and t not in self._waiting
+                   for _, holder in others.values() for t in self._threads.get(holder, ()))
+
+    def _waits_text(self, p: int, want: int, path: str, others) -> str:
+        names = {fcntl.LOCK_EX: "LOCK_EX", fcntl.LOCK_SH: "LOCK_SH"}
+        held = ", ".join(f"processor {h} (fd {f}, {names[m]})"
+                         for f, (m, h) in sorted(others.items()))
+        return f"processor {p} waits for {names[want]} on {self._rel(path)} held by {held}"
