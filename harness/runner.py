@@ -177,7 +177,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
                      payload_max=wl.payload_max, rng=_stream(seed, "workload"))
     baton = Baton(_stream(seed, "schedule"), list(range(nproc)),
-                  mid_call=concurrency.switch_probability if concurrency else 0.0)
+                  mid_call=concurrency.switch_probability if concurrency else 0.0,
+                  max_ops=wl.max_ops)
     armed = scenario.plan.arm(_stream(seed, "faults"))
     sandbox = tempfile.mkdtemp(prefix="harness-")
     queue_dir = os.path.join(sandbox, QUEUE_DIR)
