@@ -173,6 +173,11 @@ class Trace:
     end: int  # one past the last index
     states: Op | None = None
     drain_start: int | None = None
+    errors: list[FsOp] = field(default_factory=list)  # file calls that failed, in order
+
+
+WRITES = frozenset({"write", "truncate", "replace", "unlink", "mkdir", "rmdir", "copy"})
+"""File calls that change what is on disk (an ``open`` may or may not: its mode is not kept)."""
 
 
 def trace(history: History) -> Trace:
@@ -193,6 +198,8 @@ class _Walker:
                     self.entries[key] = EntryTrace(key, payload, last_seen=rec.index)
         self.phantoms: dict[str, Phantom] = {}
         self.marks: list[FaultMark] = []
+        self.errors: list[FsOp] = []
+        self.last_write: dict[int, int] = {}  # process -> index of its latest change to the disk
         self.pending: dict[int, Call] = {}
         self.held_by: dict[int, dict[str, None]] = {}  # dicts, not sets: stable order
         self.id_map: dict[str, str] = {}
@@ -204,6 +211,10 @@ class _Walker:
             if isinstance(rec, FsOp):
                 if rec.fault:
                     self.marks.append(FaultMark(rec.index, rec.process, rec.fault, rec))
+                if rec.outcome not in ("ok", "killed"):
+                    self.errors.append(rec)
+                elif rec.call in WRITES:
+                    self.last_write[rec.process] = rec.index
             elif isinstance(rec, FaultEvent):
                 stop = rec.kind == RUNNER_KILL
                 if not stop:
@@ -218,7 +229,8 @@ class _Walker:
         for p in list(self.pending):
             self._abandon(p, end)
         self._final_states()
-        return Trace(self.entries, self.phantoms, self.marks, end, self.states, self.drain_start)
+        return Trace(self.entries, self.phantoms, self.marks, end, self.states, self.drain_start,
+                     self.errors)
 
     # -- pairing
 
@@ -239,6 +251,11 @@ class _Walker:
             elif op.f in ("open", "close"):
                 why = "it restarted (open)" if op.f == "open" else "it closed the queue"
                 self._release(op.process, op.index, why)
+            elif op.f == "recover":
+                # The contract lets recover() hand every claim out again (it runs with no
+                # other processor in a call), so nothing held before it is held after it.
+                for p in list(self.held_by):
+                    self._release(p, op.index, f"process {op.process} ran recover()")
             return
         call = self.pending.pop(op.process, None)
         if call is None or call.invoke.f != op.f:
@@ -262,7 +279,11 @@ class _Walker:
         if ident is not None:
             self.id_map[ident] = entry.key
             entry.ids[ident] = None
-        entry.last_seen = max(entry.last_seen, call.done.index)
+        # Seen last when its bytes last reached the disk inside the call: a fault that
+        # deletes them after that (even before the call returned) destroyed them.
+        wrote = self.last_write.get(call.process, -1)
+        seen = wrote if call.invoke.index < wrote < call.done.index else call.invoke.index
+        entry.last_seen = max(entry.last_seen, seen)
         if entry.status == "maybe":
             entry.status = "owed"
 

@@ -21,6 +21,7 @@ __all__ = [
     "explaining_fault",
     "destroyer",
     "swallowed_fault",
+    "saw_error",
     "symptom_detail",
 ]
 
@@ -113,18 +114,35 @@ def destroyer(entry: EntryTrace, facts: Trace) -> FaultMark | None:
     return None
 
 
-def swallowed_fault(entry: EntryTrace, marks: list[FaultMark]) -> tuple[Call, FaultMark] | None:
-    """The first call on the entry that returned ok although a fault fired inside it."""
+# Failures that are questions, not failed writes: probing for a file, a lock held by
+# someone else, a directory that already exists. A correct queue meets them all the time.
+_PROBES = frozenset({"stat", "listdir", "lock", "seek", "read", "close"})
+_BENIGN = {("mkdir", "EEXIST"), ("open", "EEXIST"), ("unlink", "ENOENT"), ("rmdir", "ENOENT")}
+
+
+def saw_error(rec: FsOp) -> bool:
+    """Did the target get an error back from this call that means a change did not happen?"""
+    if rec.outcome in ("ok", "killed"):
+        return False
+    if rec.fault:
+        return True  # an error the harness injected into it
+    return rec.call not in _PROBES and (rec.call, rec.outcome) not in _BENIGN
+
+
+def swallowed_fault(entry: EntryTrace, facts: Trace) -> tuple[Call, FaultMark] | None:
+    """The first call on the entry that returned ok although a file call inside it failed."""
     calls = sorted(entry.enqueues + entry.claims + entry.acks, key=lambda c: c.invoke.index)
+    starts = [rec.index for rec in facts.errors]
     for call in calls:
         if call.outcome != "ok":
             continue
-        for mark in _window(marks, call.invoke.index + 1, call.done.index):
-            rec = mark.record
-            if isinstance(rec, FsOp) and rec.process == call.process:
-                return call, mark
-            if isinstance(rec, FaultEvent) and rec.process in (call.process, NEMESIS):
-                return call, mark
+        lo = bisect_left(starts, call.invoke.index + 1)
+        for rec in facts.errors[lo:]:
+            if rec.index >= call.done.index:
+                break
+            if rec.process == call.process and saw_error(rec):
+                label = rec.fault or f"a {rec.outcome} error (no fault of ours)"
+                return call, FaultMark(rec.index, rec.process, label, rec)
     return None
 
 

@@ -142,7 +142,8 @@ def _symptom(entry: EntryTrace) -> str:
 
 def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
     symptom = _symptom(entry)
-    if symptom == "lost" and destroyer(entry, facts) is not None:
+    swallowed = swallowed_fault(entry, facts) if symptom in SILENT_SYMPTOMS else None
+    if swallowed is None and symptom == "lost" and destroyer(entry, facts) is not None:
         return "destroyed", None
     if symptom not in VIOLATIONS:
         return symptom, None
@@ -153,7 +154,6 @@ def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
     faults = faults_between(facts.marks, entry.first, upto)
     body = symptom_detail(symptom, entry, facts)
     kind = symptom
-    swallowed = swallowed_fault(entry, facts.marks) if symptom in SILENT_SYMPTOMS else None
     if swallowed is not None:
         call, mark = swallowed
         kind = "silent_error"

@@ -251,7 +251,9 @@ def test_ack_of_an_id_never_claimed_is_ignored():
     assert result.valid and result.entries == {"e1": "delivered"}
 
 
-def test_nemesis_fault_inside_an_ok_ack_makes_a_duplicate_silent():
+def test_a_fault_the_call_never_saw_as_an_error_does_not_make_it_silent():
+    # A rollback during the ack is no error the target could have reported: still a
+    # duplicate, not a swallowed error.
     h = History()
     enq(h, 0, "e1")
     claim(h, 1, "e1", "e1|x")
@@ -260,9 +262,68 @@ def test_nemesis_fault_inside_an_ok_ack_makes_a_duplicate_silent():
     h.op("ok", 1, "ack", key="e1", value={"id": "e1"})
     drain(h, "e1")
     (v,) = check(h).violations
+    assert v.kind == "duplicate"
+
+
+def test_an_error_inside_an_ok_call_makes_the_loss_silent_even_with_no_fault_of_ours():
+    # The incident: the move of the shared temp file failed with ENOENT, the save was
+    # logged and swallowed, and enqueue returned ok.
+    h = History()
+    h.op("invoke", 0, "enqueue", key="e1", value={"payload": b"e1|x"})
+    h.fs(0, "write", path="q/queue.json.tmp", nbytes=5)
+    h.fs(0, "replace", path="q/queue.json.tmp", path2="q/queue.json", outcome="ENOENT")
+    h.op("ok", 0, "enqueue", key="e1", value={"id": "1"})
+    drain(h)
+    (v,) = check(h).violations
     assert v.kind == "silent_error"
-    assert v.detail.startswith("entry e1: duplicate: ")
-    assert "an ack of it (op 4 to 6) returned ok although PowerLoss(at_op=5) fired" in v.detail
+    assert "ENOENT" in v.detail
+
+
+def test_probing_errors_inside_an_ok_call_are_not_swallowed_errors():
+    h = History()
+    h.op("invoke", 0, "enqueue", key="e1", value={"payload": b"e1|x"})
+    h.fs(0, "stat", path="q/journal.1", outcome="ENOENT")
+    h.fs(0, "lock", path="q/lock", outcome="EAGAIN")
+    h.fs(0, "mkdir", path="q", outcome="EEXIST")
+    h.op("ok", 0, "enqueue", key="e1", value={"id": "1"})
+    drain(h)
+    assert [v.kind for v in check(h).violations] == ["lost"]
+
+
+def test_directory_removed_after_the_entry_landed_inside_its_enqueue_is_destroyed():
+    h = History()
+    h.op("invoke", 0, "enqueue", key="e1", value={"payload": b"e1|x"})
+    h.fs(0, "write", path="q/log", nbytes=5)
+    h.fault(0, "missing_directory", "MissingDirectory()", "removed q/", destroyed=True)
+    h.fs(0, "fsync", path="q/log")
+    h.op("ok", 0, "enqueue", key="e1", value={"id": "1"})
+    drain(h)
+    r = check(h)
+    assert r.valid and r.entries == {"e1": "destroyed"}
+
+
+def test_writing_on_after_the_directory_was_removed_is_a_loss_not_destruction():
+    h = History()
+    h.op("invoke", 0, "enqueue", key="e1", value={"payload": b"e1|x"})
+    h.fault(0, "missing_directory", "MissingDirectory()", "removed q/", destroyed=True)
+    h.fs(0, "write", path="q/log", nbytes=5)
+    h.fs(0, "fsync", path="q/log")
+    h.op("ok", 0, "enqueue", key="e1", value={"id": "1"})
+    drain(h)
+    assert [v.kind for v in check(h).violations] == ["lost"]
+
+
+def test_recover_releases_every_claim_held_at_that_point():
+    h = History()
+    enq(h, 0, "e1")
+    claim(h, 1, "e1", "e1|x")  # held by 1, which stays alive between calls
+    h.op("invoke", 2, "recover")
+    h.op("ok", 2, "recover")
+    claim(h, 2, "e1", "e1|x")  # legitimately handed out again
+    h.op("invoke", 2, "ack", key="e1", value={"id": "e1"})
+    h.op("ok", 2, "ack", key="e1", value={"id": "e1"})
+    drain(h)
+    assert check(h).valid
 
 
 def test_fault_in_another_processors_call_is_not_swallowed_by_this_one():
