@@ -159,10 +159,12 @@ class Client:
             self.crashes += 1
             self.restart()
         worker = f"p{self.process}"
+        held: list[tuple[str, bytes]] = []  # claims not yet acked, oldest first
         for step in program:
             if self._baton is not None:
                 self._baton.idle_point(self.process)
             if self._shim.is_dead(self.process):
+                held.clear()
                 self.crashes += 1
                 self.restart()
             try:
@@ -170,11 +172,15 @@ class Client:
                     continue
                 if step.action == "enqueue":
                     self.enqueue(step)
-                else:
+                elif step.action == "claim":
                     got = self.claim(worker)
                     if got is not None:
-                        self.ack(got[0], entry_key(got[1]))
+                        held.append(got)
+                elif held:
+                    qid, payload = held.pop(0)
+                    self.ack(qid, entry_key(payload))
             except ProcessorKilled:
+                held.clear()  # a new process holds nothing: its claims went with the old one
                 self.crashes += 1
                 self.restart()
         if self._baton is not None:
@@ -182,6 +188,7 @@ class Client:
         if self._shim.is_dead(self.process):
             self.crashes += 1
             self.restart()
+            held.clear()
         try:
             self.close()
         except ProcessorKilled:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness import checker
+from harness import checker, timeline
 from harness.client import Client
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, FsOp, History
@@ -40,7 +40,8 @@ from harness.schedule import Baton, OpBudgetExceeded, programs
 from harness.shim import DeadlockError, installed
 from harness.targets import TargetError, resolve
 
-__all__ = ["ScenarioRun", "run_scenario", "run_suite", "replay_command", "JOIN_TIMEOUT_S"]
+__all__ = ["ScenarioRun", "run_scenario", "run_scenario_runs", "run_suite", "replay_command",
+           "JOIN_TIMEOUT_S"]
 
 JOIN_TIMEOUT_S = 120.0
 """A processor thread still running after this is a hung target: the run is an error."""
@@ -99,6 +100,9 @@ class ScenarioRun:
             "observations": list(self.observations) + ([self.error] if self.error else []),
             "replay": replay_command(self.target, sc.name, self.seed),
             "duration_s": round(self.duration_s, 3),
+            # Only a scenario that did not pass has a story worth drawing (the HTML report).
+            **({"timeline": timeline.compact(self.history)}
+               if self.status != "pass" and len(self.history) else {}),
         }
 
 
@@ -175,7 +179,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     concurrency = scenario.plan.concurrency
     nproc = max(wl.processors, concurrency.processors if concurrency else 1)
     progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
-                     payload_max=wl.payload_max, rng=_stream(seed, "workload"))
+                     payload_max=wl.payload_max, rng=_stream(seed, "workload"), hold=wl.hold)
     baton = Baton(_stream(seed, "schedule"), list(range(nproc)),
                   mid_call=concurrency.switch_probability if concurrency else 0.0,
                   max_ops=wl.max_ops)
@@ -187,7 +191,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     root_logger = logging.getLogger()
     root_logger.addHandler(logs)
     errors: list[str] = []
-    blocked: list[tuple[int, BaseException]] = []
+    blocked: list[tuple[str, str]] = []  # (who, why) could never finish
     try:
         with installed(sandbox=sandbox, history=run.history, plan=armed,
                        rng=_stream(seed, "disk"), scheduler=baton) as shim:
@@ -203,7 +207,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                     with shim.processor(p):
                         client.run(progs[p])
                 except (DeadlockError, OpBudgetExceeded) as exc:
-                    blocked.append((p, exc))
+                    blocked.append((f"processor {p}",
+                                    f"processor {p} could never finish its call: {exc}"))
                     shim.kill(p, "blocked for good")
                 except BaseException as exc:  # noqa: BLE001 - reported, the run goes on
                     errors.append(f"processor {p}: {type(exc).__name__}: {exc}")
@@ -235,7 +240,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             with shim.processor(DRAIN):
                 problem = _drain(drain, run.history, bound=4 * wl.entries + 10)
             if problem:
-                run.observations.append(problem)
+                # Every fault is healed: a queue that cannot be drained now never recovers.
+                blocked.append(("queue", problem))
         run.faults_fired = armed.fired + (baton.mid_call_switches if concurrency else 0)
         run.result = _with_blocked(checker.check(run.history), blocked, armed)
         run.observations[:0] = _observe_fs(run.history)
@@ -253,16 +259,15 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     return run
 
 
-def _with_blocked(result: checker.Result, blocked: list[tuple[int, BaseException]],
+def _with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
                   armed: Any) -> checker.Result:
-    """A processor that can never finish its call is stuck, whatever became of the entries."""
+    """A processor that can never finish its call, or a queue that cannot be drained once
+    every fault is healed, is stuck, whatever became of the entries."""
     if not blocked:
         return result
     faults = tuple(repr(f) for f in armed.plan.faults)
-    extra = tuple(
-        checker.Violation(kind="stuck", entry=f"processor {p}", ops=(), faults=faults,
-                          detail=f"processor {p} could never finish its call: {exc}")
-        for p, exc in blocked)
+    extra = tuple(checker.Violation(kind="stuck", entry=name, ops=(), faults=faults, detail=why)
+                  for name, why in blocked)
     counts = dict(result.counts)
     counts["stuck"] = counts.get("stuck", 0) + len(extra)
     return dataclasses.replace(result, valid=False, violations=result.violations + extra,
@@ -278,13 +283,42 @@ def _retention(history: History) -> str:
     return f"retention: {delivered} delivered entries still stored after the drain"
 
 
+def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
+                      factory: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """A scenario over its ``runs`` seeds -> one scenario dict: the first failing run's
+    verdicts and replay (or the last run's), figures summed over all runs."""
+    base = scenario.seed if seed is None else seed
+    runs = [run_scenario(target, scenario, seed=base + i, factory=factory).to_dict()
+            for i in range(getattr(scenario, "runs", 1))]
+    if len(runs) == 1:
+        return runs[0]
+    order = {"error": 0, "fail": 1, "no_fault_fired": 3, "pass": 4}
+    worst = min(runs, key=lambda d: order.get(d["status"], 2))
+    shown = dict(worst)
+    shown["faults_fired"] = sum(d["faults_fired"] for d in runs)
+    shown["ops"] = sum(d["ops"] for d in runs)
+    shown["entries"] = sum(d["entries"] for d in runs)
+    shown["duration_s"] = round(sum(d["duration_s"] for d in runs), 3)
+    shown["runs"] = len(runs)
+    failing = [d["seed"] for d in runs if d["status"] != "pass"]
+    if any(d["faults_fired"] == 0 for d in runs) and worst["status"] == "pass":
+        silent = [d["seed"] for d in runs if d["faults_fired"] == 0]
+        shown["observations"] = [*shown["observations"],
+                                 f"no fault fired with seeds {silent}"]
+    if failing:
+        shown["observations"] = [*shown["observations"],
+                                 f"{len(failing)} of {len(runs)} runs failed (seeds "
+                                 f"{', '.join(map(str, failing))}); shown: seed {worst['seed']}"]
+    return shown
+
+
 def run_suite(target: str, scenarios: list[Any], *, seed: int | None = None,
               progress: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
     """Every scenario against one target -> the run JSON dict (see docs/harness-design.md)."""
     factory = resolve(target)
     results = []
     for sc in scenarios:
-        d = run_scenario(target, sc, seed=seed, factory=factory).to_dict()
+        d = run_scenario_runs(target, sc, seed=seed, factory=factory)
         results.append(d)
         if progress is not None:
             progress(sc.name, d)

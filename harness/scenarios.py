@@ -37,8 +37,8 @@ MODES = ("thread", "process")
 CHECKS = ("stale_locks", "retention")
 """Extra observations a scenario may ask the runner for (beyond the checker's verdicts)."""
 
-_TOP_KEYS = ("description", "fault", "seed", "mode", "checks", "workload", "faults")
-_WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "max_ops")
+_TOP_KEYS = ("description", "fault", "seed", "runs", "mode", "checks", "workload", "faults")
+_WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "hold", "max_ops")
 _FIX = "fix the file and run again"
 
 
@@ -54,12 +54,14 @@ class Workload:
     processors: int = 1
     payload_min: int = 0
     payload_max: int = 256
+    hold: int = 2  # a claim may stay unacknowledged for up to this many further steps
     max_ops: int = 200_000
 
     def __post_init__(self) -> None:
         # The loader gives the friendlier message; this guards workloads built in code.
-        if self.entries < 1 or self.processors < 1 or self.max_ops < 1:
-            raise ValueError(f"{self!r}: entries, processors and max_ops must be >= 1")
+        if self.entries < 1 or self.processors < 1 or self.max_ops < 1 or self.hold < 0:
+            raise ValueError(f"{self!r}: entries, processors and max_ops must be >= 1, "
+                             "hold >= 0")
         if not 0 <= self.payload_min <= self.payload_max:
             raise ValueError(f"{self!r}: expected 0 <= payload_min <= payload_max")
 
@@ -74,6 +76,7 @@ class Scenario:
     plan: Plan
     workload: Workload = field(default_factory=Workload)
     seed: int = 1
+    runs: int = 1  # the scenario runs with seeds seed .. seed+runs-1
     mode: str = "thread"
     checks: tuple[str, ...] = ()
     source: str = ""
@@ -181,6 +184,9 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
     seed = raw.get("seed", 1)
     if not _is_int(seed) or seed < 0:
         raise bad("seed", seed, "an integer >= 0")
+    runs = raw.get("runs", 1)
+    if not _is_int(runs) or not 1 <= runs <= 1000:
+        raise bad("runs", runs, "an integer from 1 to 1000 (seeds seed .. seed+runs-1)")
     mode = raw.get("mode", "thread")
     if mode not in MODES:
         raise bad("mode", mode, f"one of {', '.join(MODES)}")
@@ -194,8 +200,8 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
         raise bad("fault", fault, f"a kind among the [[faults]] tables ({', '.join(plan.kinds)})"
                   " because 'fault' names the primary fault of the plan")
     return Scenario(name=name, description=description.strip(), fault=fault, plan=plan,
-                    workload=workload, seed=seed, mode=mode, checks=tuple(checks),
-                    source=source)
+                    workload=workload, seed=seed, runs=runs, mode=mode,
+                    checks=tuple(checks), source=source)
 
 
 def _workload(table: Any, where: str, bad) -> Workload:
@@ -209,6 +215,11 @@ def _workload(table: Any, where: str, bad) -> Workload:
             if not _is_int(value) or value < 1:
                 raise bad(f"workload.{key}", value, "a positive integer")
             values[key] = value
+    if "hold" in table:
+        value = table["hold"]
+        if not _is_int(value) or value < 0:
+            raise bad("workload.hold", value, "an integer >= 0 (steps a claim stays unacked)")
+        values["hold"] = value
     if "payload_bytes" in table:
         value = table["payload_bytes"]
         if (not isinstance(value, list) or len(value) != 2 or not all(map(_is_int, value))

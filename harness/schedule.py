@@ -32,9 +32,9 @@ __all__ = ["Step", "programs", "Baton", "OpBudgetExceeded"]
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One step of a processor's program: enqueue entry ``key``, or claim (then ack)."""
+    """One step of a processor's program: enqueue entry ``key``, claim, or ack a held claim."""
 
-    action: str  # "enqueue" | "claim"
+    action: str  # "enqueue" | "claim" | "ack" (the oldest claim still held)
     key: str | None = None
     payload: bytes | None = None
 
@@ -45,11 +45,13 @@ def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
 
 
 def programs(*, entries: int, processors: int, payload_min: int, payload_max: int,
-             rng: random.Random) -> list[list[Step]]:
-    """Seeded programs: entries spread over processors, each enqueue paired with a claim.
+             rng: random.Random, hold: int = 0) -> list[list[Step]]:
+    """Seeded programs: entries spread over processors, each enqueue paired with a claim
+    and each claim with an ack, which comes up to ``hold`` steps later (0: at once).
 
-    Keys are ``e1 .. eN`` in enqueue order per processor; claims are shuffled in
-    among the enqueues (a claim may find the queue empty; the drain takes the rest).
+    Keys are ``e1 .. eN``; claims are shuffled in among the enqueues (a claim may
+    find the queue empty; the drain takes the rest). Holding claims across other
+    steps is what lets a crash land while a processor owes an ack.
     """
     owners = [rng.randrange(processors) for _ in range(entries)]
     result: list[list[Step]] = [[] for _ in range(processors)]
@@ -60,13 +62,21 @@ def programs(*, entries: int, processors: int, payload_min: int, payload_max: in
         enqueues = list(steps)
         steps.clear()
         claims = len(enqueues)
-        while enqueues or claims:
+        acks_due: list[int] = []  # step positions at which an ack is owed
+        while enqueues or claims or acks_due:
+            if acks_due and acks_due[0] <= len(steps):
+                acks_due.pop(0)
+                steps.append(Step("ack"))
             # Enqueue a little more often than claim so the queue is rarely empty.
-            if enqueues and (not claims or rng.random() < 0.6):
+            elif enqueues and (not claims or rng.random() < 0.6):
                 steps.append(enqueues.pop(0))
-            else:
+            elif claims:
                 steps.append(Step("claim"))
                 claims -= 1
+                due = len(steps) + (rng.randint(0, hold) if hold else 0)
+                acks_due.append(max(due, acks_due[-1] if acks_due else 0))
+            else:
+                acks_due[0] = len(steps)
     return result
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import sqlite3
@@ -191,9 +190,16 @@ def test_unknown_targets_are_refused_before_anything_runs():
         run_suite("no_such_module_xyz:open", [scenario(faults.DiskFull())])
 
 
-def test_the_run_leaves_no_sandbox_and_no_patch_behind():
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "harness-*")))
+def test_the_run_leaves_no_sandbox_and_no_patch_behind(monkeypatch):
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
     real_open, real_replace = open, os.replace
     run_scenario("legacy", scenario(faults.KillMidWrite(at_op=30)))
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "harness-*"))) <= before
+    assert made and not any(os.path.exists(path) for path in made)
     assert open is real_open and os.replace is real_replace
