@@ -39,6 +39,7 @@ __all__ = [
     "open_file",
     "read_all",
     "read_from",
+    "read_rest",
     "replace",
     "stat",
     "stat_or_none",
@@ -81,11 +82,24 @@ def read_from(fd: int, offset: int, path: str) -> bytes:
     """Everything from ``offset`` to end of file (lseek + read until EOF)."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        chunks = []
-        while True:
+    except OSError as exc:
+        raise from_oserror(exc, "lseek", path)
+    return read_rest(fd, path)
+
+
+def read_rest(fd: int, path: str) -> bytes:
+    """Everything from the fd's current offset to end of file.
+
+    When nothing is there this is a single read(2) returning nothing, which is what
+    the queue's per-commit look at other processes' journal records costs.
+    """
+    try:
+        chunk = os.read(fd, _READ_CHUNK)
+        if not chunk:
+            return chunk
+        chunks = [chunk]
+        while chunk:
             chunk = os.read(fd, _READ_CHUNK)
-            if not chunk:
-                break
             chunks.append(chunk)
         return b"".join(chunks)
     except OSError as exc:
@@ -110,6 +124,11 @@ def write_all(fd: int, data: bytes | memoryview, path: str) -> int:
     view = memoryview(data)
     done = 0
     try:
+        if len(view):
+            # The common case, one complete write, needs no slicing.
+            done = os.write(fd, data)
+            if done <= 0:
+                raise OSError(errno.EIO, "write made no progress")
         while done < len(view):
             n = os.write(fd, view[done:])
             if n <= 0:

@@ -198,6 +198,10 @@ class Journal:
         self.gen = gen
         self.fd = fd
         self.end = 0  # bytes applied; also where the next append must start
+        # The fd's file offset when known, else None. Reading to EOF and appending with
+        # O_APPEND both leave it at EOF, so the per-commit look for other processes'
+        # records is one read(2) with no lseek, as long as nothing else moved it.
+        self._pos: int | None = 0
         self.fsyncs = 0
         self.bytes_written = 0
         self.sealed_to: int | None = None
@@ -221,13 +225,19 @@ class Journal:
         Called under the lock, so a torn record at EOF belongs to a writer that died
         or failed (it could not hold the lock otherwise): cutting it is safe.
         """
-        data = _os.read_from(self.fd, self.end, self.path)
+        pos, self._pos = self._pos, None  # a failed lseek or read leaves it unknown
+        if pos != self.end:
+            _os.lseek(self.fd, self.end, self.path)
+        data = _os.read_rest(self.fd, self.path)
+        self._pos = self.end + len(data)
         if not data:
             return [], 0
         records, valid = scan(data)
         cut = len(data) - valid
         if cut:
             new_end = self.end + valid
+            # ftruncate leaves the offset past the new EOF: the next read must lseek.
+            self._pos = None
             _os.truncate(self.fd, new_end, self.path)
             _os.fsync(self.fd, self.path)  # the cut must survive: else garbage returns
             self.fsyncs += 1
@@ -251,8 +261,12 @@ class Journal:
         precedes an append) cuts it, so nothing is ever appended after garbage.
         """
         start = self.end
+        self._pos = None  # unknown until the whole batch is written
         try:
             _os.write_all(self.fd, data, self.path)
+            # O_APPEND left the offset at the new EOF, which is start + len(data)
+            # because we had read to EOF under the lock.
+            self._pos = start + len(data)
             if sync:
                 self.fsyncs += 1
                 _os.fsync(self.fd, self.path)

@@ -8,7 +8,8 @@ import sys
 import persistence
 
 PKG = pathlib.Path(persistence.__file__).parent
-OURS = ["__init__.py", "errors.py", "_os.py", "journal.py", "queue.py", "demo.py"]
+OURS = ["__init__.py", "errors.py", "_os.py", "journal.py", "queue.py", "demo.py",
+        "_state.py", "_store.py", "_recovery.py"]
 
 
 def _tree(name):
