@@ -117,7 +117,10 @@ def destroyer(entry: EntryTrace, facts: Trace) -> FaultMark | None:
 # Failures that are questions, not failed writes: probing for a file, a lock held by
 # someone else, a directory that already exists. A correct queue meets them all the time.
 _PROBES = frozenset({"stat", "listdir", "lock", "seek", "read", "close"})
-_BENIGN = {("mkdir", "EEXIST"), ("open", "EEXIST"), ("unlink", "ENOENT"), ("rmdir", "ENOENT")}
+# (An open that finds no file is usually a reader asking whether it exists; the history
+# does not keep the open's mode, so it is not taken for a failed write.)
+_BENIGN = {("mkdir", "EEXIST"), ("open", "EEXIST"), ("open", "ENOENT"), ("unlink", "ENOENT"),
+           ("rmdir", "ENOENT")}
 
 
 def saw_error(rec: FsOp) -> bool:
