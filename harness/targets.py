@@ -10,6 +10,8 @@ tuple[str, bytes] | None``, ``ack(entry_id: str) -> None``, ``recover() -> None`
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +58,19 @@ _FACTORIES: dict[str, Callable[[str], Any]] = {
 }
 
 
+def _import(name: str) -> Any:
+    # `harness` run as a console script does not have the working directory on sys.path
+    # (`python -m harness` does): look there too, as pytest does for its rootdir.
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        here = os.getcwd()
+        if here in sys.path:
+            raise
+        sys.path.insert(0, here)
+        return importlib.import_module(name)
+
+
 def resolve(spec: str) -> Callable[[str], Any]:
     """A built-in name or ``MODULE:CALLABLE`` -> the factory; TargetError otherwise."""
     if spec in _FACTORIES:
@@ -66,7 +81,7 @@ def resolve(spec: str) -> Callable[[str], Any]:
             f"target={spec!r}: expected one of {', '.join(BUILTIN)} or MODULE:CALLABLE "
             "(e.g. mypkg.queue:open_queue); run 'harness list' for the built-in targets")
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import(module_name)
     except ImportError as exc:
         raise TargetError(
             f"target={spec!r}: cannot import module {module_name!r} ({exc}); "
