@@ -1,0 +1,124 @@
+"""The schedule: seeded programs, and the baton that lets one processor thread run at a time."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.schedule import Baton, OpBudgetExceeded, programs
+
+
+@given(entries=st.integers(1, 40), processors=st.integers(1, 5), hold=st.integers(0, 4),
+       seed=st.integers(0, 2**32))
+def test_programs_enqueue_every_key_once_and_ack_only_after_a_claim(entries, processors,
+                                                                    hold, seed):
+    progs = programs(entries=entries, processors=processors, payload_min=0, payload_max=8,
+                     rng=random.Random(seed), hold=hold)
+    keys = [s.key for p in progs for s in p if s.action == "enqueue"]
+    assert sorted(keys, key=lambda k: int(k[1:])) == [f"e{n}" for n in range(1, entries + 1)]
+    for prog in progs:
+        owed = 0
+        for step in prog:
+            if step.action == "claim":
+                owed += 1
+            elif step.action == "ack":
+                assert owed > 0
+                owed -= 1
+            else:
+                assert step.payload.startswith(step.key.encode() + b"|")
+        assert owed == 0
+
+
+def test_programs_are_a_function_of_the_seed():
+    def make(seed):
+        return programs(entries=20, processors=3, payload_min=0, payload_max=64,
+                        rng=random.Random(seed), hold=2)
+
+    assert make(5) == make(5)
+    assert make(5) != make(6)
+
+
+def run_threads(baton, bodies):
+    order: list[tuple[int, str]] = []
+
+    def main(p):
+        baton.enter(p)
+        try:
+            bodies[p](p, order)
+        finally:
+            baton.finish(p)
+
+    threads = [threading.Thread(target=main, args=(p,)) for p in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    return order
+
+
+def steps_body(n, baton):
+    def body(p, order):
+        for i in range(n):
+            baton.switch_point(p)
+            order.append((p, f"op{i}"))
+            baton.idle_point(p)
+    return body
+
+
+def test_the_same_seed_gives_the_same_interleaving_and_only_one_runs_at_a_time():
+    def once(seed):
+        baton = Baton(random.Random(seed), [0, 1, 2], mid_call=0.5)
+        return run_threads(baton, [steps_body(8, baton)] * 3)
+
+    first = once(11)
+    assert first == once(11)
+    assert first != once(12)
+    assert sorted(first) == sorted((p, f"op{i}") for p in range(3) for i in range(8))
+
+
+def test_exclusive_parks_the_others_between_calls():
+    baton = Baton(random.Random(1), [0, 1], mid_call=1.0, between_calls=1.0)
+    inside: list[str] = []
+
+    def restarter(p, order):
+        baton.switch_point(p)
+        with baton.exclusive(p):
+            inside.append("start")
+            for _ in range(5):
+                baton.switch_point(p)  # never hands over while exclusive
+                order.append((p, "recover"))
+            inside.append("end")
+
+    def worker(p, order):
+        for i in range(6):
+            baton.begin_call(p)
+            baton.switch_point(p)
+            order.append((p, f"call{i}"))
+            baton.end_call(p)
+            baton.idle_point(p)
+
+    order = run_threads(baton, [restarter, worker])
+    recover = [i for i, (p, what) in enumerate(order) if what == "recover"]
+    assert recover == list(range(recover[0], recover[0] + 5))  # nobody ran in between
+
+
+def test_blocked_with_nobody_else_to_run_reports_a_deadlock():
+    baton = Baton(random.Random(1), [0])
+    baton.enter(0)
+    assert baton.blocked(0) is False
+
+
+def test_the_op_budget_stops_a_spinning_processor():
+    baton = Baton(random.Random(1), [0], max_ops=10)
+    baton.enter(0)
+    try:
+        for _ in range(11):
+            baton.switch_point(0)
+    except OpBudgetExceeded as exc:
+        assert exc.process == 0 and "10" in str(exc)
+    else:
+        raise AssertionError("the budget never ran out")
