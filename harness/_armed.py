@@ -74,6 +74,15 @@ class ArmedPlan:
         """Nothing fires afterwards: space is freed, permissions are back."""
         self.healed = True
 
+    def repeated(self, action: Action) -> None:
+        """The shim carried ``action`` out as a repeat of an error already counted (a
+        buffered file retrying the same bytes): take it back out of ``fired``."""
+        kind = action.kind  # type: ignore[attr-defined]
+        self.fired -= 1
+        self.fired_by_kind[kind] -= 1
+        if not self.fired_by_kind[kind]:
+            del self.fired_by_kind[kind]
+
     def decide(self, call: Call) -> Action | None:
         """The action for this call, or None to let it through."""
         if self.healed:

@@ -51,6 +51,8 @@ def _fd_target(shim, fd):
     if not isinstance(fd, int) and hasattr(fd, "fileno"):
         fd = fd.fileno()
     info = shim._fds.get(fd)
+    if info is not None and info.dead:
+        shim._dead_fd(p, info)  # a killed processor's descriptor: refused, unrecorded
     return None if info is None else (p, fd, info)
 
 
@@ -62,7 +64,8 @@ def _path_wrapper(shim, orig, kind: str, writes: bool):
                                                      kwargs.get("dir_fd"))
         if path is None:
             return orig(*args, **kwargs)
-        return shim._run(p, kind, path, lambda: orig(*args, **kwargs), writes=writes)
+        return shim._run(p, kind, path, lambda: orig(*args, **kwargs), writes=writes,
+                         creates=kind == "mkdir")
     return wrapper
 
 
@@ -104,7 +107,9 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
             fd = o.open(*args, **kwargs)
             shim._track_fd(fd, path, p, _stat.S_ISDIR(o.fstat(fd).st_mode), flags)
             return fd
-        return shim._run(p, "open", path, perform, writes=bool(flags & _WRITE_FLAGS))
+        creates = bool(flags & os.O_CREAT) and shim._creates(path)  # looked before asking
+        return shim._run(p, "open", path, perform, writes=bool(flags & _WRITE_FLAGS),
+                         creates=creates)
 
     def os_write(fd, data):
         target = _fd_target(shim, fd)
@@ -117,6 +122,11 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                          count=lambda n: n)
 
     def os_close(fd):
+        buried = shim._fds.get(fd) if shim._active and isinstance(fd, int) else None
+        if buried is not None and buried.dead:
+            # a killed processor's late close (a finaliser, from any thread): a no-op, so
+            # the number stays taken until uninstall and cannot close a live file
+            return None
         target = _fd_target(shim, fd)
         if target is None:
             return o.close(fd)
@@ -129,12 +139,12 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
         try:
             return shim._run(p, "close", info.path, perform)
         finally:
-            # close(2) frees the descriptor even when it fails; a kill already closed it
-            if not ran and shim._fds.get(fd) is info:
-                with contextlib.suppress(OSError):
-                    o.close(fd)
-            if shim._fds.get(fd) is info:
-                shim._untrack(fd)
+            # close(2) frees the descriptor even when it fails; a kill buried it instead
+            if not info.dead:
+                if not ran:
+                    with contextlib.suppress(OSError):
+                        o.close(fd)
+                shim._untrack(fd, info)
 
     def two_paths(orig, kind, quiet=False, a="src", b="dst"):
         def wrapper(*args, **kwargs):
@@ -168,12 +178,14 @@ def _other_wrappers(shim, o) -> dict[str, Any]:
         if target is None:
             return o.flock(fd, operation)
         p, fd, info = target
+        if shim.real_processes:  # the emulation could not see the other processes
+            return shim._run(p, "lock", info.path, lambda: o.flock(fd, operation))
         return shim._run(p, "lock", info.path,
                          lambda: shim._flock(p, fd, operation, info.path))
 
     def sleep(seconds):
         p = shim._bound()
-        if p is None:
+        if p is None or shim.real_processes:
             return o.sleep(seconds)
         # a bound thread yields to the schedule instead of sleeping: fast and deterministic
         shim._check_alive(p)
@@ -259,7 +271,10 @@ def patch_all(make_shim):
     real = types.SimpleNamespace(**{n: getattr(osm, n) for n in _OS_CALLS},
                                  **{n: getattr(shm, n) for n in _SHUTIL_CALLS},
                                  builtin_open=builtins.open, flock=fcm.flock,
-                                 sleep=time.sleep, makedirs=osm.makedirs)
+                                 sleep=time.sleep, makedirs=osm.makedirs,
+                                 # a kill dup2s a placeholder over the dead descriptors,
+                                 # on the real disk only (pyfakefs keeps them open)
+                                 dup2=getattr(osm, "dup2", None), fake=patcher is not None)
     shim = make_shim(real, osm.path)
     wrappers = _os_wrappers(shim, real)
     plan = [(shm if name in _SHUTIL_CALLS else osm, name, fn) for name, fn in wrappers.items()]

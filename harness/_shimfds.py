@@ -10,6 +10,14 @@ hands its turn to the schedule (or is reported as deadlocked) instead of sleepin
 kernel. As with ``flock(2)``, a lock belongs to an open file description (here: a
 tracked descriptor) and conflicts with any other description of the same file, keyed
 by ``(st_dev, st_ino)``.
+
+A killed processor's descriptors are buried, not closed: each number is kept taken by a
+placeholder (``/dev/null`` dup2'd over it, so the real file is released at once) and
+marked dead until the shim is uninstalled. Closing them would free the numbers, the
+next open anywhere would get one, and a late ``os.close(n)`` from the dead processor
+(a finaliser, an unwinding ``finally``, the garbage collector) would close a live
+processor's file. Under pyfakefs the fake descriptor itself stays open as the
+placeholder (nothing is on a real disk to release).
 """
 
 from __future__ import annotations
@@ -18,10 +26,16 @@ import contextlib
 import errno as _errno
 import fcntl
 import os
+import stat
 import threading
 import time
 
 __all__ = ["DeadlockError", "Descriptors", "Fd"]
+
+# File objects whose descriptor number was taken over by someone else before the shim
+# could close it: kept alive forever, because closing (or collecting) them would close
+# that someone else's descriptor.
+_NEVER_CLOSE: list = []
 
 
 class DeadlockError(BaseException):
@@ -34,11 +48,12 @@ class DeadlockError(BaseException):
 class Fd:
     """What the shim knows about one tracked descriptor (and the file object owning it)."""
 
-    __slots__ = ("path", "process", "is_dir", "flags", "file")
+    __slots__ = ("path", "process", "is_dir", "flags", "file", "dead")
 
     def __init__(self, path, process, is_dir, flags, file=None) -> None:
         self.path, self.process, self.is_dir, self.flags, self.file = (
             path, process, is_dir, flags, file)
+        self.dead = False  # its processor was killed: the number is a placeholder
 
 
 class Descriptors:
@@ -59,8 +74,12 @@ class Descriptors:
             else:  # open(fd): the file object now owns the descriptor
                 info.file = raw
 
-    def _untrack(self, fd: int) -> None:
+    def _untrack(self, fd: int, info: Fd | None = None) -> None:
+        """Forget ``fd``; given ``info``, only if the number still means that descriptor
+        (once closed, another thread's open may already have it)."""
         with self._cond:
+            if info is not None and self._fds.get(fd) is not info:
+                return
             self._fds.pop(fd, None)
             self._unlock(fd)
 
@@ -69,14 +88,97 @@ class Descriptors:
             fd = raw.fileno()
         except (OSError, ValueError):
             return
+        info = self._fds.get(fd)
         try:
             self._file_op(raw, "close", raw._under.close)
         finally:
-            if not getattr(raw._under, "closed", True):
+            if not raw._dead:  # killed during the close: buried, closed at uninstall
+                if not getattr(raw._under, "closed", True):
+                    with contextlib.suppress(OSError):
+                        raw._under.close()  # close(2) frees the descriptor even when it fails
+                if raw.closefd:
+                    self._untrack(fd, info)
+
+    def _creates(self, path: str) -> bool:
+        """Would creating ``path`` add a directory entry (absent, in an existing directory)?
+
+        Asked with the original stat before an open with O_CREAT or a mkdir, so a full
+        disk can refuse only what needs space (see `actions.Call.creates`)."""
+        try:
+            self.real.stat(path)
+            return False
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            return False
+        try:
+            return stat.S_ISDIR(self.real.stat(self._path.dirname(path)).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    # -- a killed processor's descriptors (see the module docstring) -----------------
+
+    def _bury(self, p: int) -> None:
+        """Processor ``p`` died: release its files and locks, keep its descriptor numbers."""
+        with self._cond:
+            mine = [(fd, i) for fd, i in self._fds.items() if i.process == p and not i.dead]
+            for fd, info in mine:
+                self._unlock(fd)
+                info.dead = True
+                self._graves.append((fd, info))
+            self._cond.notify_all()
+        dup2 = None if getattr(self.real, "fake", False) else getattr(self.real, "dup2", None)
+        for fd, info in mine:
+            if info.file is not None:
+                info.file._die()  # its buffer's later flushes are swallowed
+            if dup2 is not None:
                 with contextlib.suppress(OSError):
-                    raw._under.close()  # close(2) frees the descriptor even when it fails
-            if raw.closefd:
-                self._untrack(fd)
+                    dup2(self._placeholder(), fd)  # atomic: the number is never free
+
+    def _placeholder(self) -> int:
+        if self._null is None:
+            self._null = self.real.open(os.devnull, os.O_RDWR)
+        return self._null
+
+    def _dead_fd(self, p: int, info: Fd) -> None:
+        """A call other than close on a buried descriptor: refused, never recorded."""
+        self._check_alive(p)  # the dead processor itself (its unwinding, its finalisers)
+        # anyone else (a revived processor's old object): the descriptor is not theirs
+        raise OSError(_errno.EBADF, os.strerror(_errno.EBADF), info.path)
+
+    def _close_graves(self) -> None:
+        """At uninstall: really close the buried descriptors, so nothing outlives the shim."""
+        with self._cond:
+            graves, self._graves = self._graves, []
+            ours = [(fd, info) for fd, info in graves if self._fds.get(fd) is info]
+            for fd, _info in ours:
+                del self._fds[fd]
+        for fd, info in graves:
+            under = None if info.file is None else info.file._under
+            if (fd, info) not in ours or not self._still_buried(fd):
+                if under is not None:  # the number went to someone else: never close it
+                    _NEVER_CLOSE.append(under)
+                continue
+            if under is not None:
+                with contextlib.suppress(OSError):
+                    under.close()
+            if under is None or not info.file.closefd:
+                with contextlib.suppress(OSError):
+                    self.real.close(fd)
+        if self._null is not None:
+            with contextlib.suppress(OSError):
+                self.real.close(self._null)
+            self._null = None
+
+    def _still_buried(self, fd: int) -> bool:
+        """Does ``fd`` still hold our placeholder (not a number someone else reopened)?"""
+        if self._null is None:  # pyfakefs, or nothing was ever dup2'd
+            return True
+        try:
+            a, b = self.real.fstat(fd), self.real.fstat(self._null)
+        except OSError:
+            return False
+        return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
 
     # -- flock emulation: per open file description, keyed by (st_dev, st_ino) -------
 

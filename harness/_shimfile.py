@@ -22,10 +22,16 @@ __all__ = ["ShimRawFile", "open_file"]
 class ShimRawFile(io.RawIOBase):
     """The raw layer: delegates to the unbuffered underlying file, through the shim.
 
-    When its processor is killed the underlying file is closed and the wrapper is
-    marked dead: from then on writes are swallowed (a dead process's user-space buffer
-    never reaches the disk, even when the garbage collector flushes it later) and close
-    is a no-op, so unwinding and finalisers stay silent.
+    When its processor is killed the wrapper is marked dead (the shim buries its
+    descriptor: the real file is released, the number kept until uninstall, when the
+    shim closes it): from then on writes are swallowed (a dead process's user-space
+    buffer never reaches the disk, even when the garbage collector flushes it later)
+    and close is a no-op, so unwinding and finalisers stay silent.
+
+    A write that an injected error failed is remembered (bytes, fault, the thread's
+    call count): when the buffered layer retries exactly those bytes with no other
+    call in between (``TextIOWrapper.close`` flushes, then its buffer's close flushes
+    again) the shim is told it is a repeat, so one injected error counts once.
     """
 
     def __init__(self, shim: Any, under: Any, path: str, process: int,
@@ -37,6 +43,7 @@ class ShimRawFile(io.RawIOBase):
         self._path = path
         self._process = process
         self._dead = False
+        self._failed: tuple[bytes, str, int] | None = None  # see the class docstring
         self.name = getattr(under, "name", path)
         self.mode = getattr(under, "mode", "rb")
         # cached: a dead wrapper must still answer these without touching the file
@@ -54,12 +61,8 @@ class ShimRawFile(io.RawIOBase):
         raise ValueError("I/O operation on a file of a killed processor")
 
     def _die(self) -> None:
-        """Called by the shim when the owning processor is killed."""
+        """Called by the shim when the owning processor is killed (it buries the fd)."""
         self._dead = True
-        try:
-            self._under.close()
-        except OSError:
-            pass
 
     # -- io.RawIOBase -----------------------------------------------------------
 
@@ -99,14 +102,25 @@ class ShimRawFile(io.RawIOBase):
         payload = bytes(data)
         if self._dead:
             return len(payload)  # discarded: see the class docstring
-        return self._op(
-            "write",
-            lambda: self._under.write(payload),
-            nbytes=len(payload),
-            writes=True,
-            prefix=lambda keep: self._under.write(payload[:keep]),
-            count=lambda n: n,
-        )
+        failed, self._failed = self._failed, None
+        repeat = None
+        if failed is not None and failed[0] == payload and failed[2] == self._shim._seq():
+            repeat = failed[1]
+        try:
+            return self._op(
+                "write",
+                lambda: self._under.write(payload),
+                nbytes=len(payload),
+                writes=True,
+                prefix=lambda keep: self._under.write(payload[:keep]),
+                count=lambda n: n,
+                repeat=repeat,
+            )
+        except OSError as exc:
+            fault = getattr(exc, "_shim_fault", None)
+            if fault is not None:
+                self._failed = (payload, fault, self._shim._seq())
+            raise
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if self._dead:
@@ -196,7 +210,8 @@ def open_file(shim: Any, process: int, path: str, builtin_open, file, mode: str 
         return raw
 
     writes = raw_mode[0] != "r" or "+" in raw_mode
-    raw = shim._run(process, "open", path, perform, writes=writes)
+    creates = raw_mode[0] in "wax" and shim._creates(path)  # looked before asking
+    raw = shim._run(process, "open", path, perform, writes=writes, creates=creates)
     try:
         line_buffering = buffering == 1
         if buffering in (1, -1):

@@ -51,6 +51,10 @@ class Call:
     ``path`` and ``path2`` are relative to the sandbox, with ``/`` separators.
     ``writes`` is true for calls that change the disk (open for writing or
     creating, write, truncate, replace, unlink, mkdir, rmdir, copy).
+    ``creates`` is true only for a call that will add a new directory entry: an
+    open with O_CREAT of a path that does not exist yet (in an existing
+    directory; the shim looks before it asks) and a mkdir. Opening an existing
+    file with O_CREAT or O_TRUNC needs no new space, so a full disk lets it through.
     """
 
     op: int
@@ -60,6 +64,7 @@ class Call:
     path2: str | None = None
     nbytes: int = 0
     writes: bool = False
+    creates: bool = False
 
 
 class Action:
@@ -104,12 +109,16 @@ class PowerCut(Action):
     ``torn``: None (exactly the durable state), ``"prefix"`` (sectors written
     since the last fsync persist in order up to a random point) or ``"sectors"``
     (each such sector persists or not, at random).
+    ``names``: ``"strict"`` (a name change survives only a directory fsync) or
+    ``"eager"`` (every name change made so far persists, file data only as fsynced,
+    as XFS, btrfs or ext4 data=writeback may leave it). See durability.py.
     """
 
     fault: str
     kind: str
     torn: str | None = None
     keep: int | None = None
+    names: str = "strict"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,26 @@ the one LazyFS and ALICE use to find bugs, not what one file system happens to d
    otherwise its durable length, stretched to cover a persisted sector beyond it
    (the gap reads as zeros, like a hole). Unlike test6.c a sector is old or new,
    never garbage.
-6. Left out: metadata (times; modes are kept as they were), symlinks and other
+6. Eager names (optional, ``names="eager"``; the default is ``"strict"``, rule 2).
+   XFS, btrfs and ext4 with data=writeback commit metadata on their own schedule,
+   so a create, rename or unlink can reach the disk before the data of the file it
+   names. Under this flavour every directory change made before the power loss
+   persists, as if the journal had just committed, while file data (length
+   included) is still exactly as in rule 1: as of its inode's last fsync, empty if
+   never fsynced, torn if asked (rule 5). So a file written, renamed into place and
+   only then fsynced comes back empty (or with its last synced content) if the power
+   goes between the rename and the fsync: the bug the strict flavour cannot see,
+   because there the rename is undone too. *All* changes persist, not each at random:
+   a journal commits a rename's two halves together and metadata in order, so a
+   random subset would invent states (a file under neither name) that no such file
+   system produces, and "all" exposes rename-before-fsync on every cut. A directory
+   the fault removed stays gone; modes are the current ones.
+7. Left out: metadata (times; modes are kept as they were), symlinks and other
    special files (not recreated), hard links (each name gets its own copy on
    rebuild), fsync of one file making others durable (ext4 data=ordered does this
-   in practice; we do not count on it), fsync failing (fsyncgate), space.
+   in practice; we do not count on it), fsync failing (fsyncgate), space, and
+   journals cut part-way through their metadata (only "none since the last
+   directory fsync", strict, and "all", eager, are modelled).
 
 Inode identity. Content is keyed by inode number, because fsync acts on an inode
 and a rename keeps it. The kernel reuses a number once a file's last name and last
@@ -62,10 +78,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SECTOR", "DurabilityModel"]
+from harness._torn import SECTOR, dropped, explain, rolled_back, tear
 
-SECTOR = 512
-"""Bytes per sector for torn writes."""
+__all__ = ["NAMES", "SECTOR", "DurabilityModel"]
+
+NAMES = ("strict", "eager")
+"""The power-loss flavours for directory entries (crash-model rules 2 and 6)."""
 
 _CHUNK = 1 << 20
 
@@ -177,33 +195,20 @@ class DurabilityModel:
                 parent.entries.pop(name, None)
             self._collect()
 
-    def power_loss(self, rng: random.Random, torn: str | None = None) -> list[str]:
-        """Rebuild the root from the durable state; sentences saying what was undone."""
+    def power_loss(self, rng: random.Random, torn: str | None = None,
+                   names: str = "strict") -> list[str]:
+        """Rebuild the root from the durable state; sentences saying what was undone.
+        ``torn``: tear unsynced sectors (rule 5); ``names="eager"``: rule 6, not 2."""
         if torn not in (None, "prefix", "sectors"):
             raise ValueError(f"torn={torn!r}; expected None, 'prefix' or 'sectors'")
+        if names not in NAMES:
+            raise ValueError(f"names={names!r}; expected 'strict' or 'eager'")
         with self._lock:
             if self._root_ino not in self._nodes:
                 raise RuntimeError("power_loss before snapshot_all: nothing is known durable")
             current = self._scan()
-            durable = self._durable_tree()
-            plan: dict[str, tuple[int, _Inode, bytes | None]] = {}
-            said: list[str] = []
-            for rel, ino in durable:
-                node = self._nodes[ino]
-                data = None if node.is_dir else node.content
-                now = None if node.is_dir else self._read_current(node)
-                note = None
-                if torn and now is not None and now != data:
-                    data, note = _tear(node.content, now, rng, torn)
-                plan[rel] = (ino, node, data)
-                said += self._explain(rel, ino, node, data, now, note, current, plan)
-            for rel, (_ino, is_dir, _mode) in current.items():
-                parent = rel.rpartition("/")[0]
-                same_parent = parent == "" or (
-                    parent in plan and parent in current and plan[parent][0] == current[parent][0])
-                if rel not in plan and same_parent:
-                    said.append(f"dropped {rel}{'/' if is_dir else ''} (never made durable "
-                                f"by an fsync of {parent or '.'}/)")
+            plan_of = self._eager_plan if names == "eager" else self._strict_plan
+            plan, said = plan_of(current, rng, torn)
             self._unpin_all()
             self._wipe()
             for rel, (_ino, node, data) in plan.items():
@@ -211,26 +216,40 @@ class DurabilityModel:
             self.snapshot_all()
             return said
 
-    # -- what happened, in sentences
+    def _strict_plan(self, current, rng, torn):
+        """Rules 1-5: the durable entries, each file with its durable (or torn) bytes."""
+        plan: dict[str, tuple[int, _Inode, bytes | None]] = {}
+        said: list[str] = []
+        for rel, ino in self._durable_tree():
+            node = self._nodes[ino]
+            data = None if node.is_dir else node.content
+            now = None if node.is_dir else self._read_current(node)
+            note = None
+            if torn and now is not None and now != data:
+                data, note = tear(node.content, now, rng, torn)
+            plan[rel] = (ino, node, data)
+            said += explain(rel, ino, node, data, now, note, current, plan)
+        return plan, said + dropped(current, plan)
 
-    def _explain(self, rel, ino, node, data, now, note, current, plan) -> list[str]:
-        parent = rel.rpartition("/")[0]
-        if parent and (parent not in current or current[parent][0] != plan[parent][0]):
-            return []  # said of the directory already
-        where = f"{parent or '.'}/"
-        if rel not in current:
-            return [f"restored {rel} (its removal was never made durable by an fsync "
-                    f"of {where})"]
-        if current[rel][0] != ino:
-            return [f"restored {rel} (the rename onto it was never made durable by an "
-                    f"fsync of {where})"]
-        if node.is_dir or now is None or now == data:
-            return []
-        if note:
-            return [f"tore {rel}: {note} ({len(data)} of {len(now)} bytes)"]
-        to = {"fsync": "to its last fsync", "snapshot": "to its content when the run "
-              "started"}.get(node.since, "to empty (its data was never fsynced)")
-        return [f"rolled back {rel} {to} ({len(data)} of {len(now)} bytes)"]
+    def _eager_plan(self, current, rng, torn):
+        """Rule 6: today's names, each file with its inode's durable (or torn) bytes."""
+        plan: dict[str, tuple[int, _Inode, bytes | None]] = {}
+        said: list[str] = []
+        for rel, (ino, is_dir, mode) in current.items():  # parents come first
+            known = self._nodes.get(ino)
+            if known is None or known.is_dir != is_dir:
+                known = _Inode(is_dir, mode, rel)  # never fsynced: no durable bytes
+            shape = _Inode(is_dir, mode, rel)  # what to rebuild: the current mode
+            if is_dir:
+                plan[rel] = (ino, shape, None)
+                continue
+            data, now, note = known.content, self._read_current(known), None
+            if torn and now is not None and now != data:
+                data, note = tear(known.content, now, rng, torn)
+            plan[rel] = (ino, shape, data)
+            if now is not None and now != data:
+                said.append(rolled_back(rel, known, data, now, note))
+        return plan, said
 
     # -- the tree, through `real` only
 
@@ -377,24 +396,3 @@ class DurabilityModel:
         finally:
             self._real.close(fd)
 
-
-def _tear(old: bytes, new: bytes, rng: random.Random, torn: str) -> tuple[bytes, str]:
-    """The durable bytes with some of the sectors that differ in ``new`` written over them."""
-    count = (max(len(old), len(new)) + SECTOR - 1) // SECTOR
-    differ = [i for i in range(count)
-              if old[i * SECTOR:(i + 1) * SECTOR] != new[i * SECTOR:(i + 1) * SECTOR]]
-    if torn == "prefix":
-        kept = differ[:rng.randint(0, len(differ))]
-    else:
-        kept = [i for i in differ if rng.random() < 0.5]
-    note = f"kept {len(kept)} of {len(differ)} sectors that were not yet durable"
-    if len(kept) == len(differ):
-        return new, note
-    length = len(old)
-    if kept:
-        length = max(length, min(len(new), (kept[-1] + 1) * SECTOR))
-    out = bytearray(old[:length].ljust(length, b"\0"))
-    for i in kept:
-        chunk = new[i * SECTOR:(i + 1) * SECTOR]
-        out[i * SECTOR:i * SECTOR + len(chunk)] = chunk
-    return bytes(out), note

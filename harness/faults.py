@@ -8,8 +8,10 @@ Vocabulary (class, ``kind``, what it does):
 - `DiskFull` ("disk_full"): the sandbox can take ``after_bytes`` more bytes, counted
   from op ``at_op``. The write that crosses the line is a short write: the part that
   fits lands, then ENOSPC (`ShortWrite`). From then on every call that allocates (a
-  write of at least one byte, an open for writing, mkdir, copy) fails with ENOSPC (or
-  EDQUOT) before doing anything (`Raise`), until healed.
+  write of at least one byte, an open that creates a new file (`Call.creates`), mkdir,
+  copy) fails with ENOSPC (or EDQUOT) before doing anything (`Raise`), until healed.
+  Opening an existing file, even with O_CREAT or O_TRUNC, still works: a real kernel
+  only fails a new directory entry or new blocks, and a truncate frees blocks.
 - `PermissionDenied` ("permission_denied"): matching calls fail with EACCES (or EPERM)
   before doing anything, as on Windows when another process holds the file (`Raise`).
 - `MissingDirectory` ("missing_directory"): a sandbox directory (the queue's, ``q``, by
@@ -18,9 +20,14 @@ Vocabulary (class, ``kind``, what it does):
   moving it into place, as in the incident.
 - `KillMidWrite` ("killed_mid_write"): the calling processor dies inside the call; a
   write in flight lands only its first ``keep`` bytes (`Kill`). Other processors go on
-  and the disk keeps everything that reached it.
+  and the disk keeps everything that reached it. On any other call (``calls`` may name
+  replace, unlink, fsync, dirsync, mkdir, open_write...) it dies *before* the call
+  takes effect and ``keep`` is ignored: the rename is not done, the file not removed.
 - `PowerLoss` ("power_loss"): every processor dies and the sandbox is rolled back to
   what was durable, optionally with torn sectors (`PowerCut`; see durability.py).
+  ``names="eager"`` models file systems that may persist a rename or create before the
+  data (XFS, btrfs, ext4 data=writeback): every name change persists, unsynced data is
+  still lost, so a file renamed into place before its fsync comes back empty.
 - `ConcurrentProcessors` ("concurrent_processors"): not a disk fault. Several
   processors run the workload at once and the schedule may switch between them at each
   shim op. It never acts through `ArmedPlan.decide`; the runner reads `Plan.concurrency`.
@@ -32,7 +39,12 @@ Triggers, shared by the faults where they make sense:
   pseudo-kinds for an open with and without ``Call.writes``; ``"open"`` matches both.
 - ``path``: an fnmatch glob on the sandbox-relative path (``*`` also crosses ``/``). A
   replace or copy matches on either of its paths; a call without a path matches only ``*``.
-- ``probability``: each matching call fires with that chance, drawn from the run's rng.
+- ``probability``: each matching call fires with that chance, drawn from the run's rng
+  (only when p < 1, so p = 1 faults leave the rng to the others). With ``times`` it
+  spreads crashes over a run: ``PowerLoss(at_op=30, probability=0.03, times=5)`` fires
+  about once every 33 matching calls from op 30 on, five times, at points the seed
+  fixes, instead of five times in a row (`PermissionDenied`, `MissingDirectory`,
+  `KillMidWrite`, `PowerLoss`).
 - ``once`` / ``times``: how often a fault fires; used up, it never matches again.
 - ``heal_after_ops``: the fault stops that many ops after it first fired (None: until
   the run ends). `ArmedPlan.heal()` stops every fault (the drain always runs healed).
@@ -126,6 +138,12 @@ class Fault:
         return _kind_matches(getattr(self, "calls", None), call) and _path_matches(
             getattr(self, "path", "*"), call)
 
+    def _draw(self, rng: random.Random) -> bool:
+        """True if a matching call fires: the ``probability`` draw, made only when p < 1
+        so that p = 1 faults leave the rng (and every other fault's draws) as they were."""
+        p = getattr(self, "probability", 1.0)
+        return p >= 1.0 or rng.random() < p
+
     def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
         raise NotImplementedError
 
@@ -156,7 +174,9 @@ class DiskFull(Fault):
             if left > 0:
                 return ShortWrite(repr(self), self.kind, keep=left, errno=self.errno)
             return Raise(repr(self), self.kind, self.errno)
-        allocates = (call.kind in ("mkdir", "copy") or (call.kind == "open" and call.writes))
+        # only a new directory entry needs space: an existing file opened with O_CREAT
+        # or O_TRUNC does not (and a truncate frees blocks)
+        allocates = call.kind in ("mkdir", "copy") or (call.kind == "open" and call.creates)
         if allocates and (left <= 0 or call.nbytes > left):
             return Raise(repr(self), self.kind, self.errno)
         return None
@@ -188,10 +208,7 @@ class PermissionDenied(Fault):
     errno: int = _errno.EACCES
 
     def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
-        if not self._matches(call):
-            return None
-        # draw only when it matters, so p=1 faults leave the rng to the others
-        if self.probability < 1.0 and rng.random() >= self.probability:
+        if not self._matches(call) or not self._draw(rng):
             return None
         return Raise(repr(self), self.kind, self.errno)
 
@@ -202,12 +219,13 @@ class MissingDirectory(Fault):
 
     kind: ClassVar[str] = "missing_directory"
     _rules = {"path": _sandbox_dir, "at_op": _nat(1), "before": _one_of(None, *MATCH_KINDS),
-              "path_glob": _glob, "times": _nat(1)}
+              "path_glob": _glob, "times": _nat(1), "probability": _chance}
     path: str = "q"
     at_op: int = 1
     before: str | None = None
     path_glob: str = "*"
     times: int = 1
+    probability: float = 1.0
 
     def _matches(self, call: Call) -> bool:
         kinds = None if self.before is None else (self.before,)
@@ -215,29 +233,32 @@ class MissingDirectory(Fault):
                 and _path_matches(self.path_glob, call))
 
     def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
-        if not self._matches(call):
+        if not self._matches(call) or not self._draw(rng):
             return None
         return RemoveDirectory(repr(self), self.kind, self.path)
 
 
 @_fault
 class KillMidWrite(Fault):
-    """The calling processor dies inside a call; a write in flight lands a prefix."""
+    """The calling processor dies inside a call; a write in flight lands a prefix, any
+    other call is not done at all."""
 
     kind: ClassVar[str] = "killed_mid_write"
     _rules = {"at_op": _nat(1), "calls": _kinds(), "path": _glob,
-              "process": _nat(0, none=True), "keep": _keep, "times": _nat(1)}
+              "process": _nat(0, none=True), "keep": _keep, "times": _nat(1),
+              "probability": _chance}
     at_op: int = 1
     calls: tuple[str, ...] = ("write",)
     path: str = "*"
     process: int | None = None
     keep: int | float | None = None
     times: int = 1
+    probability: float = 1.0
 
     def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
-        if not self._matches(call):
+        if not self._matches(call) or not self._draw(rng):
             return None
-        keep = None  # only a write has bytes in flight
+        keep = None  # only a write has bytes in flight; keep means nothing elsewhere
         if call.kind == "write":
             if self.keep is None:
                 keep = rng.randint(0, call.nbytes)
@@ -254,19 +275,22 @@ class PowerLoss(Fault):
 
     kind: ClassVar[str] = "power_loss"
     _rules = {"at_op": _nat(1), "calls": _kinds(none=True), "path": _glob,
-              "torn": _one_of(None, "prefix", "sectors"), "times": _nat(1)}
+              "torn": _one_of(None, "prefix", "sectors"), "times": _nat(1),
+              "probability": _chance, "names": _one_of("strict", "eager")}
     at_op: int = 1
     calls: tuple[str, ...] | None = None
     path: str = "*"
     torn: str | None = None
     times: int = 1
+    probability: float = 1.0
+    names: str = "strict"
 
     def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
-        if not self._matches(call):
+        if not self._matches(call) or not self._draw(rng):
             return None
         # the write in flight is unsynced either way; only a torn cut can keep some of it
         keep = rng.randint(0, call.nbytes) if self.torn and call.kind == "write" else None
-        return PowerCut(repr(self), self.kind, torn=self.torn, keep=keep)
+        return PowerCut(repr(self), self.kind, torn=self.torn, keep=keep, names=self.names)
 
 
 @_fault

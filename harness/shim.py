@@ -54,6 +54,21 @@ _ACTIVE: list[Shim] = []
 _ACTIVE_LOCK = threading.Lock()
 
 
+def _mark(exc: BaseException) -> BaseException:
+    """Flag an exception as recorded, so a call it passes through (a flush) does not
+    record the same failure again."""
+    with contextlib.suppress(AttributeError, TypeError):
+        exc._shim_recorded = True  # type: ignore[attr-defined]
+    return exc
+
+
+def _injected(action, path, path2=None) -> BaseException:
+    """The OSError an injected `Raise`/`ShortWrite` raises, tagged with its fault."""
+    exc = OSError(action.errno, os.strerror(action.errno), path, None, path2)
+    exc._shim_fault = action.fault  # type: ignore[attr-defined]  # a retry's repeat=
+    return _mark(exc)
+
+
 def _errname(exc: BaseException) -> str:
     if isinstance(exc, ProcessorKilled):
         return "killed"
@@ -67,6 +82,10 @@ class Shim(_Descriptors):
 
     lock_timeout = 5.0
     """Seconds a blocking flock waits (without a scheduler) before giving up as a deadlock."""
+
+    real_processes = False
+    """Process mode sets this: each processor is a real process, alone in its shim, so the
+    kernel's flock decides and ``time.sleep`` really sleeps (there is no one to yield to)."""
 
     def __init__(self, sandbox, history: History, plan=None, rng=None, model=None,
                  scheduler=None, *, real: types.SimpleNamespace, pathmod) -> None:
@@ -88,6 +107,8 @@ class Shim(_Descriptors):
         self._fds: dict[int, _Fd] = {}
         self._locks: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
         self._lock_key: dict[int, tuple[int, int]] = {}
+        self._graves: list[tuple[int, _Fd]] = []  # killed processors' descriptors
+        self._null: int | None = None  # the placeholder dup2'd over them
 
     # -- public ---------------------------------------------------------------
 
@@ -190,11 +211,19 @@ class Shim(_Descriptors):
         if p is not None:
             self._check_alive(p)
 
+    def _seq(self) -> int:
+        """Intercepted calls of this thread so far, flushes aside (tells a retry apart)."""
+        return getattr(self._local, "seq", 0)
+
     # -- the intercepted call -----------------------------------------------------
 
     def _run(self, p: int, kind: str, path: str | None, perform, *, path2=None,
-             nbytes=None, writes=False, prefix=None, count=None):
-        """Steps (1)-(6) of the design: alive, switch, number, decide, act, record."""
+             nbytes=None, writes=False, prefix=None, count=None, creates=False, repeat=None):
+        """Steps (1)-(6) of the design: alive, switch, number, decide, act, record.
+
+        ``repeat``: the fault whose injected error these very bytes met on this file's
+        previous call (a buffered file retrying them); failing them again is the same
+        failure, so it is neither counted nor recorded a second time."""
         self._check_alive(p)
         if self.scheduler is not None:
             self.scheduler.switch_point(p)
@@ -203,13 +232,19 @@ class Shim(_Descriptors):
             if p != DRAIN:
                 self._ops += 1
             op = self._ops
+        if kind != "flush":  # a flush only wraps the writes it causes
+            self._local.seq = self._seq() + 1
         rel, rel2 = self._rel(path), self._rel(path2)
         action = None
         if self.plan is not None and p != DRAIN:
             action = self.plan.decide(Call(op=op, process=p, kind=kind, path=rel, path2=rel2,
-                                           nbytes=nbytes or 0, writes=writes))
+                                           nbytes=nbytes or 0, writes=writes, creates=creates))
         fault = None if action is None else action.fault
-        if action is not None:
+        again = isinstance(action, Raise) and repeat is not None and fault == repeat
+        if again:
+            if hasattr(self.plan, "repeated"):  # a plan that counts firings takes it back
+                self.plan.repeated(action)
+        elif action is not None:
             self._fired += 1
 
         def record(outcome: str, n=nbytes) -> None:
@@ -222,13 +257,17 @@ class Shim(_Descriptors):
             try:
                 result = perform()
             except BaseException as exc:
-                record(_errname(exc))
+                # a call inside this one (a flush's raw write) already recorded it
+                if not getattr(exc, "_shim_recorded", False):
+                    record(_errname(exc))
+                    _mark(exc)
                 raise
             record("ok", count(result) if count is not None else nbytes)
             return result
         if isinstance(action, Raise) or (isinstance(action, ShortWrite) and prefix is None):
-            record(_errno.errorcode.get(action.errno, str(action.errno)))
-            raise OSError(action.errno, os.strerror(action.errno), path, None, path2)
+            if not again:
+                record(_errno.errorcode.get(action.errno, str(action.errno)))
+            raise _injected(action, path, path2)
         landed = 0
         keep = getattr(action, "keep", None)
         if prefix is not None and keep:
@@ -236,7 +275,7 @@ class Shim(_Descriptors):
                 landed = prefix(min(keep, nbytes)) or 0
         if isinstance(action, ShortWrite):
             record(_errno.errorcode.get(action.errno, str(action.errno)), landed)
-            raise OSError(action.errno, os.strerror(action.errno), path)
+            raise _injected(action, path)
         if isinstance(action, Kill):
             record("killed", landed if prefix is not None else nbytes)
             if prefix is not None:
@@ -246,11 +285,11 @@ class Shim(_Descriptors):
                 effect = f"processor {p} killed before {kind} of {rel}" + (
                     f" -> {rel2}" if rel2 else "")
             self._kill(p, action.kind, action.fault, effect)
-            raise ProcessorKilled(p)
+            raise _mark(ProcessorKilled(p))
         if isinstance(action, PowerCut):
             record("killed", landed if prefix is not None else nbytes)
             self._power_cut(action)
-            raise ProcessorKilled(p, f"processor {p} died in a power loss")
+            raise _mark(ProcessorKilled(p, f"processor {p} died in a power loss"))
         raise ShimError(f"the plan answered {action!r}, which the shim cannot carry out")
 
     def _file_op(self, raw, kind: str, perform, **kw):
@@ -265,17 +304,7 @@ class Shim(_Descriptors):
               record: bool = True) -> None:
         with self._cond:
             self._dead.add(p)
-            mine = [(fd, self._fds.pop(fd)) for fd, i in list(self._fds.items())
-                    if i.process == p]
-            for fd, _ in mine:
-                self._unlock(fd)
-            self._cond.notify_all()
-        for fd, info in mine:
-            if info.file is not None:
-                info.file._die()
-            else:
-                with contextlib.suppress(OSError):
-                    self.real.close(fd)
+            self._bury(p)  # files and locks released, descriptor numbers kept (_shimfds)
         if record:
             self.history.fault(p, kind, fault, effect, crashed=(p,))
 
@@ -288,7 +317,9 @@ class Shim(_Descriptors):
             sentences = ["no durability model: nothing rolled back"]
         else:
             with self._quiet():
-                sentences = self.model.power_loss(self.rng, action.torn)
+                # names only when asked: models that know one flavour keep working
+                eager = {"names": action.names} if action.names != "strict" else {}
+                sentences = self.model.power_loss(self.rng, action.torn, **eager)
         effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
         self.history.fault(NEMESIS, "power_loss", action.fault, effect, crashed=crashed)
 
@@ -344,3 +375,4 @@ def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
         with _ACTIVE_LOCK:
             _ACTIVE.clear()
             undo()
+            shim._close_graves()

@@ -54,8 +54,8 @@ class Disk:
     def exists(self, rel):
         return os.path.exists(self.p(rel))
 
-    def crash(self, seed=0, torn=None):
-        return self.model.power_loss(random.Random(seed), torn)
+    def crash(self, seed=0, torn=None, names="strict"):
+        return self.model.power_loss(random.Random(seed), torn, names)
 
 
 @pytest.fixture
@@ -284,6 +284,97 @@ def test_second_crash_with_nothing_new_changes_nothing(disk):
     assert disk.read("q/queue.json") == b'["old"]'
 
 
+# -- names="eager": every name change persists, file data only as fsynced (rule 6)
+
+
+def _rename_before_fsync(disk):
+    """write tmp -> rename onto queue.json -> (the power goes here) -> fsync -> dirsync"""
+    disk.write("q/queue.json.tmp", b'["old", "e1"]')
+    os.replace(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+
+
+def _correct_recipe(disk):
+    """write tmp -> fsync tmp -> rename -> (the power goes here) -> dirsync"""
+    disk.write("q/queue.json.tmp", b'["old", "e1"]', sync=True)
+    os.replace(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+
+
+def test_rename_before_fsync_survives_strict(disk):
+    _rename_before_fsync(disk)
+    disk.crash(names="strict")
+    assert disk.read("q/queue.json") == b'["old"]'  # the rename is undone with its data
+
+
+def test_rename_before_fsync_loses_the_queue_under_eager(disk):
+    _rename_before_fsync(disk)
+    said = disk.crash(names="eager")
+    assert disk.read("q/queue.json") == b""  # the old content is gone, the new never synced
+    assert sorted(os.listdir(disk.p("q"))) == ["queue.json"]
+    assert said == ["rolled back q/queue.json to empty (its data was never fsynced) "
+                    "(0 of 13 bytes)"]
+
+
+@pytest.mark.parametrize("names", ["strict", "eager"])
+def test_correct_recipe_survives_both_flavours(disk, names):
+    _correct_recipe(disk)
+    disk.crash(names=names)
+    # strict: the rename was not durable yet, the old queue is whole; eager: the new one is
+    assert disk.read("q/queue.json") == {"strict": b'["old"]', "eager": b'["old", "e1"]'}[names]
+    disk.write("q/queue.json.tmp", b'["e2"]', sync=True)
+    os.replace(disk.p("q/queue.json.tmp"), disk.p("q/queue.json"))
+    disk.sync_dir("q")
+    assert disk.crash(names=names) == [] and disk.read("q/queue.json") == b'["e2"]'
+
+
+def test_eager_keeps_names_but_only_synced_data(disk):
+    disk.write("q/queue.json", b'["old", "unsynced"]')  # in place, never fsynced
+    disk.write("q/synced", b"kept", sync=True)  # created, fsynced, dir never synced
+    disk.write("q/unsynced", b"lost")
+    os.mkdir(disk.p("q/sub"))
+    disk.write("q/sub/x", b"y")
+    said = disk.crash(names="eager")
+    assert disk.read("q/queue.json") == b'["old"]'
+    assert disk.read("q/synced") == b"kept" and disk.read("q/unsynced") == b""
+    assert disk.read("q/sub/x") == b""
+    assert sorted(said) == [
+        "rolled back q/queue.json to its content when the run started (7 of 19 bytes)",
+        "rolled back q/sub/x to empty (its data was never fsynced) (0 of 1 bytes)",
+        "rolled back q/unsynced to empty (its data was never fsynced) (0 of 4 bytes)"]
+    assert disk.crash(names="eager") == []  # all of it is durable now
+
+
+def test_eager_keeps_an_unlink_and_a_fault_removal(disk):
+    import shutil
+    os.unlink(disk.p("q/queue.json"))
+    assert disk.crash(names="eager") == [] and os.listdir(disk.p("q")) == []
+    disk.write("q/a", b"1", sync=True)
+    shutil.rmtree(disk.p("q"))
+    disk.model.removed_by_fault(disk.p("q"))
+    assert disk.crash(names="eager") == [] and os.listdir(disk.root) == []
+
+
+def test_eager_tears_too(tmp_path):
+    root = tmp_path / "eager-torn"
+    root.mkdir()
+    disk = Disk(root, DurabilityModel(str(root), _real()))
+    disk.model.snapshot_all()
+    new = bytes(range(256)) * 8  # 4 sectors, never fsynced
+    got = set()
+    for seed in range(8):
+        disk.write("log", new)
+        said = disk.crash(seed, "prefix", "eager")
+        data = disk.read("log")
+        k = len(data) // SECTOR
+        assert data == new[:k * SECTOR] and (k == 4 or said[0].startswith("tore log: kept"))
+        got.add(k)
+    assert len(got) > 1
+
+
+def test_power_loss_refuses_unknown_flavours(disk):
+    with pytest.raises(ValueError, match="names='lazy'; expected 'strict' or 'eager'"):
+        disk.crash(names="lazy")
+
+
 def test_under_pyfakefs(fs):
     fs.create_file("/sandbox/q/queue.json", contents=b'["old"]')
     model = DurabilityModel("/sandbox", _real())
@@ -300,3 +391,8 @@ def test_under_pyfakefs(fs):
     disk.sync_dir("q")
     assert disk.crash() == []
     assert disk.read("q/queue.json") == b'["new"]'
+    # rename before fsync: survives strict, loses the queue under eager
+    for names, left in (("strict", b'["new"]'), ("eager", b"")):
+        _rename_before_fsync(disk)
+        disk.crash(names=names)
+        assert disk.read("q/queue.json") == left

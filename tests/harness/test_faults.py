@@ -52,13 +52,14 @@ _specs = {
                            errno=st.sampled_from(["EACCES", errno.EPERM])),
     MissingDirectory: dict(path=st.sampled_from(["q", "q/pending", "data"]), at_op=_op,
                            before=st.none() | st.sampled_from(["replace", "open_write"]),
-                           path_glob=_globs, times=st.integers(1, 5)),
+                           path_glob=_globs, times=st.integers(1, 5), probability=_chance),
     KillMidWrite: dict(at_op=_op, calls=_kinds, path=_globs,
                        process=st.none() | st.integers(0, 8),
                        keep=st.none() | st.integers(0, 10**6) | st.floats(0.0, 1.0),
-                       times=st.integers(1, 5)),
+                       times=st.integers(1, 5), probability=_chance),
     PowerLoss: dict(at_op=_op, calls=st.none() | _kinds, path=_globs,
-                    torn=st.sampled_from([None, "prefix", "sectors"]), times=st.integers(1, 5)),
+                    torn=st.sampled_from([None, "prefix", "sectors"]), times=st.integers(1, 5),
+                    probability=_chance, names=st.sampled_from(["strict", "eager"])),
     ConcurrentProcessors: dict(processors=st.integers(2, 16), switch_probability=_chance),
 }
 
@@ -88,6 +89,13 @@ def test_repr_omits_defaults():
     assert repr(PermissionDenied()) == "PermissionDenied()"
     assert repr(DiskFull(errno=errno.EDQUOT)) == "DiskFull(errno='EDQUOT')"
     assert repr(KillMidWrite(keep=1.0)) != repr(KillMidWrite(keep=1))
+    # the new parameters are omitted at their defaults, so old scenario files replay the same
+    assert repr(PowerLoss(probability=1, names="strict")) == "PowerLoss()"
+    assert repr(PowerLoss(at_op=30, probability=0.03, times=5)) == (
+        "PowerLoss(at_op=30, times=5, probability=0.03)")
+    assert repr(PowerLoss(names="eager")) == "PowerLoss(names='eager')"
+    assert repr(KillMidWrite(probability=0.5)) == "KillMidWrite(probability=0.5)"
+    assert repr(MissingDirectory(probability=0.25)) == "MissingDirectory(probability=0.25)"
 
 
 def test_kinds_and_registry():
@@ -118,6 +126,11 @@ def test_kinds_and_registry():
     (KillMidWrite, dict(keep=-1), "keep=-1"),
     (KillMidWrite, dict(process=-1), "process=-1; expected an int >= 0 or None"),
     (PowerLoss, dict(torn="all"), "torn='all'; expected one of None, 'prefix', 'sectors'"),
+    (PowerLoss, dict(names="lazy"), "names='lazy'; expected one of 'strict', 'eager'"),
+    (PowerLoss, dict(probability=0), "PowerLoss: probability=0; expected a number p with 0 < p"),
+    (KillMidWrite, dict(probability=1.01), "KillMidWrite: probability=1.01"),
+    (KillMidWrite, dict(probability=True), "probability=True"),
+    (MissingDirectory, dict(probability=-0.5), "MissingDirectory: probability=-0.5"),
     (PowerLoss, dict(calls=[]), "calls=[]"),
     (ConcurrentProcessors, dict(processors=1), "processors=1; expected an int >= 2"),
     (ConcurrentProcessors, dict(switch_probability=0.0), "switch_probability=0.0"),
@@ -239,13 +252,27 @@ def test_disk_full_short_write_then_raise_then_heal():
     a = armed(f)
     assert a.decide(call(1, nbytes=100)) is None
     assert a.decide(call(2, nbytes=100)) == ShortWrite(repr(f), "disk_full", 50, errno.ENOSPC)
-    assert a.decide(call(3, "open", "q/x", writes=True)) == Raise(repr(f), "disk_full",
-                                                                  errno.ENOSPC)
+    assert a.decide(call(3, "open", "q/x", writes=True, creates=True)) == Raise(
+        repr(f), "disk_full", errno.ENOSPC)
+    # an existing file opened for writing (O_CREAT, O_TRUNC or append) takes no new space
+    assert a.decide(call(3, "open", "q/x", writes=True)) is None
     assert a.decide(call(4, "mkdir", "q/d")) is not None
     assert a.decide(call(4, "open", "q/x")) is None  # reads do not allocate
     assert a.decide(call(4, "write", nbytes=0)) is None
     assert a.decide(call(5, nbytes=1)) is None  # healed 3 ops after the first ENOSPC
     assert a.fired == 3 and a.fired_by_kind == {"disk_full": 3} and a.exhausted
+
+
+def test_disk_full_refuses_only_calls_that_need_space():
+    a = armed(DiskFull())  # full from the start
+    refused = [call(1, "open", "q/new", writes=True, creates=True), call(2, "mkdir", "q/d",
+               writes=True, creates=True), call(3, "copy", "q/a", path2="q/b", writes=True),
+               call(4, "write", nbytes=1)]
+    allowed = [call(5, "open", "q/old", writes=True), call(6, "truncate", nbytes=0, writes=True),
+               call(7, "replace", "q/a.tmp", path2="q/a", writes=True),
+               call(8, "unlink", writes=True), call(9, "open", "q/old"), call(10, "fsync")]
+    assert all(isinstance(a.decide(c), Raise) for c in refused)
+    assert all(a.decide(c) is None for c in allowed)
 
 
 def test_disk_full_counts_from_at_op_and_only_matching_paths():
@@ -293,10 +320,74 @@ def test_kill_mid_write_keep_and_process():
     assert a.decide(call(2, "replace", process=2)).keep is None  # nothing in flight
 
 
+def test_kill_mid_write_on_other_calls_has_nothing_in_flight():
+    kinds = ("replace", "unlink", "dirsync", "fsync", "mkdir", "open_write", "truncate", "flush")
+    f = KillMidWrite(calls=kinds, keep=10, times=len(kinds))
+    a = armed(f)
+    for op, kind in enumerate(kinds, 1):
+        c = call(op, "open" if kind == "open_write" else kind, writes=kind == "open_write",
+                 nbytes=64)
+        assert a.decide(c) == Kill(repr(f), "killed_mid_write", keep=None), kind
+    assert a.exhausted
+
+
+def _fired_ops(fault, seed, ops=1000, kind="write"):
+    a = armed(fault, seed=seed)
+    return [op for op in range(1, ops + 1) if a.decide(call(op, kind)) is not None]
+
+
+def test_probability_spreads_crashes_over_the_run():
+    fault = PowerLoss(at_op=30, probability=0.03, times=5)
+    runs = {seed: _fired_ops(fault, seed) for seed in range(20)}
+    assert runs[7] == _fired_ops(fault, 7)  # the seed fixes the points
+    assert len({tuple(r) for r in runs.values()}) == len(runs)  # another seed, other points
+    gaps = []
+    for fired in runs.values():
+        assert len(fired) == 5 and fired[0] >= 30  # `times` firings, none before at_op
+        gaps += [b - a for a, b in zip([29, *fired], fired, strict=False)]
+    assert 20 < sum(gaps) / len(gaps) < 50  # about one in 33 calls, not five in a row
+    assert _fired_ops(PowerLoss(at_op=30, times=5), 1) == [30, 31, 32, 33, 34]
+
+
+@pytest.mark.parametrize("fault, kind", [
+    (KillMidWrite(at_op=10, probability=0.1, times=3), "write"),
+    (MissingDirectory(at_op=10, probability=0.1, times=3), "stat"),
+    (PowerLoss(at_op=10, probability=0.1, times=3, calls=("fsync",)), "fsync"),
+])
+def test_probability_of_each_crash_fault_is_seeded(fault, kind):
+    runs = [_fired_ops(fault, seed, 300, kind) for seed in range(8)]
+    assert runs == [_fired_ops(fault, seed, 300, kind) for seed in range(8)]
+    assert all(len(r) == 3 and r[0] >= 10 for r in runs) and len({tuple(r) for r in runs}) > 4
+
+
+def test_probability_one_draws_nothing():
+    # p = 1 leaves the rng alone, so adding the parameter changed no existing run
+    a = armed(KillMidWrite(calls=("fsync",)), PermissionDenied(calls=("write",),
+                                                               probability=0.5), seed=3)
+    b = armed(PermissionDenied(calls=("write",), probability=0.5), seed=3)
+    assert [a.decide(call(op)) is None for op in range(50)] == [
+        b.decide(call(op)) is None for op in range(50)]
+
+
+def test_repeated_takes_a_repeat_back_out_of_the_counts():
+    a = armed(DiskFull(), PermissionDenied(calls=("stat",)))
+    first = a.decide(call(1, nbytes=5))
+    a.decide(call(2, "stat"))
+    again = a.decide(call(3, nbytes=5))
+    assert a.fired == 3
+    a.repeated(again)
+    assert again == first and a.fired == 2
+    assert a.fired_by_kind == {"disk_full": 1, "permission_denied": 1}
+    a.repeated(first)
+    assert a.fired_by_kind == {"permission_denied": 1}
+
+
 def test_power_loss_torn_keep():
     assert armed(PowerLoss()).decide(call(1)).keep is None
     action = armed(PowerLoss(torn="sectors")).decide(call(1, nbytes=4096))
     assert action.torn == "sectors" and 0 <= action.keep <= 4096
+    assert action.names == "strict"
+    assert armed(PowerLoss(names="eager")).decide(call(1)).names == "eager"
 
 
 def test_concurrent_processors_never_decides():
@@ -322,7 +413,8 @@ def test_heal_stops_everything():
 
 def test_arm_is_deterministic():
     plan = Plan(faults=(PermissionDenied(calls=("write",), probability=0.2),
-                        KillMidWrite(at_op=50, times=3), PowerLoss(at_op=80, torn="prefix"),
+                        KillMidWrite(at_op=50, times=3, probability=0.5),
+                        PowerLoss(at_op=80, torn="prefix", probability=0.4),
                         DiskFull(after_bytes=5000, at_op=20, heal_after_ops=7)))
 
     def run(seed):

@@ -10,6 +10,7 @@ import gc
 import io
 import os
 import pathlib
+import random
 import shutil
 import threading
 import time
@@ -18,6 +19,9 @@ import types
 import pytest
 
 from harness.actions import Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
+from harness.durability import DurabilityModel
+from harness.faults import DiskFull, KillMidWrite, PowerLoss
+from harness.faults import Plan as FaultPlan
 from harness.history import DRAIN, NEMESIS, History
 from harness.shim import ProcessorKilled, ShimError, installed
 
@@ -49,8 +53,9 @@ class Model:
     def removed_by_fault(self, path):
         self.calls.append(("removed_by_fault", path))
 
-    def power_loss(self, rng, torn=None):
-        self.calls.append(("power_loss", torn))
+    def power_loss(self, rng, torn=None, names="strict"):
+        self.calls.append(("power_loss", torn) if names == "strict" else
+                          ("power_loss", torn, names))
         return self.sentences
 
 
@@ -93,6 +98,15 @@ def tree(root):
 
 def fs_log(history):
     return [(r.call, r.path, r.path2, r.nbytes, r.outcome) for r in history.fs_ops()]
+
+
+def assert_buried(shim, fd):
+    """A killed processor's descriptor: its number still taken, its file released."""
+    assert shim._fds[fd].dead
+    st = shim.real.fstat(fd)  # still open: nobody else can be given this number
+    if not shim.real.fake:  # on the real disk it is /dev/null now, not the file
+        null = shim.real.stat(os.devnull)
+        assert (st.st_dev, st.st_ino) == (null.st_dev, null.st_ino)
 
 
 # -- recording -------------------------------------------------------------------------
@@ -318,11 +332,13 @@ def test_kill_mid_write_lands_prefix_and_the_processor_stays_dead(sandbox):
         del lazy
         gc.collect()
         for dead_fd in (fd, other):
-            with pytest.raises(OSError):
-                shim.real.fstat(dead_fd)
+            assert_buried(shim, dead_fd)
         shim.revive(2)
         with shim.processor(2):
             os.stat(path)
+    for dead_fd in (fd, other):  # closed for good when the shim went
+        with pytest.raises(OSError):
+            os.fstat(dead_fd)
     disk = tree(sandbox)
     assert disk["j"] == b"abc" and disk["lazy"] == b""
     (event,) = history.faults()
@@ -338,6 +354,138 @@ def test_kill_before_a_non_write_call(sandbox):
         os.replace(os.path.join(sandbox, "a"), os.path.join(sandbox, "b"))
     assert set(tree(sandbox)) == {"a"}
     assert h.faults()[0].effect == "processor 1 killed before replace of a -> b"
+
+
+def _other_calls(sandbox, keep_alive):
+    j = lambda *p: os.path.join(sandbox, *p)  # noqa: E731
+
+    def on_fd(fn, path=None):
+        def run():
+            fd = os.open(path or j("a"), os.O_RDONLY if path else os.O_RDWR)
+            try:
+                fn(fd)
+            finally:
+                os.close(fd)  # from the dead processor: a no-op, never recorded
+        return run
+
+    def flush():
+        f = open(j("a"), "ab")  # noqa: SIM115 - its processor dies holding it
+        keep_alive.append(f)
+        f.write(b"new")
+        f.flush()
+    return {"replace": lambda: os.replace(j("a"), j("b")), "unlink": lambda: os.unlink(j("a")),
+            "mkdir": lambda: os.mkdir(j("d")), "open_write": lambda: open(j("n"), "w"),
+            "fsync": on_fd(os.fsync), "dirsync": on_fd(os.fsync, sandbox),
+            "truncate": on_fd(lambda fd: os.ftruncate(fd, 0)), "flush": flush,
+            "copy": lambda: shutil.copy(j("a"), j("c"))}
+
+
+@pytest.mark.parametrize("kind", list(_other_calls("/x", [])))
+def test_kill_mid_write_on_other_calls_kills_before_the_call_takes_effect(sandbox, kind):
+    put(sandbox, "a", b"old")
+    model, history, keep_alive = Model(), History(), []
+    plan = FaultPlan(faults=(KillMidWrite(calls=(kind,), keep=2),)).arm(random.Random(1))
+    with installed(sandbox=sandbox, history=history, plan=plan, model=model) as shim:
+        with shim.processor(1), pytest.raises(ProcessorKilled):
+            _other_calls(sandbox, keep_alive)[kind]()
+        keep_alive.clear()
+        gc.collect()  # the dead buffered file: its bytes never land
+    assert tree(sandbox) == {"a": b"old"}  # not renamed, not removed, nothing created
+    assert model.calls == []  # no fsync reached the disk
+    (event,) = history.faults()
+    call = "open" if kind == "open_write" else kind
+    assert event.effect.startswith(f"processor 1 killed before {call} of ")
+    assert [r.outcome for r in history.fs_ops()].count("killed") == 1  # keep was ignored
+    assert all(r.outcome in ("ok", "killed") for r in history.fs_ops())
+
+
+def test_disk_full_refuses_new_entries_not_existing_files(sandbox):
+    put(sandbox, "lock", b"")
+    put(sandbox, "log", b"abc")
+    j = lambda *p: os.path.join(sandbox, *p)  # noqa: E731
+    armed, asked = FaultPlan(faults=(DiskFull(),)).arm(random.Random(1)), []
+
+    class Spy:
+        def decide(self, call):
+            asked.append(call)
+            return armed.decide(call)
+
+    with bound(sandbox, plan=Spy()) as (shim, h):
+        os.close(os.open(j("lock"), os.O_RDWR | os.O_CREAT))  # a lock file that exists
+        for mode in ("a", "w", "r+b"):  # append; truncate (frees space); update
+            with open(j("log"), mode):
+                pass
+        for make in (lambda: os.open(j("new"), os.O_RDWR | os.O_CREAT),
+                     lambda: open(j("new2"), "w"),  # noqa: SIM115 - raises
+                     lambda: os.mkdir(j("d")),
+                     lambda: open(j("new3"), "xb")):  # noqa: SIM115 - raises
+            with pytest.raises(OSError) as info:
+                make()
+            assert info.value.errno == errno.ENOSPC
+        with pytest.raises(FileNotFoundError):  # as the kernel says: no such directory
+            open(j("nodir", "f"), "w")  # noqa: SIM115 - raises
+    made = [(c.path, c.creates) for c in asked if c.kind in ("open", "mkdir")]
+    assert made == [("lock", False), ("log", False), ("log", False), ("log", False),
+                    ("new", True), ("new2", True), ("d", True), ("new3", True),
+                    ("nodir/f", False)]
+    assert tree(sandbox) == {"lock": b"", "log": b""} and armed.fired == 4
+
+
+@pytest.mark.parametrize("mode", ["w", "wb"])
+def test_one_injected_error_is_recorded_and_counted_once(sandbox, mode):
+    armed = FaultPlan(faults=(DiskFull(after_bytes=10),)).arm(random.Random(1))
+    with bound(sandbox, plan=armed) as (shim, h), pytest.raises(OSError) as info, open(
+            os.path.join(sandbox, "x"), mode) as f:
+        f.write("a" * 30 if mode == "w" else b"a" * 30)
+    # a text file flushes twice as it closes (TextIOWrapper, then its buffer); the
+    # buffer's flush wraps the failed write: neither is a second ENOSPC
+    assert info.value.errno == errno.ENOSPC
+    assert fs_log(h) == [("open", "x", None, None, "ok"), ("write", "x", None, 10, "ENOSPC"),
+                         ("close", "x", None, None, "ok")]
+    assert armed.fired == 1 and shim.faults_fired == 1 and tree(sandbox)["x"] == b"a" * 10
+
+
+def test_a_retry_after_other_calls_is_a_new_failure(sandbox):
+    armed = FaultPlan(faults=(DiskFull(),)).arm(random.Random(1))
+    path = put(sandbox, "y", b"")
+    with bound(sandbox, plan=armed) as (shim, h):
+        f = open(path, "r+b")  # noqa: SIM115 - an existing file opens on a full disk
+        f.write(b"abc")
+        with pytest.raises(OSError):
+            f.flush()
+        os.stat(sandbox)  # the target did something else, then tries again: a new error
+        with pytest.raises(OSError):
+            f.flush()
+        with pytest.raises(OSError):
+            f.close()  # flushes the same bytes straight away: the same error
+    assert [r.outcome for r in h.fs_ops() if r.call == "write"] == ["ENOSPC", "ENOSPC"]
+    assert armed.fired == 2 and shim.faults_fired == 2
+
+
+def test_power_loss_names_eager_reaches_the_model(sandbox):
+    model = Model()
+    plan = Plan("stat", PowerCut(fault="PowerLoss(names='eager')", kind="power_loss",
+                                 names="eager"))
+    with bound(sandbox, plan=plan, model=model) as (shim, h), pytest.raises(ProcessorKilled):
+        os.stat(sandbox)
+    assert model.calls == [("power_loss", None, "eager")]
+
+
+@pytest.mark.parametrize("names, left", [("strict", b"old"), ("eager", b"")])
+def test_rename_before_fsync_through_the_shim(sandbox, names, left):
+    put(sandbox, "q/queue.json", b"old")
+    j = lambda *p: os.path.join(sandbox, *p)  # noqa: E731
+    plan = FaultPlan(faults=(PowerLoss(calls=("fsync",), names=names),)).arm(random.Random(1))
+    with installed(sandbox=sandbox, history=History(), plan=plan, rng=random.Random(2)) as shim:
+        shim.model = DurabilityModel(sandbox, shim.real)
+        shim.model.snapshot_all()
+        with shim.processor(1), pytest.raises(ProcessorKilled):
+            with open(j("q", "queue.json.tmp"), "wb") as f:
+                f.write(b"new")
+            os.replace(j("q", "queue.json.tmp"), j("q", "queue.json"))
+            fd = os.open(j("q", "queue.json"), os.O_RDONLY)
+            os.fsync(fd)  # too late: the power goes here
+    assert tree(sandbox) == {"q": "dir", "q/queue.json": left}
 
 
 def test_remove_directory_removes_the_tree_then_goes_on(sandbox):
@@ -367,8 +515,7 @@ def test_power_cut_kills_everyone_and_asks_the_model(sandbox):
             fd = os.open(os.path.join(sandbox, "two"), os.O_WRONLY | os.O_CREAT)
             os.write(fd, b"abcd")
         assert shim.is_dead(1) and shim.is_dead(2)
-        with pytest.raises(OSError):
-            shim.real.fstat(fd1)
+        assert_buried(shim, fd1)
     assert model.calls == [("power_loss", "prefix")]
     (event,) = history.faults()
     assert (event.process, event.kind, event.crashed) == (NEMESIS, "power_loss", (1, 2))

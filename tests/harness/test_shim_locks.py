@@ -1,9 +1,11 @@
-"""The shim's flock emulation, scheduler hooks, and modules with a top-level ``import os``."""
+"""The shim's flock emulation, a killed processor's descriptors and locks, scheduler hooks,
+and modules with a top-level ``import os``."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import importlib
 import os
 import sys
@@ -87,6 +89,53 @@ def test_killing_a_processor_releases_its_locks(sandbox):
             fcntl.flock(os.open(path, os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with shim.processor(1), pytest.raises(ProcessorKilled):
             os.open(path, os.O_RDWR)
+
+
+def test_a_dead_processors_late_close_never_hits_a_live_file(sandbox):
+    j = lambda name: os.path.join(sandbox, name)  # noqa: E731
+    history = History()
+    with installed(sandbox=sandbox, history=history) as shim:
+        with shim.processor(1):
+            n = os.open(j("p1"), os.O_RDWR | os.O_CREAT)
+            fcntl.flock(n, fcntl.LOCK_EX)
+            f = open(j("p1-buffered"), "w")  # noqa: SIM115 - left to its finaliser
+            f.write("never lands")
+            m = f.fileno()
+        shim.kill(1, "test")
+        with shim.processor(2):
+            live = os.open(j("p2"), os.O_RDWR | os.O_CREAT)  # a number, but never n or m
+            fcntl.flock(live, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            g = open(j("p1"), "wb")  # noqa: SIM115 - the dead one's file: lock released
+            fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert {live, g.fileno()}.isdisjoint({n, m})
+        # the dead processor's cleanup: from its own thread, from a live processor's
+        # thread (a finaliser runs wherever the collector does), from an unbound thread
+        with shim.processor(1):
+            os.close(n)
+            with pytest.raises(ProcessorKilled):
+                os.write(n, b"x")
+        with shim.processor(2):
+            os.close(n)
+            with pytest.raises(OSError):  # not this processor's descriptor
+                os.write(m, b"x")
+        os.close(m)
+        del f
+        gc.collect()
+        with shim.processor(2):
+            assert os.write(live, b"alive") == 5
+            g.write(b"alive")
+            g.close()
+            os.fstat(live)
+            os.close(live)
+        assert shim.real.fstat(n) and shim.real.fstat(m)  # still taken until uninstall
+    for fd in (n, m):
+        with pytest.raises(OSError):  # really closed once the shim went
+            os.fstat(fd)
+    bad = [(r.process, r.call, r.outcome) for r in history.fs_ops() if r.outcome != "ok"]
+    assert bad == []  # no EBADF, and the dead processor's calls were never recorded
+    assert [r.process for r in history.fs_ops()].count(1) == 3  # open, lock, open
+    with open(j("p2"), "rb") as a, open(j("p1"), "rb") as b, open(j("p1-buffered"), "rb") as c:
+        assert (a.read(), b.read(), c.read()) == (b"alive", b"alive", b"")
 
 
 def test_a_lock_nobody_can_release_is_a_deadlock_not_a_hang(sandbox):
