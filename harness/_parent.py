@@ -1,0 +1,334 @@
+"""The parent side of process mode: the children, the one history, the plan, the restart gate.
+
+`Conductor` serves every child's requests (see `harness._worker`) from one loop, one
+message at a time, so the history it appends is in the order the children's calls
+really happened and the plan sees one global op count. It also carries out what only
+the parent can do:
+
+- a `Kill` of the plan: the child lands the torn prefix and records the fault; the parent
+  SIGKILLs it (``os.kill``), reaps it, records ``info`` for the call it died in, and
+  starts a fresh process for that processor;
+- a restart: the fresh process must open and ``recover()`` with no other processor in
+  the middle of a call (the target contract). The parent stops answering the others at
+  their next gap between two calls ("idle"), starts the fresh process once all of them
+  wait there, and lets them go when it says ``restarted``;
+- a `PowerCut`: SIGKILL every child, roll the sandbox back with the durability model,
+  record the power loss, restart every processor that had not finished;
+- real faults (a full tmpfs, chmod, a deleted directory) through `RealFaults`.
+
+Interleaving between processes is the kernel's, not the seed's: a process-mode run is
+not deterministic in its order. The seed still fixes the workload and the plan.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import os
+import random
+import signal
+import time
+from typing import Any
+
+import multiprocess.connection
+
+from harness._reaper import reap, spawning
+from harness._worker import Spec, main
+from harness.actions import PowerCut
+from harness.client import RESTART_LIMIT
+from harness.history import NEMESIS, History
+
+__all__ = ["Conductor", "Hung"]
+
+_RECORDS = ("op", "fs", "fault")
+
+
+class Hung(Exception):
+    """The run went on past its deadline: some processor blocked outside our sight."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Child:
+    process: int
+    proc: Any
+    conn: Any
+    at: int = -1  # index of the step it is at (-1: before the first)
+    invoke: tuple | None = None  # (f, key, value) of its call in flight
+    done: bool = False
+    fired: str | None = None  # a fault the parent carried out for its current call
+
+
+class Conductor:
+    """Runs one process-mode run's children and answers them; see the module docstring."""
+
+    def __init__(self, *, ctx: Any, history: History, armed: Any, model: Any, real: Any,
+                 disk_rng: random.Random, base: Spec, factory: Any, programs: list,
+                 max_ops: int, deadline: float) -> None:
+        self.ctx, self.history, self.armed, self.model, self.real = (
+            ctx, history, armed, model, real)
+        self.disk_rng, self.base, self.factory, self.programs = disk_rng, base, factory, programs
+        self.max_ops, self.deadline = max_ops, deadline
+        self.ops = 0
+        self.kills = 0
+        self.restarts = 0
+        self.overlaps = 0
+        self.errors: list[str] = []
+        self.blocked: list[tuple[int, str]] = []
+        self.logs: collections.Counter[str] = collections.Counter()
+        self.drain_problem: str | None = None
+        self._children: dict[int, _Child] = {}
+        self._procs: list[Any] = []
+        self._pending: list[int] = []  # processors waiting for their restart, in order
+        self._quiet_for: int | None = None  # the restart being prepared
+        self._spawned = False  # its fresh process is running
+        self._parked: dict[int, _Child] = {}
+        self._crashes: collections.Counter[int] = collections.Counter()
+        self._cut: PowerCut | None = None
+        self._resume: dict[int, int] = {}  # processor -> the step its fresh process starts at
+        self.on_kill: Any = None  # called with the processor number after each plan kill
+
+    # -- the run
+
+    def run_workers(self) -> None:
+        for p in range(len(self.programs)):
+            self._spawn(p, start=0, restart=False)
+        self._loop()
+
+    def run_drain(self, process: int, bound: int) -> None:
+        self._spawn(process, start=0, restart=False, drain=True, bound=bound)
+        self._loop()
+
+    def reap(self) -> None:
+        """Every process this run started: SIGKILLed if still there, and waited for."""
+        reap(self._procs)
+        for child in self._children.values():
+            with contextlib.suppress(OSError):
+                child.conn.close()
+        self._children.clear()
+
+    def _spawn(self, p: int, *, start: int, restart: bool, drain: bool = False,
+               bound: int = 0) -> None:
+        parent_end, child_end = self.ctx.Pipe()
+        spec = dataclasses.replace(
+            self.base, process=p, start=start, restart=restart, drain=drain,
+            steps=() if drain else tuple(self.programs[p]), plan=not drain,
+            model=self.model is not None and not drain, bound=bound, parent=os.getpid())
+        proc = self.ctx.Process(target=main, args=(child_end, spec, self.factory),
+                                name=f"harness-p{p}", daemon=True)
+        with spawning():
+            self._procs.append(proc)
+            proc.start()
+            self._children[p] = _Child(p, proc, parent_end)
+        child_end.close()
+
+    def _loop(self) -> None:
+        wait = multiprocess.connection.wait
+        while self._children or self._pending:
+            self._restart_when_quiet()
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise Hung("a processor was still running at the run's deadline (the target "
+                           "blocked outside the harness's sight)")
+            by_conn = {c.conn: c for c in self._children.values()}
+            by_sentinel = {c.proc.sentinel: c for c in self._children.values()}
+            for ready in wait(list(by_conn) + list(by_sentinel), timeout=min(left, 1.0)):
+                child = by_conn.get(ready) or by_sentinel.get(ready)
+                if self._children.get(child.process) is not child:
+                    continue  # killed while we served another child
+                if ready is child.conn:
+                    try:
+                        self._serve(child, child.conn.recv())
+                    except (EOFError, OSError):
+                        continue  # it died mid-request: its sentinel tells the rest
+                else:
+                    self._exited(child)
+
+    # -- one request
+
+    def _serve(self, c: _Child, message: tuple) -> None:
+        what, *args = message
+        if what in _RECORDS:
+            self._record(c, what, args)
+            if what == "fault" and c.process in args[4]:
+                self._killed(c)  # the plan's Kill: it is our SIGKILL that ends it
+                return
+            c.conn.send(None)
+        elif what == "decide":
+            c.conn.send(self._decide(c, args[0]))
+        elif what == "synced":
+            self._synced(c, *args)
+            c.conn.send(None)
+        elif what == "removed":
+            if self.model is not None:
+                self.model.removed_by_fault(args[0])
+            c.conn.send(None)
+        elif what == "power_loss":
+            self._power_loss(args[0])
+        elif what == "idle":
+            c.at = args[0]
+            if self._quiet_for is not None and self._quiet_for != c.process:
+                self._parked[c.process] = c  # answered once the restart is done
+            else:
+                c.conn.send(None)
+        elif what == "restarted":
+            self._pending.remove(c.process)
+            self._quiet_for, self._spawned = None, False
+            c.conn.send(None)
+            for other in self._parked.values():
+                other.conn.send(None)
+            self._parked.clear()
+        elif what == "done":
+            problem, logs = args
+            if c.process < 0:
+                self.drain_problem = problem
+            self.logs.update(logs)
+            c.done = True
+            c.conn.send(None)
+        elif what == "error":
+            self.errors.append(args[0])
+            c.done = True
+            c.conn.send(None)
+
+    def _record(self, c: _Child, what: str, args: list) -> None:
+        h = self.history
+        if what == "op":
+            type_, p, f, key, value, error = args
+            if type_ == "invoke":
+                if any(o.invoke for o in self._children.values() if o is not c):
+                    self.overlaps += 1  # a real race: another processor is inside a call
+                c.invoke = (f, key, value)
+            else:
+                c.invoke = None
+            h.op(type_, p, f, key=key, value=value, error=error)
+        elif what == "fs":
+            p, call, path, path2, nbytes, outcome, fault = args
+            if fault is None and c.fired is not None and outcome not in ("ok", "killed"):
+                fault = c.fired  # the kernel answered for the fault the parent set up
+            c.fired = None
+            h.fs(p, call, path=path, path2=path2, nbytes=nbytes, outcome=outcome, fault=fault)
+        else:
+            p, kind, fault, effect, crashed, destroyed = args
+            h.fault(p, kind, fault, effect, crashed=crashed, destroyed=destroyed)
+
+    def _decide(self, c: _Child, call: Any) -> Any:
+        self.ops += 1
+        if self.ops > self.max_ops:
+            self.blocked.append((c.process, f"processor {c.process} was still making file "
+                                 f"calls after {self.max_ops} of them: it never finishes its "
+                                 "call (spinning on a lock?)"))
+            self._kill(c)
+            self._info(c, "processor stopped: file-call budget exhausted")
+            return None
+        call = dataclasses.replace(call, op=self.ops)
+        self.real.tick(self.ops)
+        action = self.armed.decide(call)
+        if action is None:
+            return None
+        if isinstance(action, PowerCut):
+            self._cut = action
+        handed, fired = self.real.carry_out(c.process, call, action)
+        c.fired = fired
+        return handed
+
+    def _synced(self, c: _Child, fd: int, is_dir: bool) -> None:
+        if self.model is None:
+            return
+        # the child waits for us, so its descriptor still names the inode it synced
+        ours = os.open(f"/proc/{c.proc.pid}/fd/{fd}", os.O_RDONLY)
+        try:
+            (self.model.dir_synced if is_dir else self.model.file_synced)(ours)
+        finally:
+            os.close(ours)
+
+    # -- deaths and restarts
+
+    def _kill(self, c: _Child) -> None:
+        """SIGKILL, reap, and keep the records it sent before it died."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(c.proc.pid, signal.SIGKILL)
+        c.proc.join()
+        with contextlib.suppress(EOFError, OSError):
+            while c.conn.poll():
+                what, *args = c.conn.recv()
+                if what in _RECORDS:
+                    self._record(c, what, args)
+        c.conn.close()
+        self._children.pop(c.process, None)
+        self._parked.pop(c.process, None)
+        self.kills += 1
+
+    def _info(self, c: _Child, why: str) -> None:
+        if c.invoke is not None:
+            f, key, value = c.invoke
+            c.invoke = None
+            self.history.op("info", c.process, f, key=key, value=value, error=why)
+
+    def _killed(self, c: _Child) -> None:
+        self._kill(c)
+        if self.on_kill is not None:
+            self.on_kill(c.process)
+        self._info(c, "processor killed (SIGKILL)")
+        self._restart_later(c)
+
+    def _restart_later(self, c: _Child) -> None:
+        p = c.process
+        self._crashes[p] += 1
+        if self._crashes[p] > RESTART_LIMIT:
+            self.errors.append(f"processor {p} crashed {RESTART_LIMIT} times; the fault plan "
+                               "never lets it come back")
+            if p in self._pending:
+                self._pending.remove(p)
+            if self._quiet_for == p:
+                self._quiet_for, self._spawned = None, False
+            return
+        if self._quiet_for == p:
+            self._spawned = False  # killed while restarting: start it again, still alone
+        elif p not in self._pending:
+            self._pending.append(p)
+        self._resume[p] = c.at + 1 if c.at >= 0 else 0
+
+    def _restart_when_quiet(self) -> None:
+        if self._quiet_for is None and self._pending:
+            self._quiet_for = self._pending[0]
+        p = self._quiet_for
+        if p is None or self._spawned:
+            return
+        others = [c for c in self._children.values() if not c.done and c.process != p]
+        if all(c.process in self._parked for c in others):
+            self._spawned = True
+            self.restarts += 1
+            self._spawn(p, start=self._resume.get(p, 0), restart=True)
+
+    def _power_loss(self, torn: str | None) -> None:
+        victims = sorted(c.process for c in self._children.values() if not c.done)
+        dead = list(self._children.values())
+        for c in dead:
+            self._kill(c)
+        sentences = self.model.power_loss(self.disk_rng, torn) if self.model else [
+            "no durability model: nothing rolled back"]
+        effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
+        fault = self._cut.fault if self._cut else "PowerLoss()"
+        self.history.fault(NEMESIS, "power_loss", fault, effect,
+                           crashed=range(len(self.programs)))
+        self._quiet_for, self._spawned = None, False
+        for c in dead:
+            self._info(c, "processor died in a power loss (SIGKILL)")
+            if c.process in victims:
+                self._restart_later(c)
+
+    def _exited(self, c: _Child) -> None:
+        c.proc.join()
+        with contextlib.suppress(EOFError, OSError):
+            while c.conn.poll():  # what it sent before it went: records still count
+                what, *args = c.conn.recv()
+                if what in _RECORDS:
+                    self._record(c, what, args)
+        self._children.pop(c.process, None)
+        self._parked.pop(c.process, None)
+        with contextlib.suppress(OSError):
+            c.conn.close()
+        if not c.done:
+            self.errors.append(f"processor {c.process} exited unexpectedly "
+                               f"(exit code {c.proc.exitcode})")
+            self._info(c, f"processor exited (exit code {c.proc.exitcode})")

@@ -1,0 +1,119 @@
+"""Faults the parent carries out on the real file system, so the kernel answers the worker.
+
+In process mode the plan still decides when a fault fires (one global op count, seeded),
+but where the machine allows it the parent makes the fault real instead of handing the
+shim an exception to raise:
+
+- `MissingDirectory`: the parent deletes the real directory between two of the worker's
+  file calls; the worker's call then meets whatever the kernel says;
+- `DiskFull`, on a tmpfs sandbox: the parent cuts the tmpfs down to the pages in use, so
+  the worker's write ends short or with ENOSPC from the kernel; space comes back when
+  the fault heals (``heal_after_ops``) and always before the final drain;
+- `PermissionDenied`, with workers that permission bits bind (not root): the parent
+  chmods the queue directory (no write bits, or no bits at all when the fault matches
+  reads or listings) and restores it when the fault heals.
+
+When a real variant is not possible the shim's action goes to the worker as in thread
+mode, and `skipped` says why, for the run's observations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from harness import _mounts
+from harness.actions import Action, Call, Raise, RemoveDirectory, ShortWrite
+from harness.history import History
+
+__all__ = ["RealFaults"]
+
+_READ_CALLS = {"listdir", "open_read", "read", "stat", "open"}
+
+
+class RealFaults:
+    """The parent's hands on the sandbox; see the module docstring."""
+
+    def __init__(self, *, sandbox: str, queue_dir: str, history: History, model: Any,
+                 faults: tuple, tmpfs: _mounts.Tmpfs | None, chmod: bool) -> None:
+        self.sandbox, self.queue_dir, self.history, self.model = (
+            sandbox, queue_dir, history, model)
+        self.tmpfs = tmpfs
+        self.chmod = chmod
+        self.notes: list[str] = []
+        self._by_repr = {repr(f): f for f in faults}
+        self._active: dict[str, tuple[int, Any]] = {}  # fault repr -> (first op, undo)
+
+    def carry_out(self, p: int, call: Call, action: Action) -> tuple[Action | None, str | None]:
+        """(the action the worker's shim carries out, or None; the fault made real, or None)."""
+        if isinstance(action, RemoveDirectory):
+            self._remove(p, action)
+            return None, action.fault
+        if isinstance(action, Raise | ShortWrite):
+            if action.kind == "disk_full" and self.tmpfs is not None:
+                if action.fault not in self._active:
+                    self._fill(p, call, action)
+                return None, action.fault
+            if action.kind == "permission_denied" and self.chmod:
+                if action.fault not in self._active:
+                    self._deny(p, call, action)
+                return None, action.fault
+        return action, None
+
+    def tick(self, op: int) -> None:
+        """Heal the real faults whose ``heal_after_ops`` ran out by op ``op``."""
+        for fault, (first, undo) in list(self._active.items()):
+            heal = getattr(self._by_repr.get(fault), "heal_after_ops", None)
+            once = getattr(self._by_repr.get(fault), "once", False)
+            if (heal is not None and op >= first + heal) or (once and op > first):
+                undo()
+                del self._active[fault]
+
+    def heal_all(self) -> None:
+        for _first, undo in self._active.values():
+            undo()
+        self._active.clear()
+
+    # -- the three real faults
+
+    def _remove(self, p: int, action: RemoveDirectory) -> None:
+        target = os.path.normpath(os.path.join(self.sandbox, action.path))
+        if not target.startswith(self.sandbox.rstrip("/") + "/"):
+            raise AssertionError(f"refusing to remove {target!r}: outside the sandbox")
+        files = 0
+        if os.path.isdir(target):
+            files = sum(len(names) for _root, _dirs, names in os.walk(target))
+            shutil.rmtree(target)
+            effect = (f"the harness process removed directory {action.path}/ with {files} "
+                      "files between two file calls of the worker")
+        else:
+            effect = f"directory {action.path}/ was already absent"
+        self.history.fault(p, action.kind, action.fault, effect, destroyed=bool(files))
+        if self.model is not None:
+            self.model.removed_by_fault(target)
+
+    def _fill(self, p: int, call: Call, action: Action) -> None:
+        assert self.tmpfs is not None
+        size = self.tmpfs.fill()
+        self.history.fault(p, action.kind, action.fault,
+                           f"the sandbox's tmpfs cut down to the {size} bytes in use at op "
+                           f"{call.op}: the kernel answers ENOSPC (or a short write) from here")
+        self.notes.append(f"disk_full: real full file system (tmpfs cut to {size} bytes at "
+                          f"op {call.op}), ENOSPC from the kernel")
+        self._active[action.fault] = (call.op, self.tmpfs.grow)
+
+    def _deny(self, p: int, call: Call, action: Action) -> None:
+        where = self.queue_dir if os.path.isdir(self.queue_dir) else self.sandbox
+        fault = self._by_repr.get(action.fault)
+        calls = set(getattr(fault, "calls", ()) or ())
+        reads = bool(calls & _READ_CALLS)
+        old = _mounts.deny(where, reads=reads)
+        rel = os.path.relpath(where, self.sandbox)
+        mode = "000" if reads else f"{old & 0o555:03o}"
+        self.history.fault(p, action.kind, action.fault,
+                           f"the harness process chmod {mode} {rel}/ at op {call.op}: the "
+                           "kernel answers EACCES to the worker (no DAC capabilities)")
+        self.notes.append(f"permission_denied: real EACCES from the kernel (chmod {mode} "
+                          f"{rel}/ at op {call.op}, workers without DAC capabilities)")
+        self._active[action.fault] = (call.op, lambda: _mounts.restore(where, old))

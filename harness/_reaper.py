@@ -1,0 +1,115 @@
+"""Nothing left behind: real processes reaped and cleanup run even on SIGINT and SIGTERM.
+
+Process mode and soak start real processes, mount file systems and make directories;
+all of it must go whatever ends the run. Three layers do that:
+
+- the run's own ``finally`` blocks (kill and reap every child, unmount, remove the
+  sandbox), which `interruptible` makes run on SIGTERM too: it turns the first SIGINT or
+  SIGTERM into an `Interrupted` exception in the main thread, and ignores any further
+  one so that a second Ctrl-C cannot cut the cleanup short;
+- `reap`, which SIGKILLs and waits for processes that are still there;
+- in every child, ``PR_SET_PDEATHSIG`` (see `harness._worker.die_with_parent`): if the
+  harness itself is SIGKILLed, the kernel kills its children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+__all__ = ["Interrupted", "interruptible", "make_sandbox", "reap", "remove_sandbox",
+           "spawning"]
+
+_REAP_TIMEOUT_S = 10.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """The harness got SIGINT or SIGTERM; cleanup runs as the exception unwinds."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+_depth = 0
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT/SIGTERM raise `Interrupted` inside the block (main thread only; nests)."""
+    global _depth
+    if _depth or threading.current_thread() is not threading.main_thread():
+        yield  # an outer block (or the main thread's) already translates the signals
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)  # the cleanup must not be interrupted in turn
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _depth = 1
+    try:
+        yield
+    finally:
+        _depth = 0
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def spawning() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a child is forked and registered.
+
+    Otherwise the interrupt could land between the fork and the moment the run knows the
+    child's pid, and nobody would reap it. The child inherits the mask and lifts it
+    itself (`harness._worker.quiet_signals`); the parent's held signal arrives after.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def reap(processes: Iterable[Any]) -> None:
+    """SIGKILL every process still alive and wait for it (multiprocess ``Process`` objects)."""
+    procs = list(processes)
+    for proc in procs:
+        pid = getattr(proc, "pid", None)
+        if pid is not None and proc.exitcode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    for proc in procs:
+        if getattr(proc, "pid", None) is not None:
+            with contextlib.suppress(Exception):
+                proc.join(_REAP_TIMEOUT_S)
+
+
+def make_sandbox(prefix: str = "harness-") -> str:
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def remove_sandbox(path: str) -> None:
+    """Remove the sandbox even where a fault took the permissions away."""
+    def unlock(_func: Any, failed: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed), 0o700)
+            os.chmod(failed, 0o700)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                os.unlink(failed)
+
+    shutil.rmtree(path, onerror=unlock)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,265 @@
+"""Process mode: a scenario run on real OS processes, with real kills and real kernel faults.
+
+``harness run --mode process`` (or ``mode = "process"`` in a scenario) runs every
+processor as a forked process with the shim installed inside it; the parent
+(`harness._parent.Conductor`) keeps the one history, the armed plan and the durability
+model, so the history has the shape of a thread-mode run and `harness.checker` judges
+it unchanged. What differs from thread mode:
+
+- a `KillMidWrite` ends in a real SIGKILL after the torn prefix landed; a fresh process
+  then opens the queue and runs ``recover()`` while the others wait between two calls;
+- a `PowerLoss` SIGKILLs every worker, then the sandbox is rolled back to what was
+  durable (the shim's record of fsyncs), then every processor restarts;
+- `ConcurrentProcessors` runs at least `MIN_CONCURRENCY` live processes on one
+  directory, racing for real: the interleaving is the kernel's, so a process-mode run is
+  not deterministic in its order (the seed replays the workload and the plan); "faults
+  fired" counts the calls that started while another processor was inside one;
+- `DiskFull` and `PermissionDenied` come from the kernel where the machine allows it
+  (a tmpfs cut down to size, chmod against unprivileged workers), `MissingDirectory`
+  from the parent deleting the real directory; see `harness._realfaults`. A variant the
+  machine does not allow is reported as skipped, with the reason, in the observations.
+
+Nothing is left behind: children reaped, tmpfs unmounted, sandbox removed, also on
+SIGINT/SIGTERM (`harness._reaper`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import fnmatch
+import os
+import random
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+import multiprocess
+
+from harness import _mounts, checker
+from harness._parent import Conductor, Hung
+from harness._realfaults import RealFaults
+from harness._reaper import interruptible, make_sandbox, remove_sandbox
+from harness._worker import Spec
+from harness.durability import DurabilityModel
+from harness.history import DRAIN, FsOp, History
+from harness.runner import JOIN_TIMEOUT_S, QUEUE_DIR, ScenarioRun
+from harness.schedule import programs
+from harness.targets import TargetError, resolve
+
+__all__ = ["MIN_CONCURRENCY", "ProcessRun", "run_scenario", "replay_command"]
+
+MIN_CONCURRENCY = 8
+"""Live processes a `ConcurrentProcessors` scenario gets at least, in process mode."""
+
+_LOCK_FILES = ("*.lock", "*.lck", "lock")
+
+
+def replay_command(target: str, scenario: str, seed: int) -> str:
+    return f"harness run --mode process --target {target} --scenario {scenario} --seed {seed}"
+
+
+def _stream(seed: int, name: str) -> random.Random:
+    # the same named streams as thread mode: the same seed gives the same workload and plan
+    return random.Random(f"{seed}:{name}")
+
+
+class ProcessRun(ScenarioRun):
+    """A `ScenarioRun` made by real processes: its replay command says so."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.kills = 0
+        self.restarts = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.update(mode="process", kills=self.kills, restarts=self.restarts,
+                 replay=replay_command(self.target, self.scenario.name, self.seed))
+        return d
+
+
+def _real_os() -> types.SimpleNamespace:
+    """The durability model's calls; the parent has no shim, so these are the real ones."""
+    names = ("open", "read", "write", "close", "stat", "lstat", "fstat", "listdir", "mkdir",
+             "rmdir", "unlink", "lseek", "ftruncate", "fsync")
+    return types.SimpleNamespace(**{n: getattr(os, n) for n in names})
+
+
+def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
+                 factory: Callable[[str], Any] | None = None) -> ProcessRun:
+    """Run one scenario on real processes; never raises for target misbehaviour."""
+    seed = scenario.seed if seed is None else seed
+    run = ProcessRun(target=target, scenario=scenario, seed=seed)
+    factory = factory or resolve(target)
+    wl, plan = scenario.workload, scenario.plan
+    concurrency = plan.concurrency
+    nproc = max(wl.processors, plan.processors)
+    if concurrency is not None:
+        nproc = max(nproc, MIN_CONCURRENCY)
+    progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
+                     payload_max=wl.payload_max, rng=_stream(seed, "workload"),
+                     hold=getattr(wl, "hold", 0))
+    armed = plan.arm(_stream(seed, "faults"))
+    started = time.perf_counter()
+    notes = [f"process mode: {nproc} real processes (fork); the kernel interleaves them, so "
+             "the order is not replayed by the seed (the workload and the fault plan are)"]
+    with interruptible():
+        sandbox = make_sandbox()
+        queue_dir = os.path.join(sandbox, QUEUE_DIR)
+        conductor = tmpfs = None
+        try:
+            tmpfs, unprivileged, chmod = _prepare(sandbox, plan.kinds, notes)
+            model = None
+            if "power_loss" in plan.kinds:
+                model = DurabilityModel(sandbox, _real_os())
+                model.snapshot_all()
+            real = RealFaults(sandbox=sandbox, queue_dir=queue_dir, history=run.history,
+                              model=model, faults=plan.faults, tmpfs=tmpfs, chmod=chmod)
+            base = Spec(process=0, target=target, directory=queue_dir, sandbox=sandbox,
+                        unprivileged=unprivileged)
+            conductor = Conductor(
+                ctx=multiprocess.get_context("fork"), history=run.history, armed=armed,
+                model=model, real=real, disk_rng=_stream(seed, "disk"), base=base,
+                factory=factory, programs=progs, max_ops=wl.max_ops,
+                deadline=time.monotonic() + JOIN_TIMEOUT_S)
+            if "stale_locks" in scenario.checks:
+                conductor.on_kill = lambda p: notes.append(
+                    f"lock files right after processor {p} was SIGKILLed: "
+                    f"{_lock_files(queue_dir)}")
+            try:
+                conductor.run_workers()
+            except Hung as exc:
+                conductor.errors.append(str(exc))
+                conductor.reap()
+            run.ops = conductor.ops
+            armed.heal()
+            real.heal_all()
+            if "stale_locks" in scenario.checks:
+                notes.append("lock files present while no processor runs: "
+                             + _lock_files(queue_dir))
+            conductor.deadline = time.monotonic() + JOIN_TIMEOUT_S
+            conductor.run_drain(DRAIN, bound=4 * wl.entries + 10)
+            if conductor.drain_problem:
+                notes.append(conductor.drain_problem)
+            fired = armed.fired + (conductor.overlaps if concurrency else 0)
+            run.faults_fired, run.kills, run.restarts = fired, conductor.kills, conductor.restarts
+            run.result = _with_blocked(checker.check(run.history), conductor.blocked, plan)
+            notes[1:1] = real.notes
+            notes.append(f"{conductor.kills} processes SIGKILLed, {conductor.restarts} "
+                         f"restarted, {conductor.overlaps} calls overlapped another "
+                         "processor's call")
+            run.observations = _observe_fs(run.history) + notes + _log_lines(conductor.logs)
+            if "retention" in scenario.checks:
+                run.observations.append(_retention(run.history))
+            if conductor.errors:
+                run.error = "; ".join(conductor.errors)
+        except (TargetError, Hung) as exc:
+            run.error = str(exc)
+        finally:
+            if conductor is not None:
+                conductor.reap()
+            if tmpfs is not None:
+                tmpfs.unmount()
+            remove_sandbox(sandbox)
+            run.duration_s = time.perf_counter() - started
+    return run
+
+
+def _prepare(sandbox: str, kinds: tuple[str, ...], notes: list[str]
+             ) -> tuple[_mounts.Tmpfs | None, bool, bool]:
+    """Mount a tmpfs for disk_full; make workers obey permission bits for permission_denied."""
+    tmpfs, unprivileged, chmod = None, False, False
+    if "disk_full" in kinds:
+        why = _mounts.tmpfs_refusal()
+        if why is None:
+            try:
+                tmpfs = _mounts.Tmpfs(sandbox)
+            except (OSError, ValueError) as exc:  # no mount rights after all (a container)
+                why = str(exc)
+        if why is not None:
+            notes.append(f"disk_full: the real full file system (tmpfs) variant was skipped: "
+                         f"{why}; the shim's byte budget gave ENOSPC instead")
+    if "permission_denied" in kinds:
+        why = _mounts.unprivileged_refusal()
+        if why is None:
+            unprivileged = chmod = True
+            notes.append("permission_denied: workers run without CAP_DAC_OVERRIDE, "
+                         "CAP_DAC_READ_SEARCH and CAP_FOWNER, so permission bits bind them")
+        else:
+            notes.append(f"permission_denied: the real EACCES variant was skipped: {why}; "
+                         "the shim raised EACCES instead")
+    return tmpfs, unprivileged, chmod
+
+
+def _lock_files(queue_dir: str) -> str:
+    """The lock files in the queue directory, and whether anyone holds a flock on them."""
+    found = []
+    for dirpath, _dirs, files in os.walk(queue_dir):
+        for name in sorted(files):
+            if any(fnmatch.fnmatch(name, p) for p in _LOCK_FILES):
+                path = os.path.join(dirpath, name)
+                found.append(f"{os.path.relpath(path, queue_dir)} ({_lock_state(path)})")
+    return ", ".join(found) or "none"
+
+
+def _lock_state(path: str) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return "unreadable"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return "its flock is held"
+    else:
+        return "no flock held on it"
+    finally:
+        os.close(fd)
+
+
+def _observe_fs(history: History) -> list[str]:
+    """Failed file calls of the run, grouped, as people would grep a log for them."""
+    import collections
+
+    failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    for r in history.records:
+        if isinstance(r, FsOp) and r.outcome not in ("ok", "killed") and r.process != DRAIN:
+            failures[(r.outcome, r.call, r.path or "")] += 1
+    return [f"{n}x {outcome} on {call} {path}".rstrip()
+            for (outcome, call, path), n in failures.most_common(8)]
+
+
+def _log_lines(logs: Any) -> list[str]:
+    total = sum(logs.values())
+    if not total:
+        return []
+    return [f"the target logged {total} warnings/errors; most frequent:",
+            *(f"{n}x {m}" for m, n in logs.most_common(3))]
+
+
+def _retention(history: History) -> str:
+    states = [op for op in history.ops() if op.process == DRAIN and op.f == "states"
+              and op.type == "ok"]
+    if not states:
+        return "retention: the target has no states(); delivered entries not counted"
+    delivered = sum(1 for s in states[-1].value.values() if s == "DELIVERED")
+    return f"retention: {delivered} delivered entries still stored after the drain"
+
+
+def _with_blocked(result: checker.Result, blocked: list[tuple[int, str]],
+                  plan: Any) -> checker.Result:
+    """A processor that never finishes its call is stuck, whatever became of the entries."""
+    if not blocked:
+        return result
+    faults = tuple(repr(f) for f in plan.faults)
+    extra = tuple(checker.Violation(kind="stuck", entry=f"processor {p}", ops=(),
+                                    faults=faults, detail=text) for p, text in blocked)
+    counts = dict(result.counts)
+    counts["stuck"] = counts.get("stuck", 0) + len(extra)
+    with contextlib.suppress(TypeError):
+        return dataclasses.replace(result, valid=False, violations=result.violations + extra,
+                                   counts=counts)
+    return result

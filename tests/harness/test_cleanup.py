@@ -1,0 +1,130 @@
+"""Nothing left behind: an interrupted soak or process-mode run leaves no process, mount or dir.
+
+Each test starts the harness in a subprocess with ``TMPDIR`` pointing at a fresh
+directory and a unique marker in its command line (forked workers inherit it), waits
+until it really has workers (and, for the process-mode run as root, its tmpfs), sends
+the signal, and then looks at /proc and at the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+DRIVER = """
+import argparse, sys
+what = sys.argv[2]
+if what == "soak":
+    from harness import soak
+    parser = argparse.ArgumentParser()
+    soak.configure(parser)
+    raise SystemExit(soak.command(parser.parse_args(
+        ["--target", "robust", "--processes", "4", "--duration", "120",
+         "--kill-every", "0.3"])))
+from harness import faults
+from harness.runner import run_scenario
+from harness.scenarios import Scenario, Workload
+# a DiskFull that never fills: the run mounts its tmpfs and then runs for a long time
+plan = faults.Plan(faults=(faults.DiskFull(after_bytes=10**9),))
+sc = Scenario(name="long", description="long", fault="disk_full", plan=plan,
+              workload=Workload(entries=200000, processors=2))
+run_scenario("robust", sc, mode="process")
+"""
+
+_WAIT_S = 20.0
+
+
+def _marked(marker: str) -> list[int]:
+    """Pids whose command line carries the marker (the harness and its forked workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _mounts_under(path: Path) -> list[str]:
+    return [line for line in Path("/proc/mounts").read_text().splitlines()
+            if str(path) in line]
+
+
+def _leftovers(tmp_path: Path) -> list[Path]:
+    return [p for p in tmp_path.iterdir() if p.name.startswith("harness-")]
+
+
+def _start(tmp_path: Path, what: str) -> tuple[subprocess.Popen, str]:
+    marker = f"cleanup-{uuid.uuid4().hex}"
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, marker, what], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc, marker
+
+
+def _wait_until(condition, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + _WAIT_S
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the harness ended early: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the harness never started its workers")
+        time.sleep(0.05)
+
+
+def _interrupt_and_check(tmp_path: Path, what: str, signum: int, *, mounted: bool) -> None:
+    proc, marker = _start(tmp_path, what)
+    try:
+        _wait_until(lambda: len(_marked(marker)) >= 3, proc)  # the harness and 2+ workers
+        if mounted:
+            _wait_until(lambda: bool(_mounts_under(tmp_path)), proc)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0, (out, err)
+    deadline = time.monotonic() + 5  # reaped means gone; allow the kernel its bookkeeping
+    while _marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _marked(marker) == [], "a worker outlived the harness"
+    assert _mounts_under(tmp_path) == []
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_soak_leaves_nothing_behind(tmp_path, signum):
+    _interrupt_and_check(tmp_path, "soak", signum, mounted=False)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_process_run_leaves_nothing_behind(tmp_path, signum):
+    _interrupt_and_check(tmp_path, "run", signum, mounted=os.geteuid() == 0)
+
+
+def test_workers_die_with_a_harness_that_is_sigkilled(tmp_path):
+    proc, marker = _start(tmp_path, "soak")
+    try:
+        _wait_until(lambda: len(_marked(marker)) >= 3, proc)
+        proc.kill()  # no cleanup can run: the kernel must take the workers down
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _marked(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _marked(marker) == []
+    finally:
+        for leftover in _leftovers(tmp_path):  # a SIGKILLed harness cannot tidy up
+            subprocess.run(["rm", "-rf", str(leftover)], check=False)

@@ -1,0 +1,131 @@
+"""Process mode end to end: real processes, real SIGKILL, real kernel faults, one history.
+
+Each test runs a scenario file on forked processes and asserts on the checker's verdict
+and on what really happened (kills, restarts, the kernel's errno), never on timing.
+The order of the processes' calls is the kernel's, so the legacy tests use scenarios
+whose faults break legacy whatever the order.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness import faults, processes, scenarios
+from harness.history import FaultEvent, FsOp, Op
+from harness.runner import run_scenario
+from harness.scenarios import Scenario, Workload
+
+SCENARIOS = scenarios.default_dir()
+
+
+def run(target: str, name: str):
+    sc = scenarios.select([name], SCENARIOS)[0]
+    return run_scenario(target, sc, mode="process")
+
+
+def statuses(r):
+    return r.status, r.to_dict()["violations"][:3], r.observations
+
+
+ALL = [s.name for s in scenarios.load_dir(SCENARIOS)]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_robust_passes_every_scenario_on_real_processes(name):
+    r = run("robust", name)
+    assert r.status == "pass", statuses(r)
+    assert r.faults_fired > 0
+    assert r.to_dict()["replay"].startswith("harness run --mode process --target robust")
+
+
+@pytest.mark.parametrize("name", ["killed-mid-write", "power-loss", "concurrent-processors",
+                                  "disk-full", "permission-denied", "missing-directory",
+                                  "stale-locks"])
+def test_legacy_fails_on_real_processes(name):
+    r = run("legacy", name)
+    assert r.status == "fail", statuses(r)
+    assert r.result.violations
+
+
+def test_a_kill_is_a_real_sigkill_then_a_fresh_process_recovers():
+    r = run("robust", "killed-mid-write")
+    assert r.kills == 1 and r.restarts == 1
+    records = r.history.records
+    kill = next(x for x in records if isinstance(x, FaultEvent) and x.kind == "killed_mid_write")
+    torn = next(x for x in records if isinstance(x, FsOp) and x.outcome == "killed")
+    assert torn.index < kill.index and torn.process == kill.process
+    after = [x for x in records[kill.index:] if isinstance(x, Op) and x.process == kill.process]
+    # the call it died in ends unknown, then its fresh process opens and recovers
+    assert after[0].type == "info" and "SIGKILL" in after[0].error
+    assert [(o.type, o.f) for o in after[1:5]] == [("invoke", "open"), ("ok", "open"),
+                                                    ("invoke", "recover"), ("ok", "recover")]
+
+
+def test_recover_runs_with_no_other_processor_inside_a_call():
+    r = run("robust", "stale-locks")  # 8 processes, one killed and restarted
+    open_calls: dict[int, str] = {}
+    checked = 0
+    for op in r.history.ops():
+        if op.type == "invoke":
+            if op.f == "recover" and op.process >= 0:
+                assert not {p: f for p, f in open_calls.items() if p != op.process}
+                checked += 1
+            open_calls[op.process] = op.f
+        else:
+            open_calls.pop(op.process, None)
+    assert checked >= 1
+
+
+def test_concurrent_processors_runs_at_least_eight_live_processes():
+    r = run("robust", "concurrent-processors")  # the file asks for 4
+    procs = {op.process for op in r.history.ops() if op.process >= 0}
+    assert len(procs) >= processes.MIN_CONCURRENCY
+    assert any("not replayed by the seed" in o for o in r.observations)
+
+
+def test_power_loss_kills_every_worker_and_rolls_back():
+    r = run("legacy", "power-loss")
+    cut = next(x for x in r.history.records if isinstance(x, FaultEvent)
+               and x.kind == "power_loss")
+    assert "rolled back" in cut.effect or "dropped" in cut.effect
+    assert {v.kind for v in r.result.violations} & {"lost", "silent_error"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a tmpfs needs root; the run says so itself")
+def test_disk_full_comes_from_a_real_full_tmpfs():
+    r = run("robust", "disk-full-persistent")
+    assert any("real full file system" in o for o in r.observations), r.observations
+    real = [x for x in r.history.fs_ops() if x.outcome == "ENOSPC" and x.fault]
+    assert real, "the kernel never answered ENOSPC"
+
+
+def test_disk_full_says_why_when_the_tmpfs_variant_is_skipped(monkeypatch):
+    monkeypatch.setattr("harness._mounts.tmpfs_refusal", lambda: "not allowed in this test")
+    r = run("robust", "disk-full")
+    assert any("variant was skipped: not allowed in this test" in o for o in r.observations)
+    assert r.status == "pass"
+
+
+def test_permission_denied_is_a_real_eacces_from_the_kernel():
+    r = run("legacy", "permission-denied")
+    assert any("real EACCES from the kernel" in o for o in r.observations), r.observations
+    assert any(x.outcome == "EACCES" for x in r.history.fs_ops())
+
+
+def test_missing_directory_is_deleted_by_the_parent():
+    r = run("robust", "missing-directory")
+    event = next(x for x in r.history.records if isinstance(x, FaultEvent)
+                 and x.kind == "missing_directory")
+    assert "the harness process removed directory q/" in event.effect
+
+
+def test_legacy_leaves_its_lock_file_when_killed_holding_it():
+    # one processor, so no other one breaks the stale lock before we look
+    sc = Scenario(name="stale-lock", description="t", fault="killed_mid_write",
+                  plan=faults.Plan(faults=(faults.KillMidWrite(at_op=40),)),
+                  workload=Workload(entries=15, processors=1), checks=("stale_locks",))
+    r = run_scenario("legacy", sc, mode="process")
+    after_kill = [o for o in r.observations if o.startswith("lock files right after")]
+    assert after_kill and "queue.json.lock" in after_kill[0], r.observations
