@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run demo test bench lint clean
+.PHONY: setup browser run demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,16 @@ run: setup
 demo: setup
 	$(PY) -m persistence.demo
 
-test: setup
+# The HTML report's browser test needs Debian's chromium: installed here when we are root
+# with apt-get; anywhere else the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      >/dev/null || echo "make browser: chromium could not be installed; the browser test will skip"; \
+	  else echo "make browser: not root or no apt-get; the browser test will skip"; fi; }
+
+test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n auto
 

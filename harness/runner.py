@@ -169,9 +169,25 @@ def _drain(client: Client, history: History, bound: int) -> str | None:
     return None
 
 
+drain_queue = _drain
+"""The final drain (open, recover, claim + ack until empty, states) for callers of their own."""
+
+
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
-                 factory: Callable[[str], Any] | None = None) -> ScenarioRun:
-    """Run one scenario against one target; never raises for target misbehaviour."""
+                 factory: Callable[[str], Any] | None = None,
+                 schedule_rng: random.Random | None = None,
+                 mode: str | None = None) -> ScenarioRun:
+    """Run one scenario against one target; never raises for target misbehaviour.
+
+    ``schedule_rng`` replaces the seeded stream the baton draws its interleaving from
+    (hypothesis passes one it controls, so a race shrinks to its smallest interleaving).
+    ``mode`` (default: the scenario's own) is ``"thread"`` or ``"process"``; process
+    mode runs in `harness.processes` (real processes: no baton, no schedule_rng).
+    """
+    if (mode or getattr(scenario, "mode", "thread")) == "process":
+        from harness import processes  # it builds on this module
+
+        return processes.run_scenario(target, scenario, seed=seed, factory=factory)
     seed = scenario.seed if seed is None else seed
     run = ScenarioRun(target=target, scenario=scenario, seed=seed)
     factory = factory or resolve(target)
@@ -180,7 +196,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     nproc = max(wl.processors, concurrency.processors if concurrency else 1)
     progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
                      payload_max=wl.payload_max, rng=_stream(seed, "workload"), hold=wl.hold)
-    baton = Baton(_stream(seed, "schedule"), list(range(nproc)),
+    baton = Baton(schedule_rng or _stream(seed, "schedule"), list(range(nproc)),
                   mid_call=concurrency.switch_probability if concurrency else 0.0,
                   max_ops=wl.max_ops)
     armed = scenario.plan.arm(_stream(seed, "faults"))
@@ -284,11 +300,13 @@ def _retention(history: History) -> str:
 
 
 def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
-                      factory: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                      factory: Callable[[str], Any] | None = None,
+                      mode: str | None = None) -> dict[str, Any]:
     """A scenario over its ``runs`` seeds -> one scenario dict: the first failing run's
     verdicts and replay (or the last run's), figures summed over all runs."""
     base = scenario.seed if seed is None else seed
-    runs = [run_scenario(target, scenario, seed=base + i, factory=factory).to_dict()
+    runs = [run_scenario(target, scenario, seed=base + i, factory=factory,
+                         mode=mode).to_dict()
             for i in range(getattr(scenario, "runs", 1))]
     if len(runs) == 1:
         return runs[0]
@@ -313,12 +331,15 @@ def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
 
 
 def run_suite(target: str, scenarios: list[Any], *, seed: int | None = None,
-              progress: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
-    """Every scenario against one target -> the run JSON dict (see docs/harness-design.md)."""
+              progress: Callable[[str, dict], None] | None = None,
+              mode: str | None = None) -> dict[str, Any]:
+    """Every scenario against one target -> the run JSON dict (see docs/harness-design.md).
+
+    ``mode``: ``"thread"`` or ``"process"`` for every scenario (default: each its own)."""
     factory = resolve(target)
     results = []
     for sc in scenarios:
-        d = run_scenario_runs(target, sc, seed=seed, factory=factory)
+        d = run_scenario_runs(target, sc, seed=seed, factory=factory, mode=mode)
         results.append(d)
         if progress is not None:
             progress(sc.name, d)
