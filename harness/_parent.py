@@ -164,7 +164,7 @@ class Conductor:
                 self.model.removed_by_fault(args[0])
             c.conn.send(None)
         elif what == "power_loss":
-            self._power_loss(args[0])
+            self._power_loss(*args)
         elif what == "idle":
             c.at = args[0]
             if self._quiet_for is not None and self._quiet_for != c.process:
@@ -300,12 +300,12 @@ class Conductor:
             self.restarts += 1
             self._spawn(p, start=self._resume.get(p, 0), restart=True)
 
-    def _power_loss(self, torn: str | None) -> None:
+    def _power_loss(self, torn: str | None, names: str = "strict") -> None:
         victims = sorted(c.process for c in self._children.values() if not c.done)
         dead = list(self._children.values())
         for c in dead:
             self._kill(c)
-        sentences = self.model.power_loss(self.disk_rng, torn) if self.model else [
+        sentences = self.model.power_loss(self.disk_rng, torn, names) if self.model else [
             "no durability model: nothing rolled back"]
         effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
         fault = self._cut.fault if self._cut else "PowerLoss()"

@@ -36,6 +36,7 @@ _PATH_CALLS = {"stat": ("stat", False), "lstat": ("stat", False), "unlink": ("un
 _FD_CALLS = {"read": "read", "lseek": "seek", "fstat": "stat", "ftruncate": "truncate",
              "fsync": "fsync", "fdatasync": "fsync"}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_SYNC_FLAGS = os.O_SYNC | os.O_DSYNC
 
 
 def _arg(args, kwargs, index: int, name: str, default=None):
@@ -117,7 +118,15 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
             return o.write(fd, data)
         p, fd, info = target
         view = memoryview(data).cast("B")
-        return shim._run(p, "write", info.path, lambda: o.write(fd, view), nbytes=len(view),
+
+        def perform() -> int:
+            n = o.write(fd, view)
+            if info.flags & _SYNC_FLAGS and shim.model is not None:
+                # O_SYNC / O_DSYNC: the data is durable when write() returns
+                with shim._quiet():
+                    shim.model.file_synced(fd)
+            return n
+        return shim._run(p, "write", info.path, perform, nbytes=len(view),
                          writes=True, prefix=lambda keep: o.write(fd, view[:keep]),
                          count=lambda n: n)
 
@@ -203,7 +212,20 @@ def _other_wrappers(shim, o) -> dict[str, Any]:
                                   opener)
         return open_file(shim, p, path, o.builtin_open, file, mode, buffering, encoding,
                          errors, newline, closefd, opener)
-    return {"flock": flock, "sleep": sleep, "open": open_}
+    def sync():
+        # sync(2) makes every file and directory durable: the model must know, or a queue
+        # that relies on it would be taken for one that never syncs.
+        p = shim._bound()
+        if p is None:
+            return o.sync()
+
+        def perform():
+            o.sync()
+            if shim.model is not None:
+                with shim._quiet():
+                    shim.model.snapshot_all()
+        return shim._run(p, "fsync", None, perform)
+    return {"flock": flock, "sleep": sleep, "open": open_, "sync": sync}
 
 
 def _fake_path_wrappers(pathmod, osmod) -> dict[str, Any]:
@@ -271,6 +293,7 @@ def patch_all(make_shim):
     real = types.SimpleNamespace(**{n: getattr(osm, n) for n in _OS_CALLS},
                                  **{n: getattr(shm, n) for n in _SHUTIL_CALLS},
                                  builtin_open=builtins.open, flock=fcm.flock,
+                                 sync=getattr(osm, "sync", None),
                                  sleep=time.sleep, makedirs=osm.makedirs,
                                  # a kill dup2s a placeholder over the dead descriptors,
                                  # on the real disk only (pyfakefs keeps them open)
@@ -280,6 +303,8 @@ def patch_all(make_shim):
     plan = [(shm if name in _SHUTIL_CALLS else osm, name, fn) for name, fn in wrappers.items()]
     other = _other_wrappers(shim, real)
     plan += [(fcm, "flock", other["flock"]), (time, "sleep", other["sleep"])]
+    if real.sync is not None:
+        plan.append((osm, "sync", other["sync"]))
     plan += [(target, "open", other["open"]) for target in open_targets]
     if patcher is not None:
         plan += [(obj, name, fn)

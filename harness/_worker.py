@@ -131,9 +131,9 @@ class _Model:
     def removed_by_fault(self, path: str) -> None:
         self._link.ask("removed", path)
 
-    def power_loss(self, rng: Any, torn: str | None = None) -> list[str]:
+    def power_loss(self, rng: Any, torn: str | None = None, names: str = "strict") -> list[str]:
         # The parent kills every processor, this one included, before it could answer.
-        return self._link.ask("power_loss", torn) or []
+        return self._link.ask("power_loss", torn, names) or []
 
 
 class _Logs(logging.Handler):

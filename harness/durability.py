@@ -372,6 +372,10 @@ class DurabilityModel:
         if node.pin is not None:
             self._real.close(node.pin)
 
+    def close(self) -> None:
+        """Let go of the descriptors that keep tracked inodes from being reused."""
+        self._unpin_all()
+
     def _unpin_all(self) -> None:
         for ino in list(self._nodes):
             self._drop(ino)

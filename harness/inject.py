@@ -124,4 +124,7 @@ def injected(*faults: Any, sandbox: str | os.PathLike[str], seed: int = 1,
         model = DurabilityModel(shim.sandbox, shim.real)
         model.snapshot_all()
         shim.model = model
-        yield Injection(shim, plan, seed, history)
+        try:
+            yield Injection(shim, plan, seed, history)
+        finally:
+            model.close()

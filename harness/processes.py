@@ -109,10 +109,9 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     with interruptible():
         sandbox = make_sandbox()
         queue_dir = os.path.join(sandbox, QUEUE_DIR)
-        conductor = tmpfs = None
+        conductor = tmpfs = model = None
         try:
             tmpfs, unprivileged, chmod = _prepare(sandbox, plan.kinds, notes)
-            model = None
             if "power_loss" in plan.kinds:
                 model = DurabilityModel(sandbox, _real_os())
                 model.snapshot_all()
@@ -161,6 +160,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
         finally:
             if conductor is not None:
                 conductor.reap()
+            if model is not None:
+                model.close()
             if tmpfs is not None:
                 tmpfs.unmount()
             remove_sandbox(sandbox)

@@ -208,6 +208,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     root_logger.addHandler(logs)
     errors: list[str] = []
     blocked: list[tuple[str, str]] = []  # (who, why) could never finish
+    model: DurabilityModel | None = None
     try:
         with installed(sandbox=sandbox, history=run.history, plan=armed,
                        rng=_stream(seed, "disk"), scheduler=baton) as shim:
@@ -266,6 +267,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     except TargetError as exc:
         run.error = str(exc)
     finally:
+        if model is not None:
+            model.close()
         root_logger.removeHandler(logs)
         shutil.rmtree(sandbox, ignore_errors=True)
         run.duration_s = time.perf_counter() - started

@@ -1,0 +1,80 @@
+"""Durability that does not go through fsync(fd): O_SYNC/O_DSYNC writes and os.sync()."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from harness.actions import PowerCut
+from harness.durability import DurabilityModel
+from harness.history import History
+from harness.shim import ProcessorKilled, installed
+
+
+class CutAtCall:
+    """A plan that cuts the power at the first call of ``kind``."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def decide(self, call):
+        if call.kind == self.kind:
+            return PowerCut(fault="PowerLoss()", kind="power_loss")
+        return None
+
+
+def run_then_cut(tmp_path, body):
+    sandbox = tmp_path / "box"
+    sandbox.mkdir()
+    with installed(sandbox=str(sandbox), history=History(), plan=CutAtCall("listdir"),
+                   rng=random.Random(1)) as shim:
+        model = DurabilityModel(str(sandbox), shim.real)
+        model.snapshot_all()
+        shim.model = model
+        try:
+            with shim.processor(0):
+                body(str(sandbox))
+                try:
+                    os.listdir(str(sandbox))  # the power goes here
+                except ProcessorKilled:
+                    pass
+        finally:
+            model.close()
+    return sandbox
+
+
+def test_o_dsync_writes_count_as_synced(tmp_path):
+    def body(box):
+        fd = os.open(os.path.join(box, "log"), os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o600)
+        dfd = os.open(box, os.O_RDONLY)
+        os.fsync(dfd)  # the name is made durable the usual way
+        os.close(dfd)
+        os.write(fd, b"durable without fsync")
+        os.close(fd)
+
+    box = run_then_cut(tmp_path, body)
+    assert (box / "log").read_bytes() == b"durable without fsync"
+
+
+def test_plain_writes_without_fsync_are_still_lost(tmp_path):
+    def body(box):
+        fd = os.open(os.path.join(box, "log"), os.O_WRONLY | os.O_CREAT, 0o600)
+        dfd = os.open(box, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+        os.write(fd, b"gone")
+        os.close(fd)
+
+    box = run_then_cut(tmp_path, body)
+    assert (box / "log").read_bytes() == b""
+
+
+def test_os_sync_makes_everything_durable(tmp_path):
+    def body(box):
+        os.makedirs(os.path.join(box, "q"))
+        with open(os.path.join(box, "q", "state"), "wb") as f:
+            f.write(b"synced by sync(2)")
+        os.sync()
+
+    box = run_then_cut(tmp_path, body)
+    assert (box / "q" / "state").read_bytes() == b"synced by sync(2)"
