@@ -313,7 +313,9 @@ def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
             for i in range(getattr(scenario, "runs", 1))]
     if len(runs) == 1:
         return runs[0]
-    order = {"error": 0, "fail": 1, "no_fault_fired": 3, "pass": 4}
+    # A run in which the seed let no fault fire says nothing: the scenario passes when some
+    # runs fired and none failed; it is "no fault fired" only when no run fired at all.
+    order = {"error": 0, "fail": 1, "pass": 3, "no_fault_fired": 4}
     worst = min(runs, key=lambda d: order.get(d["status"], 2))
     shown = dict(worst)
     shown["faults_fired"] = sum(d["faults_fired"] for d in runs)
@@ -321,8 +323,8 @@ def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
     shown["entries"] = sum(d["entries"] for d in runs)
     shown["duration_s"] = round(sum(d["duration_s"] for d in runs), 3)
     shown["runs"] = len(runs)
-    failing = [d["seed"] for d in runs if d["status"] != "pass"]
-    if any(d["faults_fired"] == 0 for d in runs) and worst["status"] == "pass":
+    failing = [d["seed"] for d in runs if d["status"] in ("fail", "error")]
+    if any(d["faults_fired"] == 0 for d in runs) and worst["faults_fired"] > 0:
         silent = [d["seed"] for d in runs if d["faults_fired"] == 0]
         shown["observations"] = [*shown["observations"],
                                  f"no fault fired with seeds {silent}"]

@@ -1,0 +1,71 @@
+"""Small helpers shared by the quality-suite queues (plain os/fcntl, no threading locks)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: str) -> bool:
+    """Create ``path`` (and missing parents) durably; True when this call created it."""
+    if os.path.isdir(path):
+        return False
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        ensure_dir(parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return False
+    fsync_dir(parent)
+    return True
+
+
+@contextlib.contextmanager
+def flocked(lock_path: str, ensure=None):
+    """Exclusive flock on ``lock_path`` for the block, on a descriptor opened for this call.
+
+    The lock file may have been removed (the whole directory deleted) between our open and
+    our flock: then we hold a lock nobody else can see, so check the inode and retry.
+    ``ensure`` (optional) is called before each attempt to (re)create the directory.
+    """
+    for _ in range(100):
+        if ensure is not None:
+            ensure()
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # the directory vanished under us: recreate it and try again
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if not same:
+            os.close(fd)
+            continue
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+        return
+    raise OSError(f"could not lock {lock_path}: it keeps disappearing")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}.{os.getpid()}.{uuid.uuid4().hex}"

@@ -1,0 +1,186 @@
+"""The harness judged from outside: independently written queues, correct and buggy.
+
+Every CORRECT queue (tests/quality/queues/correct_*.py) must come through every
+scenario of scenarios/ with status "pass": no violation, and a fault that fired. None
+of them needs a "no_fault_fired" exemption: every scenario's fault reaches every design
+here (all of them write, fsync, rename/replace or list inside q/, and every one opens
+files for reading), so "no_fault_fired" would itself be a finding.
+
+Every BUGGY queue (bug_*.py, each one correct design with ONE thing changed) must be
+caught: at least one violation somewhere, and, more strictly, in the scenario a person
+would point at for that bug, with the violation kind one would expect. Tests that fail
+here are findings about the harness (a miss or a false alarm), kept failing on purpose:
+see the report in the session log / the docstrings of the queue modules.
+
+Each (queue, scenario) pair runs once per session (cached); the whole file takes well
+under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.runner import run_scenario_runs
+from harness.scenarios import default_dir, load_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = Path(__file__).resolve().parent / "queues"
+SCENARIOS = {sc.name: sc for sc in load_dir(ROOT / "scenarios")}
+ALL = sorted(SCENARIOS)
+
+CORRECT = sorted(p.stem for p in QUEUES.glob("correct_*.py"))
+BUGGY = sorted(p.stem for p in QUEUES.glob("bug_*.py"))
+
+
+def factory(module: str):
+    return importlib.import_module(f"tests.quality.queues.{module}").open_queue
+
+
+@functools.cache
+def run(module: str, scenario: str) -> dict:
+    # As the CLI does: every one of the scenario's seeds (its `runs`).
+    return run_scenario_runs(f"tests.quality.queues.{module}:open_queue", SCENARIOS[scenario],
+                             factory=factory(module))
+
+
+def describe(d: dict) -> str:
+    lines = [f"{d['name']}: status={d['status']} faults_fired={d['faults_fired']} "
+             f"counts={ {k: v for k, v in d['counts'].items() if v} }"]
+    lines += [f"  {v['kind']} {v['entry']}: {v['detail']}" for v in d["violations"][:5]]
+    lines += [f"  observed: {o}" for o in d["observations"]]
+    lines.append(f"  replay: {d['replay']}")
+    return "\n".join(lines)
+
+
+def test_every_scenario_is_loaded():
+    assert len(ALL) >= 13, ALL
+    assert {sc.name for sc in load_dir(default_dir())} == set(ALL)
+
+
+# -- correct queues: no false alarm anywhere ------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ALL)
+@pytest.mark.parametrize("module", CORRECT)
+def test_correct_queue_passes(module, scenario):
+    d = run(module, scenario)
+    assert d["status"] == "pass", describe(d)
+    assert not d["violations"], describe(d)
+
+
+@pytest.mark.parametrize("scenario", ALL)
+@pytest.mark.parametrize("module", CORRECT)
+def test_correct_queue_drains_after_heal(module, scenario):
+    """A correct queue works again once the faults are healed: the drain never fails."""
+    d = run(module, scenario)
+    assert not [o for o in d["observations"] if o.startswith("final drain")], describe(d)
+
+
+# -- buggy queues: caught where a person would look ---------------------------------
+
+# bug -> (scenarios a person expects to catch it, violation kinds expected there).
+# "caught" means: in at least one of the listed scenarios, a violation of a listed kind.
+EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
+    # durability: a power loss must expose missing fsyncs
+    "bug_no_fsync": (("power-loss", "power-loss-torn"), frozenset({"lost", "corrupt"})),
+    "bug_no_dirsync": (("power-loss", "power-loss-torn"), frozenset({"lost"})),
+    # the rename reached the disk before the data: only a file system that may persist
+    # names first (power-loss-eager) shows it
+    "bug_rename_before_fsync": (("power-loss-eager",),
+                                frozenset({"lost", "corrupt", "stuck"})),
+    # the window is between an ack and the next fsync: any power-loss scenario may hit it
+    "bug_ack_not_durable": (("power-loss", "power-loss-torn", "power-loss-eager",
+                             "delivered-retention", "concurrent-power-loss"),
+                            frozenset({"duplicate"})),
+    "bug_ack_not_durable_snapshot": (("power-loss", "power-loss-torn"),
+                                     frozenset({"duplicate"})),
+    # torn writes: a kill mid-write or a torn power cut must expose in-place rewrites and
+    # unframed records
+    "bug_inplace_rewrite": (("killed-mid-write", "power-loss-torn", "large-payloads"),
+                            frozenset({"lost", "corrupt", "stuck"})),
+    "bug_no_checksum": (("killed-mid-write", "power-loss-torn", "large-payloads"),
+                        frozenset({"lost", "corrupt", "stuck"})),
+    # recovery after a crash
+    "bug_no_requeue": (("killed-mid-write", "power-loss", "stale-locks"),
+                       frozenset({"stuck", "lost"})),
+    "bug_recover_deletes_processing": (("killed-mid-write", "power-loss", "stale-locks",
+                                        "concurrent-power-loss"), frozenset({"lost"})),
+    "bug_recover_requeues_delivered": (tuple(ALL), frozenset({"duplicate"})),
+    "bug_delete_then_move": (("killed-mid-rename", "killed-mid-write", "incident",
+                              "stale-locks"), frozenset({"lost", "stuck"})),
+    "bug_excl_lockfile": (("stale-locks", "incident"), frozenset({"lost", "stuck"})),
+    # concurrency
+    "bug_racy_claim": (("concurrent-processors",), frozenset({"duplicate", "lost"})),
+    "bug_fixed_tmp": (("concurrent-processors", "incident"),
+                      frozenset({"corrupt", "lost", "phantom", "duplicate"})),
+    "bug_ack_first_processing": (("incident", "stale-locks", "concurrent-processors",
+                                  "concurrent-power-loss", "killed-mid-write"),
+                                 frozenset({"lost", "duplicate"})),
+    # errors
+    "bug_swallow_enospc": (("disk-full", "disk-full-persistent"),
+                           frozenset({"silent_error", "lost"})),
+    "bug_read_error_empty": (("permission-denied-read", "permission-denied-listdir"),
+                             frozenset({"lost", "silent_error"})),
+    # plain logic bugs
+    "bug_nonunique_ids": (tuple(ALL), frozenset({"lost"})),
+    "bug_short_read": (("large-payloads",), frozenset({"corrupt", "stuck"})),
+}
+
+
+def test_every_bug_has_an_expectation():
+    assert set(EXPECTED) == set(BUGGY)
+
+
+@pytest.mark.parametrize("module", BUGGY)
+def test_buggy_queue_is_caught_somewhere(module):
+    results = [run(module, sc) for sc in ALL]
+    caught = [d["name"] for d in results if d["violations"]]
+    assert caught, f"{module}: no scenario found a violation\n" + "\n".join(
+        describe(d) for d in results)
+
+
+@pytest.mark.parametrize("module", BUGGY)
+def test_buggy_queue_is_caught_where_expected(module):
+    scenarios, kinds = EXPECTED[module]
+    results = [run(module, sc) for sc in scenarios]
+    hits = [(d["name"], v["kind"]) for d in results for v in d["violations"]
+            if v["kind"] in kinds]
+    assert hits, (f"{module}: expected a violation of kind {sorted(kinds)} in one of "
+                  f"{list(scenarios)}\n" + "\n".join(describe(d) for d in results))
+
+
+@pytest.mark.parametrize("module", BUGGY)
+def test_buggy_queue_never_passes_everything(module):
+    """The suite verdict (what a CI gate reads) is not pass for a buggy queue."""
+    statuses = {run(module, sc)["status"] for sc in ALL}
+    assert statuses != {"pass"}, f"{module}: every scenario says pass"
+
+
+# -- through the real CLI ------------------------------------------------------------
+
+
+def _cli(target: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--target", target, "--scenario", "all",
+         "--report-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_correct_queue_exits_0(tmp_path):
+    proc = _cli("tests.quality.queues.correct_snapshot:open_queue", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "PASS" in proc.stdout
+
+
+def test_cli_buggy_queue_exits_1(tmp_path):
+    proc = _cli("tests.quality.queues.bug_nonunique_ids:open_queue", tmp_path)
+    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "FAIL" in proc.stdout
