@@ -53,7 +53,7 @@ class _Child:
     process: int
     proc: Any
     conn: Any
-    at: int = -1  # index of the step it is at (-1: before the first)
+    at: int = -1  # index of the step it is at (start - 1: before its first)
     invoke: tuple | None = None  # (f, key, value) of its call in flight
     done: bool = False
     fired: str | None = None  # a fault the parent carried out for its current call
@@ -119,7 +119,9 @@ class Conductor:
         with spawning():
             self._procs.append(proc)
             proc.start()
-            self._children[p] = _Child(p, proc, parent_end)
+            # Killed before its first step (in open or recover), it resumes where it was
+            # started, not from the top of its program.
+            self._children[p] = _Child(p, proc, parent_end, at=start - 1)
         child_end.close()
 
     def _loop(self) -> None:

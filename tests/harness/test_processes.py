@@ -129,3 +129,19 @@ def test_legacy_leaves_its_lock_file_when_killed_holding_it():
     r = run_scenario("legacy", sc, mode="process")
     after_kill = [o for o in r.observations if o.startswith("lock files right after")]
     assert after_kill and "queue.json.lock" in after_kill[0], r.observations
+
+
+def test_a_process_killed_while_restarting_resumes_its_program_not_from_the_top():
+    # Seed 3 of killed-mid-rename kills a restarted process again before its first step;
+    # it used to start its program over and enqueue e1.. a second time (false duplicates).
+    from collections import Counter
+
+    from harness.runner import run_scenario
+    from harness.scenarios import default_dir, select
+
+    sc = select(["killed-mid-rename"], default_dir())[0]
+    run = run_scenario("robust", sc, seed=3, mode="process")
+    enqueues = Counter(op.key for op in run.history.ops()
+                       if op.f == "enqueue" and op.type == "invoke")
+    assert enqueues and max(enqueues.values()) == 1
+    assert run.status == "pass", run.to_dict()["violations"][:3]
