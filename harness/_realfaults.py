@@ -44,6 +44,9 @@ class RealFaults:
         self.notes: list[str] = []
         self._by_repr = {repr(f): f for f in faults}
         self._active: dict[str, tuple[int, Any]] = {}  # fault repr -> (first op, undo)
+        # directory -> (its mode before the first chmod, the faults keeping it denied): two
+        # faults may deny one directory; the second must not take 000 for the original
+        self._denied: dict[str, tuple[int, set[str]]] = {}
 
     def carry_out(self, p: int, call: Call, action: Action) -> tuple[Action | None, str | None]:
         """(the action the worker's shim carries out, or None; the fault made real, or None)."""
@@ -109,6 +112,8 @@ class RealFaults:
         calls = set(getattr(fault, "calls", ()) or ())
         reads = bool(calls & _READ_CALLS)
         old = _mounts.deny(where, reads=reads)
+        original, holders = self._denied.setdefault(where, (old, set()))
+        holders.add(action.fault)
         rel = os.path.relpath(where, self.sandbox)
         mode = "000" if reads else f"{old & 0o555:03o}"
         self.history.fault(p, action.kind, action.fault,
@@ -116,4 +121,9 @@ class RealFaults:
                            "kernel answers EACCES to the worker (no DAC capabilities)")
         self.notes.append(f"permission_denied: real EACCES from the kernel (chmod {mode} "
                           f"{rel}/ at op {call.op}, workers without DAC capabilities)")
-        self._active[action.fault] = (call.op, lambda: _mounts.restore(where, old))
+        def undo() -> None:
+            holders.discard(action.fault)
+            if not holders:  # the last fault keeping it denied is healed
+                del self._denied[where]
+                _mounts.restore(where, original)
+        self._active[action.fault] = (call.op, undo)

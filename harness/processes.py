@@ -25,8 +25,6 @@ SIGINT/SIGTERM (`harness._reaper`).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import fcntl
 import fnmatch
 import os
@@ -44,8 +42,16 @@ from harness._realfaults import RealFaults
 from harness._reaper import interruptible, make_sandbox, remove_sandbox
 from harness._worker import Spec
 from harness.durability import DurabilityModel
-from harness.history import DRAIN, FsOp, History
-from harness.runner import JOIN_TIMEOUT_S, QUEUE_DIR, ScenarioRun
+from harness.history import DRAIN
+from harness.runner import (
+    JOIN_TIMEOUT_S,
+    QUEUE_DIR,
+    ScenarioRun,
+    log_summary,
+    observe_fs,
+    retention,
+    with_blocked,
+)
 from harness.schedule import programs
 from harness.targets import TargetError, resolve
 
@@ -142,17 +148,21 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             conductor.deadline = time.monotonic() + JOIN_TIMEOUT_S
             conductor.run_drain(DRAIN, bound=4 * wl.entries + 10)
             if conductor.drain_problem:
-                notes.append(conductor.drain_problem)
+                # Every fault is healed: a queue that cannot be drained now never recovers.
+                conductor.blocked.append(("queue", conductor.drain_problem))
             fired = armed.fired + (conductor.overlaps if concurrency else 0)
             run.faults_fired, run.kills, run.restarts = fired, conductor.kills, conductor.restarts
-            run.result = _with_blocked(checker.check(run.history), conductor.blocked, plan)
+            blocked = [(f"processor {p}" if isinstance(p, int) else p, why)
+                       for p, why in conductor.blocked]
+            run.result = with_blocked(checker.check(run.history), blocked,
+                                      tuple(repr(f) for f in plan.faults))
             notes[1:1] = real.notes
             notes.append(f"{conductor.kills} processes SIGKILLed, {conductor.restarts} "
                          f"restarted, {conductor.overlaps} calls overlapped another "
                          "processor's call")
-            run.observations = _observe_fs(run.history) + notes + _log_lines(conductor.logs)
+            run.observations = observe_fs(run.history) + notes + log_summary(conductor.logs)
             if "retention" in scenario.checks:
-                run.observations.append(_retention(run.history))
+                run.observations.append(retention(run.history))
             if conductor.errors:
                 run.error = "; ".join(conductor.errors)
         except (TargetError, Hung) as exc:
@@ -221,46 +231,3 @@ def _lock_state(path: str) -> str:
         os.close(fd)
 
 
-def _observe_fs(history: History) -> list[str]:
-    """Failed file calls of the run, grouped, as people would grep a log for them."""
-    import collections
-
-    failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
-    for r in history.records:
-        if isinstance(r, FsOp) and r.outcome not in ("ok", "killed") and r.process != DRAIN:
-            failures[(r.outcome, r.call, r.path or "")] += 1
-    return [f"{n}x {outcome} on {call} {path}".rstrip()
-            for (outcome, call, path), n in failures.most_common(8)]
-
-
-def _log_lines(logs: Any) -> list[str]:
-    total = sum(logs.values())
-    if not total:
-        return []
-    return [f"the target logged {total} warnings/errors; most frequent:",
-            *(f"{n}x {m}" for m, n in logs.most_common(3))]
-
-
-def _retention(history: History) -> str:
-    states = [op for op in history.ops() if op.process == DRAIN and op.f == "states"
-              and op.type == "ok"]
-    if not states:
-        return "retention: the target has no states(); delivered entries not counted"
-    delivered = sum(1 for s in states[-1].value.values() if s == "DELIVERED")
-    return f"retention: {delivered} delivered entries still stored after the drain"
-
-
-def _with_blocked(result: checker.Result, blocked: list[tuple[int, str]],
-                  plan: Any) -> checker.Result:
-    """A processor that never finishes its call is stuck, whatever became of the entries."""
-    if not blocked:
-        return result
-    faults = tuple(repr(f) for f in plan.faults)
-    extra = tuple(checker.Violation(kind="stuck", entry=f"processor {p}", ops=(),
-                                    faults=faults, detail=text) for p, text in blocked)
-    counts = dict(result.counts)
-    counts["stuck"] = counts.get("stuck", 0) + len(extra)
-    with contextlib.suppress(TypeError):
-        return dataclasses.replace(result, valid=False, violations=result.violations + extra,
-                                   counts=counts)
-    return result

@@ -41,7 +41,7 @@ from harness.shim import DeadlockError, installed
 from harness.targets import TargetError, resolve
 
 __all__ = ["ScenarioRun", "run_scenario", "run_scenario_runs", "run_suite", "replay_command",
-           "JOIN_TIMEOUT_S"]
+           "JOIN_TIMEOUT_S", "observe_fs", "retention", "with_blocked", "log_summary"]
 
 JOIN_TIMEOUT_S = 120.0
 """A processor thread still running after this is a hung target: the run is an error."""
@@ -106,7 +106,7 @@ class ScenarioRun:
         }
 
 
-def _observe_fs(history: History) -> list[str]:
+def observe_fs(history: History) -> list[str]:
     """Failed file calls of the run, grouped, as people would grep a log for them."""
     failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
     for r in history.records:
@@ -131,11 +131,16 @@ class _LogCapture(logging.Handler):
         self.messages[f"{record.levelname.lower()} from {record.name}: {text[:160]}"] += 1
 
     def summary(self) -> list[str]:
-        total = sum(self.messages.values())
-        if not total:
-            return []
-        top = [f"{n}x {m}" for m, n in self.messages.most_common(3)]
-        return [f"the target logged {total} warnings/errors; most frequent:", *top]
+        return log_summary(self.messages)
+
+
+def log_summary(messages: collections.Counter[str]) -> list[str]:
+    """The target's log lines, counted: the first place a swallowed error shows."""
+    total = sum(messages.values())
+    if not total:
+        return []
+    top = [f"{n}x {m}" for m, n in messages.most_common(3)]
+    return [f"the target logged {total} warnings/errors; most frequent:", *top]
 
 
 def _leftovers(queue_dir: str, patterns: tuple[str, ...]) -> list[str]:
@@ -260,10 +265,11 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 blocked.append(("queue", problem))
         run.faults_fired = armed.fired + (baton.mid_call_switches if concurrency else 0)
-        run.result = _with_blocked(checker.check(run.history), blocked, armed)
-        run.observations[:0] = _observe_fs(run.history)
+        run.result = with_blocked(checker.check(run.history), blocked,
+                                  tuple(repr(f) for f in scenario.plan.faults))
+        run.observations[:0] = observe_fs(run.history)
         if "retention" in scenario.checks:
-            run.observations.append(_retention(run.history))
+            run.observations.append(retention(run.history))
     except TargetError as exc:
         run.error = str(exc)
     finally:
@@ -278,28 +284,28 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     return run
 
 
-def _with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
-                  armed: Any) -> checker.Result:
-    """A processor that can never finish its call, or a queue that cannot be drained once
-    every fault is healed, is stuck, whatever became of the entries."""
-    if not blocked:
-        return result
-    faults = tuple(repr(f) for f in armed.plan.faults)
-    extra = tuple(checker.Violation(kind="stuck", entry=name, ops=(), faults=faults, detail=why)
-                  for name, why in blocked)
-    counts = dict(result.counts)
-    counts["stuck"] = counts.get("stuck", 0) + len(extra)
-    return dataclasses.replace(result, valid=False, violations=result.violations + extra,
-                               counts=counts)
-
-
-def _retention(history: History) -> str:
+def retention(history: History) -> str:
+    """How many delivered entries the target still keeps after the drain (the incident's 93)."""
     states = [op for op in history.ops() if op.process == DRAIN and op.f == "states"
               and op.type == "ok"]
     if not states:
         return "retention: the target has no states(); delivered entries not counted"
     delivered = sum(1 for s in states[-1].value.values() if s == "DELIVERED")
     return f"retention: {delivered} delivered entries still stored after the drain"
+
+
+def with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
+                 faults: tuple[str, ...]) -> checker.Result:
+    """A processor that can never finish its call, or a queue that cannot be drained once
+    every fault is healed, is stuck, whatever became of the entries."""
+    if not blocked:
+        return result
+    extra = tuple(checker.Violation(kind="stuck", entry=name, ops=(), faults=faults, detail=why)
+                  for name, why in blocked)
+    counts = dict(result.counts)
+    counts["stuck"] = counts.get("stuck", 0) + len(extra)
+    return dataclasses.replace(result, valid=False, violations=result.violations + extra,
+                               counts=counts)
 
 
 def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,

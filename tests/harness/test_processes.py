@@ -51,7 +51,7 @@ def test_legacy_fails_on_real_processes(name):
 
 def test_a_kill_is_a_real_sigkill_then_a_fresh_process_recovers():
     r = run("robust", "killed-mid-write")
-    assert r.kills == 1 and r.restarts == 1
+    assert r.kills >= 1 and r.restarts == r.kills  # every killed process came back
     records = r.history.records
     kill = next(x for x in records if isinstance(x, FaultEvent) and x.kind == "killed_mid_write")
     torn = next(x for x in records if isinstance(x, FsOp) and x.outcome == "killed")
