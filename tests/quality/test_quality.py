@@ -75,6 +75,18 @@ def test_correct_queue_passes(module, scenario):
     assert not d["violations"], describe(d)
 
 
+@pytest.mark.parametrize("module", CORRECT)
+def test_correct_queue_passes_in_process_mode(module):
+    """Real processes, SIGKILL, kernel EACCES and ENOSPC: still no false alarm."""
+    failing = []
+    for name in ALL:
+        d = run_scenario_runs(f"tests.quality.queues.{module}:open_queue", SCENARIOS[name],
+                              factory=factory(module), mode="process")
+        if d["status"] != "pass":
+            failing.append(describe(d))
+    assert not failing, "\n".join(failing)
+
+
 @pytest.mark.parametrize("scenario", ALL)
 @pytest.mark.parametrize("module", CORRECT)
 def test_correct_queue_drains_after_heal(module, scenario):
