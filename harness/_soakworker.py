@@ -14,7 +14,7 @@ import random
 import time
 from typing import Any
 
-from harness._worker import die_with_parent, drain, quiet_signals
+from harness._worker import die_with_parent, quiet_signals
 from harness.client import Client
 from harness.history import DRAIN, History, entry_key
 from harness.schedule import Step
@@ -33,11 +33,8 @@ class _Recorder:
 
     def __init__(self, conn: Any) -> None:
         self._send = conn.send
-        self.last_type: str | None = None
-        self.last_error: str | None = None
 
     def op(self, type: str, process: int, f: str, *, key=None, value=None, error=None) -> None:
-        self.last_type, self.last_error = type, error
         self._send((time.monotonic_ns(), "op", type, f, key, value, error))
 
 
@@ -64,7 +61,7 @@ def worker(conn: Any, slot: int, role: str, base: int, factory: Any, target: str
     client = Client(process=slot, factory=factory, target=target, directory=directory,
                     history=rec, shim=None, baton=None)  # type: ignore[arg-type]
     if role == "drain":
-        problem = drain(client, rec, bound)
+        problem = client.drain(bound)
         if problem:
             conn.send((time.monotonic_ns(), "problem", problem))
         return

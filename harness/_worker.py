@@ -16,7 +16,6 @@ records its fault event, the parent SIGKILLs the child before answering.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import logging
@@ -27,10 +26,10 @@ from typing import Any
 
 from harness._mounts import drop_dac_capabilities
 from harness.client import Client
-from harness.history import entry_key
+from harness.runner import LogCapture
 from harness.shim import installed
 
-__all__ = ["Spec", "main", "die_with_parent", "drain", "quiet_signals"]
+__all__ = ["Spec", "main", "die_with_parent", "quiet_signals"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -91,11 +90,7 @@ class _History:
     def __init__(self, link: _Link, process: int) -> None:
         self._link = link
         self._process = process
-        self.last_type: str | None = None
-        self.last_error: str | None = None
-
     def op(self, type: str, process: int, f: str, *, key=None, value=None, error=None):
-        self.last_type, self.last_error = type, error
         return self._link.ask("op", type, process, f, key, value, error)
 
     def fs(self, process: int, call: str, *, path=None, path2=None, nbytes=None,
@@ -136,27 +131,12 @@ class _Model:
         return self._link.ask("power_loss", torn, names) or []
 
 
-class _Logs(logging.Handler):
-    """Warnings and errors the target logged: reported to the parent with ``done``."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed log call must not break the run
-            text = str(record.msg)
-        self.counts[f"{record.levelname.lower()} from {record.name}: {text[:160]}"] += 1
-
-
 def main(conn: Any, spec: Spec, factory: Any) -> None:
     """The child's whole life; it ends by returning (done) or by the parent's SIGKILL."""
     die_with_parent(spec.parent)
     quiet_signals()
     link = _Link(conn)
-    logs = _Logs()
+    logs = LogCapture()
     logging.getLogger().handlers[:] = [logs]
     try:
         if spec.unprivileged:
@@ -165,7 +145,7 @@ def main(conn: Any, spec: Spec, factory: Any) -> None:
     except BaseException as exc:  # noqa: BLE001 - told to the parent, which reports it
         link.ask("error", f"processor {spec.process}: {type(exc).__name__}: {exc}")
         return
-    link.ask("done", problem, dict(logs.counts))
+    link.ask("done", problem, dict(logs.messages))
 
 
 def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
@@ -178,7 +158,7 @@ def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
                         directory=spec.directory, history=history, shim=shim, baton=None)
         with shim.processor(spec.process):
             if spec.drain:
-                return drain(client, history, spec.bound)
+                return client.drain(spec.bound)
             _program(client, link, spec)
     return None
 
@@ -195,40 +175,8 @@ def _program(client: Client, link: _Link, spec: Spec) -> None:
     held: list[tuple[str, bytes]] = []  # claims not yet acked, oldest first
     for index in range(spec.start, len(spec.steps)):
         link.ask("idle", index)  # between two calls: the parent may hold us here
-        step = spec.steps[index]
         if client.queue is None and not client.open():
             continue
-        if step.action == "enqueue":
-            client.enqueue(step)
-        elif step.action == "claim":
-            got = client.claim(worker)
-            if got is not None:
-                held.append(got)
-        elif held:
-            qid, payload = held.pop(0)
-            client.ack(qid, entry_key(payload))
+        client.step(spec.steps[index], worker, held)
     link.ask("idle", len(spec.steps))
     client.close()
-
-
-def drain(client: Client, history: Any, bound: int) -> str | None:
-    """Open, recover, claim + ack until empty, states; an error sentence or None.
-
-    ``history`` is the client's recorder; its ``last_type`` and ``last_error`` tell
-    whether the latest call returned."""
-    if not client.open():
-        return "final drain: the queue could not be opened after the faults were healed"
-    client.recover()
-    for _ in range(bound):
-        got = client.claim("drain")
-        if history.last_type != "ok":
-            return "final drain: claim raised after the faults were healed: " + str(
-                history.last_error)
-        if got is None:
-            break
-        client.ack(got[0], entry_key(got[1]))
-    else:
-        return f"final drain: still delivering after {bound} claims (an entry keeps coming back)"
-    client.states()
-    client.close()
-    return None

@@ -51,6 +51,7 @@ class Client:
         self._baton = baton
         self.queue: Any = None
         self.crashes = 0
+        self.last_error: str | None = None  # of the latest call: None when it returned
 
     # -- one recorded call
 
@@ -65,15 +66,18 @@ class Client:
         try:
             result = fn()
         except ProcessorKilled:
-            h.op("info", p, f, key=key, value=value, error="processor killed")
+            self.last_error = "processor killed"
+            h.op("info", p, f, key=key, value=value, error=self.last_error)
             raise
         except Exception as exc:  # the target's error: recorded, never retried
-            h.op("info", p, f, key=key, value=value, error=_describe(exc))
+            self.last_error = _describe(exc)
+            h.op("info", p, f, key=key, value=value, error=self.last_error)
             return False, exc
         finally:
             if self._baton is not None:
                 self._baton.end_call(p)
         done_key, done_value = complete(result) if complete else (key, value)
+        self.last_error = None
         h.op("ok", p, f, key=done_key, value=done_value)
         return True, result
 
@@ -133,6 +137,40 @@ class Client:
 
     # -- a processor's life
 
+    def step(self, step: Step, worker: str, held: list[tuple[str, bytes]]) -> None:
+        """One step of a program; ``held`` are this process's claims not yet acked."""
+        if step.action == "enqueue":
+            self.enqueue(step)
+        elif step.action == "claim":
+            got = self.claim(worker)
+            if got is not None:
+                held.append(got)
+        elif held:
+            qid, payload = held.pop(0)
+            self.ack(qid, entry_key(payload))
+
+    def drain(self, bound: int) -> str | None:
+        """The final drain: open, recover, claim + ack until empty, states.
+
+        Returns None, or a sentence saying why the queue could not be drained (every fault
+        is healed by then, so that is a queue that never recovers)."""
+        if not self.open():
+            return "final drain: the queue could not be opened after the faults were healed"
+        self.recover()
+        for _ in range(bound):
+            got = self.claim("drain")
+            if self.last_error is not None:
+                return f"final drain: claim raised after the faults were healed: {self.last_error}"
+            if got is None:
+                break
+            self.ack(got[0], entry_key(got[1]))
+        else:
+            return (f"final drain: still delivering after {bound} claims "
+                    "(an entry keeps coming back)")
+        self.states()
+        self.close()
+        return None
+
     def restart(self) -> None:
         """Come back as a fresh process after a crash: open, then recover, alone."""
         for _ in range(RESTART_LIMIT):
@@ -170,15 +208,7 @@ class Client:
             try:
                 if self.queue is None and not self.open():
                     continue
-                if step.action == "enqueue":
-                    self.enqueue(step)
-                elif step.action == "claim":
-                    got = self.claim(worker)
-                    if got is not None:
-                        held.append(got)
-                elif held:
-                    qid, payload = held.pop(0)
-                    self.ack(qid, entry_key(payload))
+                self.step(step, worker, held)
             except ProcessorKilled:
                 held.clear()  # a new process holds nothing: its claims went with the old one
                 self.crashes += 1

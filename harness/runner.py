@@ -41,7 +41,7 @@ from harness.shim import DeadlockError, installed
 from harness.targets import TargetError, resolve
 
 __all__ = ["ScenarioRun", "run_scenario", "run_scenario_runs", "run_suite", "replay_command",
-           "JOIN_TIMEOUT_S", "observe_fs", "retention", "with_blocked", "log_summary"]
+           "JOIN_TIMEOUT_S", "LogCapture", "observe_fs", "retention", "with_blocked", "log_summary"]
 
 JOIN_TIMEOUT_S = 120.0
 """A processor thread still running after this is a hung target: the run is an error."""
@@ -116,7 +116,7 @@ def observe_fs(history: History) -> list[str]:
             for (outcome, call, path), n in sorted(failures.items(), key=lambda kv: -kv[1])[:8]]
 
 
-class _LogCapture(logging.Handler):
+class LogCapture(logging.Handler):
     """Warnings and errors the target logged during a run: swallowed errors show up here."""
 
     def __init__(self) -> None:
@@ -154,28 +154,10 @@ def _leftovers(queue_dir: str, patterns: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def _drain(client: Client, history: History, bound: int) -> str | None:
-    """Open, recover, claim + ack until empty, states. Returns an error sentence or None."""
-    if not client.open():
-        return "final drain: the queue could not be opened after the faults were healed"
-    client.recover()
-    for _ in range(bound):
-        got = client.claim("drain")
-        last = history.ops()[-1]
-        if last.type != "ok":
-            return "final drain: claim raised after the faults were healed: " + str(last.error)
-        if got is None:
-            break
-        client.ack(got[0], history.ops()[-1].key)
-    else:
-        return f"final drain: still delivering after {bound} claims (an entry keeps coming back)"
-    client.states()
-    client.close()
-    return None
-
-
-drain_queue = _drain
-"""The final drain (open, recover, claim + ack until empty, states) for callers of their own."""
+def drain_queue(client: Client, history: History | None = None, bound: int = 0) -> str | None:
+    """The final drain (open, recover, claim + ack until empty, states) for callers of their
+    own; see `Client.drain`. ``history`` is the client's own (kept for callers' symmetry)."""
+    return client.drain(bound)
 
 
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
@@ -208,7 +190,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     sandbox = tempfile.mkdtemp(prefix="harness-")
     queue_dir = os.path.join(sandbox, QUEUE_DIR)
     started = time.perf_counter()
-    logs = _LogCapture()
+    logs = LogCapture()
     root_logger = logging.getLogger()
     root_logger.addHandler(logs)
     errors: list[str] = []
@@ -260,7 +242,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                            history=run.history, shim=shim, baton=None)
             shim.revive(DRAIN)
             with shim.processor(DRAIN):
-                problem = _drain(drain, run.history, bound=4 * wl.entries + 10)
+                problem = drain.drain(bound=4 * wl.entries + 10)
             if problem:
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 blocked.append(("queue", problem))
