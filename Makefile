@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser run demo test bench lint clean
+.PHONY: setup browser run demo test bench bench-explore redis lint clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,16 @@ test: setup browser
 
 bench: setup
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_explore.py
+
+# Crash states per second of `harness explore` (writes reports/bench-explore.json).
+bench-explore: setup
+	$(PY) benchmarks/bench_explore.py
+
+# A redis-server for the shared-database test (tests/harness/test_distributed.py skips
+# without one). Debian/Ubuntu CI images: needs root or sudo.
+redis:
+	command -v redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import faults, report, scenarios
+from harness import faults, html, report, scenarios
 from harness.faults import FaultSpecError
+from harness.progress import MODES, Progress
 from harness.scenarios import ScenarioError
 from harness.targets import BUILTIN, TargetError, resolve
 
@@ -59,8 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
         f"write JSON, JUnit and Markdown here as run-<target>.* (default: "
         f"{_DEFAULT_REPORT_DIR}/; when only explicit --json/--junit/--markdown paths are "
         "given, only those are written)"))
+    run.add_argument("--mode", choices=("thread", "process"), default=None,
+                     help="thread: processors are threads under one seeded schedule; "
+                     "process: real processes, real SIGKILL and kernel faults, not "
+                     "deterministic in order (default: each scenario's own mode)")
     run.add_argument("--junit", metavar="PATH", help="write the JUnit XML report here")
     run.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
+    run.add_argument("--html", metavar="PATH",
+                     help="write the HTML report (summary and a timeline per failure) here")
+    run.add_argument("--progress", choices=MODES, default="auto",
+                     help="progress on stderr: a live bar on a terminal, periodic lines "
+                     "otherwise (default: auto)")
+
+    html_rep = sub.add_parser("report", help="rebuild reports from a saved run JSON",
+                              description="Rebuild HTML, JUnit or Markdown reports from the "
+                              "JSON a 'harness run' wrote (nothing is run again).")
+    html_rep.add_argument("run_json", metavar="RUN.json", type=Path, help="a run's JSON report")
+    html_rep.add_argument("--html", metavar="PATH", help="write the HTML report here")
+    html_rep.add_argument("--junit", metavar="PATH", help="write the JUnit XML report here")
+    html_rep.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
 
     rep = sub.add_parser("reproduce", help="reproduce the incident on legacy, "
                          "legacy-seedfix and robust side by side", epilog=_REPRODUCE_EPILOG,
@@ -69,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(rep, report_help=(
         f"write reproduce-incident.{{json,xml,md}} here (default: {_DEFAULT_REPORT_DIR}/; "
         "--json moves only the JSON)"))
+
+    for name, help_text in (("stress", "search random workloads, fault plans and "
+                                       "interleavings with hypothesis; shrink what fails"),
+                            ("explore", "try one fault at every op of a workload, "
+                                        "exhaustively")):
+        importlib.import_module(f"harness.{name}").add_arguments(
+            sub.add_parser(name, help=help_text))
+
+    importlib.import_module("harness.soak").configure(sub.add_parser(
+        "soak", help="producers and consumers on real processes, SIGKILLed at random, "
+        "then drained and checked", epilog="exit codes: 0 no violation; 1 violations, no "
+        "kill or a harness error; 2 bad usage."))
 
     lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets")
     lst.add_argument("--scenario-dir", metavar="DIR", type=Path,
@@ -98,7 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``harness`` and ``python -m harness``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 by itself on bad usage
-    command = {"run": _cmd_run, "reproduce": _cmd_reproduce, "list": _cmd_list}[args.command]
+    command = {"run": _cmd_run, "reproduce": _cmd_reproduce, "list": _cmd_list,
+               "report": _cmd_report,
+               "stress": lambda a: importlib.import_module("harness.stress").main(a),
+               "explore": lambda a: importlib.import_module("harness.explore").main(a),
+               "soak": lambda a: importlib.import_module("harness.soak").command(a),
+               }[args.command]
     try:
         return command(args)
     except (ScenarioError, TargetError, FaultSpecError) as exc:
@@ -112,11 +148,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     chosen = _load(args.scenarios or ["all"], args.scenario_dir)
     _resolve_target(args.target)
-    printer = _Printer()
-    run = _runner().run_suite(args.target, chosen, seed=args.seed, progress=printer.progress)
+    with Progress(total=len(chosen), description=f"run {args.target}", unit="scenario",
+                  mode=args.progress) as bar:
+        printer = _Printer(bar)
+        run = _runner().run_suite(args.target, chosen, seed=args.seed,
+                                  progress=printer.progress,
+                                  # only when asked: a runner without modes still works
+                                  **({"mode": args.mode} if args.mode else {}))
     printer.finish(run)
     written = _write(run, args, stem=f"run-{_safe(args.target)}", junit=args.junit,
                      md=args.markdown, only_explicit=True)
+    if args.html:
+        written.append(html.write_html(run, args.html))
     ok = _passed(run)
     print(_verdict(run, ok))
     if written:
@@ -127,15 +170,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 class _Printer:
     """Prints each scenario's line as the runner finishes it (and any it did not announce)."""
 
-    def __init__(self) -> None:
+    def __init__(self, bar: Progress | None = None) -> None:
         self.done: set[str] = set()
+        self.bar = bar
 
     def progress(self, name: str, scenario: dict) -> None:
         if name not in self.done:
             self.done.add(name)
-            print(_scenario_lines(scenario), flush=True)
+            if self.bar is not None:
+                self.bar.write(_scenario_lines(scenario))
+                self.bar.update(1, **{str(scenario.get("status")): 1})
+            else:
+                print(_scenario_lines(scenario), flush=True)
 
     def finish(self, run: dict) -> None:
+        self.bar = None  # the bar is closed by now: plain prints
+
         for s in run.get("scenarios", []):
             self.progress(s.get("name"), s)
 
@@ -246,6 +296,34 @@ def _statuses(run: dict) -> str:
     return ", ".join(str(s.get("status")) for s in run.get("scenarios", [])) or "none ran"
 
 
+# -- report -------------------------------------------------------------------------------
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild the asked-for formats from a run JSON; exit 2 when it cannot be read."""
+    wanted = {"html": args.html, "junit": args.junit, "markdown": args.markdown}
+    if not any(wanted.values()):
+        print("harness report: error: nothing to write; give --html, --junit or --markdown",
+              file=sys.stderr)
+        return 2
+    try:
+        run = json.loads(args.run_json.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"harness report: error: cannot read {args.run_json} as a run JSON ({exc})",
+              file=sys.stderr)
+        return 2
+    if not isinstance(run, dict) or not ("scenarios" in run or "targets" in run):
+        print(f"harness report: error: {args.run_json} is JSON but not a run report (no "
+              "'scenarios' or 'targets'); give the JSON that 'harness run' wrote",
+              file=sys.stderr)
+        return 2
+    writers = {"html": html.write_html, "junit": report.write_junit,
+               "markdown": report.write_markdown}
+    written = [writers[fmt](run, path) for fmt, path in wanted.items() if path]
+    print("reports: " + ", ".join(str(p) for p in written))
+    return 0
+
+
 # -- list ---------------------------------------------------------------------------------
 
 
@@ -304,7 +382,7 @@ def _write(run: Any, args: argparse.Namespace, *, stem: str, junit: str | None,
     writers = {"json": report.write_json, "junit": report.write_junit,
                "markdown": report.write_markdown}
     suffix = {"json": ".json", "junit": ".xml", "markdown": ".md"}
-    skip_dir = only_explicit and any(explicit.values())
+    skip_dir = only_explicit and (any(explicit.values()) or bool(getattr(args, "html", None)))
     report_dir = args.report_dir or (None if skip_dir else _DEFAULT_REPORT_DIR)
     written = []
     for fmt, path in explicit.items():

@@ -1,0 +1,158 @@
+"""Hypothesis strategies for the harness: workloads, fault plans, schedules, whole scenarios.
+
+Everything is built from the harness's own classes (`Workload`, the six faults of
+`harness.faults`, `Plan`, `Scenario`), so whatever hypothesis draws is a scenario the
+runner can run and whose ``repr`` replays it. Strategies shrink towards the small: one
+entry, one processor, one fault, early triggers; `schedules` gives the baton a
+``random.Random`` driven by choices hypothesis draws and shrinks, so a race shrinks to a short
+interleaving too. `QueueMachine` (in `harness._machine`) drives a target step by step
+against a model queue.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hypothesis import strategies as st
+
+from harness._machine import QueueMachine
+from harness.faults import (
+    FAULT_KINDS,
+    ConcurrentProcessors,
+    DiskFull,
+    KillMidWrite,
+    MissingDirectory,
+    PermissionDenied,
+    Plan,
+    PowerLoss,
+)
+from harness.scenarios import Scenario, Workload
+
+__all__ = ["workloads", "faults", "fault_plans", "schedules", "scenarios", "QueueMachine",
+           "ScheduleRandom", "MAX_AT_OP", "MAX_OPS"]
+
+MAX_AT_OP = 300
+"""Latest op a drawn trigger names (small workloads make a few hundred intercepted calls)."""
+
+MAX_OPS = 20_000
+"""Op budget of a drawn workload: a processor spinning on a lock stops there, not at a timeout."""
+
+_at = st.integers(1, MAX_AT_OP)
+_heal = st.none() | st.integers(1, 80)
+_write_calls = st.sampled_from([("write",), ("fsync",), ("replace",), ("open_write",),
+                                ("write", "replace")])
+
+
+def workloads(*, max_entries: int = 8, max_processors: int = 3) -> st.SearchStrategy[Workload]:
+    """Workloads of 1..max_entries entries on 1..max_processors processors."""
+    return st.builds(Workload, entries=st.integers(1, max_entries),
+                     processors=st.integers(1, max_processors),
+                     payload_min=st.just(0), payload_max=st.sampled_from([0, 16, 64, 512]),
+                     max_ops=st.just(MAX_OPS))
+
+
+_BY_KIND: dict[str, st.SearchStrategy[Any]] = {
+    "disk_full": st.builds(DiskFull, after_bytes=st.integers(0, 4096), at_op=_at,
+                           heal_after_ops=_heal),
+    "permission_denied": st.builds(
+        PermissionDenied, at_op=_at, once=st.booleans(), heal_after_ops=_heal,
+        calls=st.sampled_from([("open_write", "replace", "mkdir", "unlink", "listdir"),
+                               ("replace",), ("open_write",), ("listdir",), ("unlink",)])),
+    "missing_directory": st.builds(MissingDirectory, path=st.just("q"), at_op=_at),
+    "killed_mid_write": st.builds(KillMidWrite, at_op=_at, calls=_write_calls,
+                                  keep=st.none() | st.sampled_from([0, 0.5, 1.0])),
+    "power_loss": st.builds(PowerLoss, at_op=_at,
+                            torn=st.sampled_from([None, "prefix", "sectors"])),
+    "concurrent_processors": st.builds(ConcurrentProcessors,
+                                       processors=st.integers(2, 4),
+                                       switch_probability=st.sampled_from([0.5, 0.1, 0.9])),
+}
+
+
+def faults(kinds: tuple[str, ...] = FAULT_KINDS) -> st.SearchStrategy[Any]:
+    """One fault of one of ``kinds``, with its trigger."""
+    unknown = [k for k in kinds if k not in _BY_KIND]
+    if unknown or not kinds:
+        raise ValueError(f"kinds={kinds!r}; expected a non-empty subset of {FAULT_KINDS}")
+    return st.one_of(*(_BY_KIND[k] for k in kinds))
+
+
+def fault_plans(*, kinds: tuple[str, ...] = FAULT_KINDS, min_faults: int = 1,
+                max_faults: int = 3) -> st.SearchStrategy[Plan]:
+    """Plans mixing any of ``kinds`` (at most one ConcurrentProcessors, as `Plan` requires)."""
+    def valid(fs: list[Any]) -> bool:
+        return sum(isinstance(f, ConcurrentProcessors) for f in fs) <= 1
+
+    return st.lists(faults(kinds), min_size=min_faults, max_size=max_faults).filter(
+        valid).map(lambda fs: Plan(faults=tuple(fs)))
+
+
+class ScheduleRandom(random.Random):
+    """The baton's generator, driven by a list of choices drawn (and shrunk) up front.
+
+    Each ``random()`` takes the next choice: 0 means "do not switch" (0.999 is returned),
+    anything else "switch" (0.0), and a ``choice`` right after it picks candidate
+    ``(c - 1) % n``; a ``choice`` on its own takes the next choice modulo n. Past the end
+    of the list nothing switches any more, so a shorter list is a simpler interleaving.
+    Hypothesis's own data cannot be drawn from here: the baton runs in processor threads
+    after the choices are fixed. Every answer is kept in ``record``, which ``replayed``
+    plays back exactly.
+    """
+
+    def __init__(self, choices: list[int] | tuple[int, ...] = (), *,
+                 record: list | None = None) -> None:
+        super().__init__(0)
+        self.choices, self._at, self._carry = list(choices), 0, 0
+        self._replay = record
+        self.record: list = []
+
+    @classmethod
+    def replayed(cls, record: list) -> ScheduleRandom:
+        return cls(record=[list(r) for r in record])
+
+    def _take(self) -> int:
+        if self._at >= len(self.choices):
+            return 0
+        self._at += 1
+        return self.choices[self._at - 1]
+
+    def _answer(self, kind: str, value: Any) -> Any:
+        if self._replay is not None:
+            i = len(self.record)
+            value = self._replay[i][1] if i < len(self._replay) else (
+                0.999 if kind == "r" else 0)
+        self.record.append([kind, value])
+        return value
+
+    def random(self) -> float:
+        c = self._take() if self._replay is None else 0
+        self._carry = c
+        return self._answer("r", 0.0 if c else 0.999)
+
+    def choice(self, seq):  # noqa: ANN001 - random.Random's signature
+        if self._replay is None:
+            c, self._carry = (self._carry - 1, 0) if self._carry else (self._take(), 0)
+            index = c % len(seq)
+        else:
+            index = 0
+        return seq[self._answer("c", index) % len(seq)]
+
+
+def schedules(*, max_choices: int = 300) -> st.SearchStrategy[ScheduleRandom]:
+    """Interleavings for the baton: choices hypothesis draws and shrinks (see ScheduleRandom)."""
+    # At least 64 choices: the races worth finding need switches in the middle of the
+    # run, and a zero ("do not switch") is what the shrinker turns a useless one into.
+    return st.lists(st.integers(0, 3), min_size=min(64, max_choices),
+                    max_size=max_choices).map(ScheduleRandom)
+
+
+@st.composite
+def scenarios(draw: Any, *, kinds: tuple[str, ...] = FAULT_KINDS, max_entries: int = 8,
+              max_processors: int = 3, max_faults: int = 3) -> Scenario:
+    """A whole scenario: workload + plan + seed, named after what it holds."""
+    workload = draw(workloads(max_entries=max_entries, max_processors=max_processors))
+    plan = draw(fault_plans(kinds=kinds, max_faults=max_faults))
+    seed = draw(st.integers(0, 1 << 16))
+    return Scenario(name="stress", description="drawn by hypothesis",
+                    fault=plan.faults[0].kind, plan=plan, workload=workload, seed=seed)

@@ -1,0 +1,313 @@
+"""``harness stress``: hypothesis searches scenarios, shrinks what fails, and keeps it.
+
+Each example is a scenario drawn by `harness.strategies.scenarios` (workload + fault
+plan + seed) and an interleaving (the baton's draws, from `strategies.schedules`), run
+by the thread-mode runner and judged by the checker. A run with violations fails the
+example; hypothesis then shrinks it (fewer entries, processors, faults, ops; a shorter
+interleaving) and the smallest is printed as a program with the one replay command.
+The replay file (``reports/stress-<target>-<id>.json``) holds the scenario and every
+draw the baton made, so ``harness stress --replay FILE`` runs it again exactly.
+
+Failures go to an example database (a directory, default ``.hypothesis/examples``, or
+``redis://HOST:PORT`` through hypothesis's `RedisExampleDatabase`) and are replayed
+first on the next run, by anyone sharing it. ``-j N`` runs N worker processes and
+``--shard I/N`` a deterministic slice of the seeds; all share the database. Settings
+are chosen here, never from a profile (``CI=true`` selects hypothesis's ``ci`` profile:
+derandomized, no database), and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import random
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hseed
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+
+from harness import strategies
+from harness.faults import FAULT_KINDS, Plan, fault_from_spec
+from harness.history import DRAIN
+from harness.runner import run_scenario
+from harness.scenarios import Scenario, Workload
+from harness.targets import resolve
+
+__all__ = ["add_arguments", "main", "stress", "replay", "open_database", "shard_seeds"]
+
+DEFAULT_DATABASE = ".hypothesis/examples"
+
+
+class _Keyed(ExampleDatabase):
+    """A database seen through a key prefix, so each target keeps its own examples."""
+
+    def __init__(self, inner: ExampleDatabase, prefix: bytes) -> None:
+        super().__init__()
+        self.inner, self.prefix = inner, prefix
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self.inner.save(self.prefix + key, value)
+
+    def fetch(self, key: bytes):  # noqa: ANN201 - hypothesis's signature
+        return self.inner.fetch(self.prefix + key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self.inner.delete(self.prefix + key, value)
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self.inner.move(self.prefix + src, self.prefix + dest, value)
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+def open_database(spec: str | None) -> ExampleDatabase:
+    """A directory path, or ``redis://HOST:PORT`` (needs the ``redis`` package)."""
+    spec = spec or DEFAULT_DATABASE
+    if spec.startswith("redis://"):
+        try:
+            import redis
+            from hypothesis.extra.redis import RedisExampleDatabase
+        except ImportError as exc:
+            raise ValueError(f"--database {spec}: the redis package is not installed "
+                             f"({exc}); pip install redis, or use a directory") from exc
+        return RedisExampleDatabase(redis.Redis.from_url(spec))
+    return DirectoryBasedExampleDatabase(spec)
+
+
+def shard_seeds(seed: int, shard: tuple[int, int], jobs: int) -> list[int]:
+    """The hypothesis seed of each worker of one shard: a deterministic split of ``seed``."""
+    index, count = shard
+    return [random.Random(f"{seed}:{index}/{count}:{j}").getrandbits(62) for j in range(jobs)]
+
+
+def _settings(examples: int, database: ExampleDatabase) -> settings:
+    return settings(parent=settings.get_profile("default"), max_examples=examples,
+                    derandomize=False, database=database, deadline=None,
+                    phases=tuple(Phase), print_blob=False, report_multiple_bugs=False,
+                    suppress_health_check=list(HealthCheck))
+
+
+def _queue_calls(history: Any) -> int:
+    return sum(1 for op in history.ops() if op.type == "invoke" and op.process != DRAIN
+               and op.f in ("enqueue", "claim", "ack"))
+
+
+def _program(scenario: Scenario, run: Any) -> str:
+    """The failing run as a reader follows it: the scenario, then each queue call."""
+    wl = scenario.workload
+    lines = [f"workload = {wl!r}", f"plan = {scenario.plan!r}", f"seed = {run.seed}",
+             "# the client calls, in the order the baton interleaved them:"]
+    pending: dict[int, Any] = {}
+    for op in run.history.ops():
+        if op.process == DRAIN:
+            continue
+        if op.type == "invoke":
+            pending[op.process] = op
+            continue
+        inv = pending.pop(op.process, op)
+        key = op.key or inv.key
+        what = "ok" if op.type == "ok" else f"{op.type}: {op.error}"
+        lines.append(f"p{op.process}.{inv.f}({key or ''}) -> {what}")
+    lines.append("# violations:")
+    lines += [f"{v.kind} {v.entry}: {v.detail}" for v in run.result.violations[:5]]
+    return "\n".join(lines)
+
+
+def _spec(fault: Any) -> dict[str, Any]:
+    spec = {"kind": fault.kind}
+    for f in fields(fault):
+        value = getattr(fault, f.name)
+        spec[f.name] = list(value) if isinstance(value, tuple) else value
+    return spec
+
+
+def _search(target: str, examples: int, seed: int, db_spec: str | None,
+            report_dir: str, kinds: tuple[str, ...] = FAULT_KINDS) -> dict[str, Any]:
+    """One worker: a hypothesis search; the shrunk failure, if any, as the JSON dict."""
+    factory = resolve(target)
+    database = _Keyed(open_database(db_spec),
+                      f"harness-stress:{target}:{'+'.join(kinds)}:".encode())
+    chosen = _settings(examples, database)
+    found: dict[str, dict[str, Any]] = {}
+    count = [0]
+
+    # @seed turns the database off in the settings it finds, so the settings come after
+    # it: the seed splits the search between workers and shards, the database is shared.
+    @chosen
+    @hseed(seed)
+    @given(scenario=strategies.scenarios(kinds=kinds), schedule=strategies.schedules())
+    def body(scenario: Scenario, schedule: strategies.ScheduleRandom) -> None:
+        count[0] += 1
+        script = strategies.ScheduleRandom(schedule.choices)  # fresh: hypothesis may rerun
+        run = run_scenario(target, scenario, seed=scenario.seed, factory=factory,
+                           schedule_rng=script)
+        if run.status == "fail":
+            # hypothesis runs the shrunk example last: what is kept here is the smallest
+            found["last"] = {"scenario": scenario, "run": run, "record": script.record}
+            raise AssertionError(f"{len(run.result.violations)} violations")
+
+    try:
+        body()
+    except AssertionError:
+        pass
+    return {"found": bool(found), "examples": count[0], "seed": seed,
+            "settings": _describe(chosen),
+            "counterexamples": [_counterexample(target, f, report_dir)
+                                for _mix, f in sorted(found.items())]}
+
+
+def _counterexample(target: str, found: dict, report_dir: str) -> dict[str, Any]:
+    """Save one shrunk failure for replay; its figures, program and replay command."""
+    sc, run = found["scenario"], found["run"]
+    saved = {"target": target, "seed": run.seed, "name": sc.name,
+             "workload": {f.name: getattr(sc.workload, f.name)
+                          for f in fields(sc.workload)},
+             "plan": [_spec(f) for f in sc.plan.faults], "schedule": found["record"]}
+    blob = json.dumps(saved, sort_keys=True)
+    ident = hashlib.sha256(blob.encode()).hexdigest()[:10]
+    path = Path(report_dir) / f"stress-{target.replace(':', '-')}-{ident}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(blob + "\n", encoding="utf-8")
+    return {"processors": max(sc.workload.processors, sc.plan.processors),
+            "entries": sc.workload.entries, "ops": _queue_calls(run.history),
+            "faults": [repr(f) for f in sc.plan.faults], "program": _program(sc, run),
+            "violations": [v.to_dict() for v in run.result.violations],
+            "replay": f"harness stress --target {target} --replay {path}"}
+
+
+def _describe(s: settings) -> str:
+    return (f"max_examples={s.max_examples}, derandomize={s.derandomize}, "
+            f"deadline={s.deadline}, database={s.database!r}, phases=all, "
+            "health checks suppressed (runs are slow by design), profile=none (explicit)")
+
+
+def _size(c: dict) -> tuple:
+    return (c["processors"], c["entries"], len(c["faults"]), c["ops"])
+
+
+def stress(target: str, *, examples: int = 100, seed: int = 0, jobs: int = 1,
+           shard: tuple[int, int] = (1, 1), database: str | None = None,
+           report_dir: str = "reports",
+           kinds: tuple[str, ...] = FAULT_KINDS) -> dict[str, Any]:
+    """The whole search (``jobs`` workers of shard ``shard``) -> the stress JSON dict."""
+    resolve(target)
+    seeds = shard_seeds(seed, shard, jobs)
+    per = max(1, examples // jobs)
+    if jobs == 1:
+        results = [_search(target, per, seeds[0], database, report_dir, kinds)]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            results = list(pool.map(_search, [target] * jobs, [per] * jobs, seeds,
+                                    [database] * jobs, [report_dir] * jobs, [kinds] * jobs))
+    found = sorted((c for r in results for c in r["counterexamples"]), key=_size)
+    return {"target": target, "found": bool(found),
+            "examples": sum(r["examples"] for r in results),
+            "seed": seed, "shard": f"{shard[0]}/{shard[1]}", "jobs": jobs,
+            "worker_seeds": seeds, "settings": results[0]["settings"],
+            "counterexample": found[0] if found else None,
+            "replay": found[0]["replay"] if found else None, "counterexamples": found}
+
+
+def replay(path: str) -> Any:
+    """Run a saved counterexample again, drawing for draw -> the `ScenarioRun`."""
+    saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    plan = Plan(tuple(fault_from_spec(s) for s in saved["plan"]))
+    scenario = Scenario(name=saved.get("name", "stress"), description="a saved counterexample",
+                        fault=plan.faults[0].kind, plan=plan,
+                        workload=Workload(**saved["workload"]), seed=saved["seed"])
+    return run_scenario(saved["target"], scenario, seed=saved["seed"],
+                        schedule_rng=strategies.ScheduleRandom.replayed(saved["schedule"]))
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N with 1 <= I <= N, e.g. 2/4")
+    return i, n
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in FAULT_KINDS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected kinds from {', '.join(FAULT_KINDS)}")
+    return kinds
+
+
+def _at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {low}")
+        return value
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="robust", help="robust, legacy, ... or MODULE:CALLABLE")
+    p.add_argument("--examples", type=_at_least(1), default=100,
+                   help="examples to try (split over -j workers; default 100)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="search seed (default 0)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON result here")
+    p.add_argument("-j", "--jobs", type=_at_least(1), default=1, help="worker processes")
+    p.add_argument("--database", metavar="DIR|redis://HOST:PORT",
+                   help=f"example database shared by workers and shards "
+                        f"(default {DEFAULT_DATABASE})")
+    p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
+                   help="run shard I of N (seeds split deterministically)")
+    p.add_argument("--faults", type=_kinds, default=FAULT_KINDS, metavar="KIND[,KIND]",
+                   help="fault kinds plans may mix (default: all six)")
+    p.add_argument("--replay", metavar="FILE", help="run a saved counterexample again")
+    p.add_argument("--report-dir", default="reports", help="where counterexamples are saved")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``harness stress``: 0 nothing found, 1 a counterexample (or a replay that fails)."""
+    if args.replay:
+        run = replay(args.replay)
+        bad = run.result is not None and not run.result.valid
+        print(f"replay {args.replay}: {run.status}, "
+              f"{len(run.result.violations) if run.result else 0} violations")
+        for v in (run.result.violations if run.result else ())[:10]:
+            print(f"    {v.kind} {v.entry}: {v.detail}")
+        return 1 if bad else 0
+    try:
+        out = stress(args.target, examples=args.examples, seed=args.seed, jobs=args.jobs,
+                     shard=args.shard, database=args.database, report_dir=args.report_dir,
+                     kinds=args.faults)
+    except ValueError as exc:
+        print(f"harness: error: {exc}")
+        return 2
+    print(f"hypothesis settings: {out['settings']}")
+    print(f"stress {args.target} with {', '.join(args.faults)}: shard {out['shard']}, "
+          f"{out['jobs']} workers "
+          f"(seeds {', '.join(map(str, out['worker_seeds']))}), {out['examples']} examples")
+    for c in out["counterexamples"]:
+        print(f"FOUND a counterexample, shrunk to {c['processors']} processors, "
+              f"{c['entries']} entries, {len(c['faults'])} faults, {c['ops']} queue calls:")
+        print("    " + c["program"].replace("\n", "\n    "))
+        print(f"replay: {c['replay']}")
+    if not out["found"]:
+        print("nothing found")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n",
+                                   encoding="utf-8")
+    return 1 if out["found"] else 0

@@ -1,0 +1,140 @@
+"""Tests for harness.explore: every op tried, the reduced check as the full one, no leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import explore as ex
+from harness._crashstates import CrashStates, take_point
+from harness._recording import Recording, quiet_logs, scratch_root, workload
+from harness.targets import resolve
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _leftovers() -> set[str]:
+    root = scratch_root()[0]
+    return {n for n in os.listdir(root) if n.startswith(("harness-explore-", "harness-state-"))}
+
+
+def test_workload_counts_queue_calls_and_keeps_the_queue_shallow():
+    steps = workload(50, random.Random(3))
+    calls = sum(2 if s.action == "claim" else 0 if s.action == "ack" else 1 for s in steps)
+    assert calls in (50, 51)
+    depth = 0
+    for s in steps:
+        depth += {"enqueue": 1, "claim": -1, "ack": 0}[s.action]
+        assert 0 <= depth <= 3
+
+
+@pytest.mark.parametrize("target", ["robust", "legacy"])
+def test_reduced_check_gives_the_full_checks_verdicts(target):
+    points = []
+    rec = Recording(target=target, factory=resolve(target), program=workload(16, random.Random(5)),
+                    root=scratch_root()[0], camera=True,
+                    hook=lambda r, call: points.append(take_point(r, call)))
+    with quiet_logs():
+        rec.run()
+        crash = CrashStates(recording=rec, points=points, final=rec.camera.tree,
+                            root=scratch_root()[0], seed=1)
+        try:
+            assert rec.ledger.exact
+            for kind, torn in (("killed_mid_write", None), ("power_loss", "prefix")):
+                for i, pt in enumerate(points):
+                    suffix, _problem, _fault = crash.suffix(i, kind, torn)
+                    fast = rec.ledger.check(pt.mark, suffix)
+                    full = rec.ledger.full_check(pt.mark, suffix)
+                    assert (fast.valid, fast.counts) == (full.valid, full.counts), (kind, i)
+                    assert sorted((v.kind, v.entry) for v in fast.violations) == sorted(
+                        (v.kind, v.entry) for v in full.violations)
+        finally:
+            crash.close()
+
+
+def test_robust_survives_a_kill_at_every_op_and_every_state_is_counted():
+    before = _leftovers()
+    run = ex.explore("robust", "killed_mid_write", ops=20)
+    (sc,) = run["scenarios"]
+    assert sc["status"] == "pass" and sc["violating_states"] == 0
+    assert sc["states"] == sc["ops"] + 1  # every intercepted call, plus the run without fault
+    assert run["sandbox"]
+    assert _leftovers() == before
+
+
+def test_legacy_loses_entries_under_kills_and_the_replay_names_one_state():
+    run = ex.explore("legacy", "killed_mid_write", ops=12)
+    (sc,) = run["scenarios"]
+    assert sc["status"] == "fail" and sc["violating_states"] > 0
+    assert sc["replay"].startswith("harness explore --target legacy --fault killed_mid_write")
+    at = int(sc["replay"].rsplit("--at ", 1)[1])
+    again = ex.explore("legacy", "killed_mid_write", ops=12, at=at)["scenarios"][0]
+    assert again["states"] == 2 and again["violating_states"] == 1
+
+
+def test_power_loss_explores_the_clean_and_both_torn_variants():
+    run = ex.explore("robust", "power_loss", ops=12)
+    names = [s["name"] for s in run["scenarios"]]
+    assert names == ["explore-power_loss", "explore-power_loss-torn-prefix",
+                     "explore-power_loss-torn-sectors"]
+    assert all(s["status"] == "pass" for s in run["scenarios"])
+
+
+def test_the_drain_runs_once_per_distinct_disk():
+    opened = []
+
+    def factory(directory):
+        opened.append(directory)
+        return resolve("robust")(directory)
+
+    points = []
+    rec = Recording(target="robust", factory=factory, program=workload(10, random.Random(1)),
+                    root=scratch_root()[0], camera=True,
+                    hook=lambda r, call: points.append(take_point(r, call)))
+    rec.run()
+    crash = CrashStates(recording=rec, points=points, final=rec.camera.tree,
+                        root=scratch_root()[0], seed=1)
+    try:
+        recorded = len(opened)
+        for i in range(len(points)):
+            crash.suffix(i, "killed_mid_write", None)
+        # no state re-runs the workload: one open per distinct disk, fewer than the states
+        assert len(opened) - recorded == crash.drains < len(points)
+    finally:
+        crash.close()
+
+
+@pytest.mark.parametrize("fault,variants", [("disk_full", 2), ("permission_denied", 2)])
+def test_errno_faults_fail_the_nth_call_once_and_persistent(fault, variants):
+    run = ex.explore("robust", fault, ops=8)
+    assert len(run["scenarios"]) == variants
+    for sc in run["scenarios"]:
+        assert sc["status"] == "pass" and sc["states"] > 1 and sc["faults_fired"] > 0
+    legacy = ex.explore("legacy", fault, ops=8)
+    assert legacy["status"] == "fail"
+
+
+def test_interleavings_try_every_single_switch_point():
+    run = ex.explore("legacy", "concurrent_processors")
+    (sc,) = run["scenarios"]
+    assert sc["preemption_bound"] == 1 and sc["states"] > 2
+    assert sc["violating_states"] > 0
+
+
+def test_cli_writes_json_with_states_and_exits_1_on_violations(tmp_path):
+    out = tmp_path / "e.json"
+    proc = subprocess.run([sys.executable, "-m", "harness", "explore", "--target", "legacy",
+                           "--fault", "killed_mid_write", "--ops", "6", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["scenarios"][0]["states"] > 0 and "replay:" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "harness", "explore", "--fault", "nope"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
