@@ -279,13 +279,16 @@ class _Walker:
         if ident is not None:
             self.id_map[ident] = entry.key
             entry.ids[ident] = None
-        # Seen last when its bytes last reached the disk inside the call: a fault that
-        # deletes them after that (even before the call returned) destroyed them.
-        wrote = self.last_write.get(call.process, -1)
-        seen = wrote if call.invoke.index < wrote < call.done.index else call.invoke.index
-        entry.last_seen = max(entry.last_seen, seen)
+        entry.last_seen = max(entry.last_seen, self._landed(call))
         if entry.status == "maybe":
             entry.status = "owed"
+
+    def _landed(self, call: Call) -> int:
+        """When the call's bytes last reached the disk: its last write inside it, else its
+        invoke. A fault that deletes them after that point (even before the call returned)
+        destroyed them."""
+        wrote = self.last_write.get(call.process, -1)
+        return wrote if call.invoke.index < wrote < call.done.index else call.invoke.index
 
     def _claim_done(self, call: Call) -> None:
         value = call.done.value
@@ -317,7 +320,9 @@ class _Walker:
         entry.claimed_by[p] = None
         self.held_by.setdefault(p, {})[entry.key] = None
         entry.status = "held"
-        entry.last_seen = at
+        # Handed out from memory after its files were deleted is not surviving the deletion:
+        # only a write inside the claim (a directory re-created) is.
+        entry.last_seen = max(entry.last_seen, self._landed(call))
 
     def _ack_done(self, call: Call) -> None:
         self._ack(call, call.outcome, call.done.index)

@@ -89,7 +89,10 @@ class Store:
                 self.catch_up()
             return fn(*args)
         finally:
-            _os.flock(lock_fd, _os.LOCK_UN, lock_path)
+            # A commit that found the directory gone re-created it and closed the old lock
+            # file (which released it): only a lock still ours is ours to release.
+            if lock_fd == self._lock_fd:
+                _os.flock(lock_fd, _os.LOCK_UN, lock_path)
 
     def commit(self, data: bytes, recs: list[tuple], sync: bool) -> None:
         """Append ``data`` (the encoded ``recs``), then apply ``recs``; under the lock."""
@@ -98,6 +101,13 @@ class Store:
         apply = self.state.apply
         for rec in recs:
             apply(rec)
+        # Durable only if the journal still has a name: a directory removed while we wrote
+        # leaves the record in an unlinked file. Re-create it from memory (which holds this
+        # record now) before the caller is told it worked.
+        st = _os.stat_or_none(self.dir)
+        if st is None or (st.st_dev, st.st_ino) != self._dir_id:
+            self._reestablish()
+            return
         if journal.end > self._compact_at:
             try:
                 self.publish(True)

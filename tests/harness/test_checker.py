@@ -409,3 +409,31 @@ def test_a_phantom_never_hides_an_entry_of_the_same_name():
     result = check(h)
     assert result.entries == {"e1": "delivered", "id e1": "phantom"}
     assert [v.entry for v in result.violations] == ["id e1"]
+
+
+def test_handed_out_from_memory_after_its_files_were_deleted_is_still_destroyed():
+    # The claim wrote nothing after the directory went: the entry did not survive the
+    # deletion on disk, so losing it when its claimer stops is the fault's doing.
+    h = History()
+    enq(h, 0, "e1")
+    h.op("invoke", 0, "claim")
+    h.fs(0, "write", path="q/journal.0", nbytes=20)
+    h.fault(0, "missing_directory", "MissingDirectory()", "removed q/", destroyed=True)
+    h.op("ok", 0, "claim", key="e1", value={"id": "e1", "payload": b"e1|x"})
+    h.fault(0, "kill", "runner", "stopped", crashed=[0])
+    drain(h)
+    r = check(h)
+    assert r.valid and r.entries == {"e1": "destroyed"}
+
+
+def test_a_claim_that_recreated_the_store_after_the_deletion_must_come_back():
+    h = History()
+    enq(h, 0, "e1")
+    h.op("invoke", 0, "claim")
+    h.fault(0, "missing_directory", "MissingDirectory()", "removed q/", destroyed=True)
+    h.fs(0, "mkdir", path="q")
+    h.fs(0, "write", path="q/checkpoint.1", nbytes=40)
+    h.op("ok", 0, "claim", key="e1", value={"id": "e1", "payload": b"e1|x"})
+    h.fault(0, "killed_mid_write", "KillMidWrite()", "killed", crashed=[0])
+    drain(h)
+    assert [v.kind for v in check(h).violations] == ["lost"]

@@ -442,3 +442,32 @@ def test_closed_owners_claims_are_requeued_live_ones_are_not(qdir):
         assert report.requeued == (a,)
         assert rescuer.states() == {a: "PENDING", b: "PROCESSING"}
         assert rescuer.claim("w") == (a, b"a")
+
+
+def test_directory_removed_during_a_commit_is_recreated_before_returning(tmp_path, monkeypatch):
+    """The record landed in a journal whose directory vanished mid-commit (after its fsync):
+    the queue re-creates the directory from memory before telling the caller it worked."""
+    import shutil
+
+    import persistence._store as store
+
+    directory = tmp_path / "q"
+    q = open_queue(str(directory))
+    first = q.enqueue(b"before")
+    real_fsync = store._os.fsync
+    removed: list[str] = []
+
+    def fsync_then_remove(fd, path):
+        real_fsync(fd, path)
+        if not removed:
+            removed.append(str(path))
+            shutil.rmtree(directory)
+
+    monkeypatch.setattr(store._os, "fsync", fsync_then_remove)
+    second = q.enqueue(b"during")
+    monkeypatch.undo()
+    assert removed and "journal" in removed[0]
+    q.close()
+    again = open_queue(str(directory))
+    assert again.states() == {first: "PENDING", second: "PENDING"}
+    again.close()
