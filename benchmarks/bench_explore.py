@@ -10,6 +10,7 @@ the 1,000-op workload costing at most 12x the 100-op one in total.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -56,4 +57,7 @@ def main(out: str = "reports/bench-explore.json") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="reports/bench-explore.json",
+                        help="where to write the JSON (default: %(default)s)")
+    sys.exit(main(parser.parse_args().out))
