@@ -293,8 +293,8 @@ def with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
 def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
                       factory: Callable[[str], Any] | None = None,
                       mode: str | None = None) -> dict[str, Any]:
-    """A scenario over its ``runs`` seeds -> one scenario dict: the first failing run's
-    verdicts and replay (or the last run's), figures summed over all runs."""
+    """A scenario over its ``runs`` seeds -> one scenario dict: the worst run's verdicts,
+    figures and replay (a failure first), with totals over all runs beside them."""
     base = scenario.seed if seed is None else seed
     runs = [run_scenario(target, scenario, seed=base + i, factory=factory,
                          mode=mode).to_dict()
@@ -305,12 +305,14 @@ def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
     # runs fired and none failed; it is "no fault fired" only when no run fired at all.
     order = {"error": 0, "fail": 1, "pass": 3, "no_fault_fired": 4}
     worst = min(runs, key=lambda d: order.get(d["status"], 2))
+    # The figures (counts, ops, entries, faults) stay those of the run shown, so they add
+    # up with its violations; the totals over every run are kept beside them.
     shown = dict(worst)
-    shown["faults_fired"] = sum(d["faults_fired"] for d in runs)
-    shown["ops"] = sum(d["ops"] for d in runs)
-    shown["entries"] = sum(d["entries"] for d in runs)
-    shown["duration_s"] = round(sum(d["duration_s"] for d in runs), 3)
     shown["runs"] = len(runs)
+    shown["seeds"] = [d["seed"] for d in runs]
+    shown["faults_fired_all_runs"] = sum(d["faults_fired"] for d in runs)
+    shown["ops_all_runs"] = sum(d["ops"] for d in runs)
+    shown["duration_s"] = round(sum(d["duration_s"] for d in runs), 3)
     failing = [d["seed"] for d in runs if d["status"] in ("fail", "error")]
     if any(d["faults_fired"] == 0 for d in runs) and worst["faults_fired"] > 0:
         silent = [d["seed"] for d in runs if d["faults_fired"] == 0]

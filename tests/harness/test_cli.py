@@ -1,6 +1,6 @@
 """Tests for harness.cli: exit codes, printed lines and written reports, with a fake runner.
 
-The runner is replaced in ``sys.modules`` by a namespace whose ``run_suite`` returns
+The runner's ``run_suite`` is replaced by one that returns
 literal run dicts, so these tests pin the CLI's contract without running any fault.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -78,8 +77,9 @@ def sdir(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake(monkeypatch, tmp_path) -> FakeRunner:
     runner = FakeRunner()
-    monkeypatch.setitem(sys.modules, "harness.runner",
-                        types.SimpleNamespace(run_suite=runner.run_suite))
+    import harness.runner
+
+    monkeypatch.setattr(harness.runner, "run_suite", runner.run_suite)
     monkeypatch.chdir(tmp_path)
     return runner
 
@@ -130,7 +130,9 @@ def test_run_prints_scenarios_the_runner_did_not_announce(fake, sdir, monkeypatc
     def run_suite(target, scenarios, *, seed=None, progress=None):
         return quiet.run_suite(target, scenarios, seed=seed)  # never calls progress
 
-    monkeypatch.setitem(sys.modules, "harness.runner", types.SimpleNamespace(run_suite=run_suite))
+    import harness.runner
+
+    monkeypatch.setattr(harness.runner, "run_suite", run_suite)
     assert _main("run", "--scenario-dir", str(sdir)) == 1
     out = capsys.readouterr().out
     assert out.count("PASS  ") == 2 and out.count("FAIL 1 violation") == 1
