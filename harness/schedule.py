@@ -104,6 +104,7 @@ class Baton:
         self._in_call: set[int] = set()
         self._blocked_streak = 0
         self._deadlock_after = deadlock_after
+        self._lock_waiters: set[int] = set()  # blocked on a lock since their last file call
         self.mid_call = mid_call
         self.between_calls = between_calls
         self.mid_call_switches = 0
@@ -161,6 +162,7 @@ class Baton:
             self.ops += 1
             if self.ops > self.max_ops:
                 raise OpBudgetExceeded(p, self.max_ops)
+            self._lock_waiters.discard(p)
             if self._quiescing == p:
                 return
             self._blocked_streak = 0
@@ -196,10 +198,16 @@ class Baton:
                 self._parked.clear()
                 self._quiescing = None
                 others = [q for q in self._live if q != p]
+            # Fairness: the turn goes to a processor that is not itself waiting for a lock
+            # when there is one (the holder, somewhere among them, must get to run, however
+            # the choices fall); only when every other one waits too do they take turns
+            # retrying, and a long enough round of that with nobody moving is a deadlock.
+            self._lock_waiters.add(p)
+            runnable = [q for q in others if q not in self._lock_waiters]
             self._blocked_streak += 1
-            if not others or self._blocked_streak > self._deadlock_after:
+            if not others or (not runnable and self._blocked_streak > self._deadlock_after):
                 return False
-            self._hand_over(p, self._rng.choice(others))
+            self._hand_over(p, self._rng.choice(runnable or others))
             self._wait_turn(p)
             return True
 

@@ -122,3 +122,34 @@ def test_the_op_budget_stops_a_spinning_processor():
         assert exc.process == 0 and "10" in str(exc)
     else:
         raise AssertionError("the budget never ran out")
+
+
+class FirstChoice(random.Random):
+    """A schedule that always picks the first candidate (as a shrunk hypothesis script may)."""
+
+    def choice(self, seq):
+        return seq[0]
+
+    def random(self):
+        return 0.0
+
+
+def test_a_blocked_processor_hands_its_turn_to_one_that_can_move():
+    # Processors 0 and 1 wait for a lock processor 2 holds; a schedule that always picks
+    # the first candidate would bounce the turn between 0 and 1 for ever.
+    baton = Baton(FirstChoice(), [0, 1, 2], mid_call=0.0, between_calls=0.0)
+    held = {"by": 2}
+
+    def waiter(p, order):
+        while held["by"] is not None:
+            assert baton.blocked(p), f"processor {p} declared deadlocked"
+        order.append((p, "got it"))
+
+    def holder(p, order):
+        baton.switch_point(p)
+        held["by"] = None
+        order.append((p, "released"))
+
+    baton._current = 0  # the waiters start, the holder has to be found
+    order = run_threads(baton, [waiter, waiter, holder])
+    assert (2, "released") in order and (0, "got it") in order and (1, "got it") in order
