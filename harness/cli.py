@@ -24,7 +24,7 @@ from harness.progress import MODES, Progress
 from harness.scenarios import ScenarioError
 from harness.targets import BUILTIN, TargetError, resolve
 
-__all__ = ["main", "build_parser", "INCIDENT_TARGETS"]
+__all__ = ["main", "build_parser", "INCIDENT_TARGETS", "at_least"]
 
 INCIDENT_TARGETS = ("legacy", "legacy-seedfix", "robust")
 """`harness reproduce incident` runs the incident scenario on these, in this order."""
@@ -115,14 +115,24 @@ def _common(p: argparse.ArgumentParser, *, report_help: str) -> None:
                    help="where the scenario files are (default: ./scenarios)")
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
+def at_least(low: float, kind: type = int, *, strict: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` >= ``low`` (> ``low`` when ``strict``), else a message
+    naming the value and what was expected (argparse then exits 2)."""
+    noun = "an integer" if kind is int else "a number"
+    expected = f"{noun} {'>' if strict else '>='} {low:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+    return parse
+
+
+_seed = at_least(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from harness._crashstates import CrashStates, take_point
 from harness._forkpoint import ForkStates
 from harness._recording import Recording, quiet_logs, scratch_root, workload
 from harness.checker import check
+from harness.cli import at_least
 from harness.faults import (
     FAULT_KINDS,
     ConcurrentProcessors,
@@ -283,30 +284,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="robust",
                    help="robust, legacy, legacy-seedfix or MODULE:CALLABLE (default: robust)")
     p.add_argument("--fault", required=True, choices=FAULT_KINDS, help="the fault to explore")
-    p.add_argument("--ops", type=_positive, default=200,
+    p.add_argument("--ops", type=at_least(1), default=200,
                    help="queue calls in the workload (default: 200)")
-    p.add_argument("--seed", type=_positive0, default=1, help="workload seed (default: 1)")
-    p.add_argument("--at", type=_positive, metavar="K",
+    p.add_argument("--seed", type=at_least(0), default=1, help="workload seed (default: 1)")
+    p.add_argument("--at", type=at_least(1), metavar="K",
                    help="only the states at op K (the replay of one state)")
     p.add_argument("--json", metavar="PATH", help="write the JSON report here")
-
-
-def _positive(text: str) -> int:
-    return _int_at_least(text, 1)
-
-
-def _positive0(text: str) -> int:
-    return _int_at_least(text, 0)
-
-
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {low}")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from harness._reaper import (
     spawning,
 )
 from harness._soakworker import DRAIN_SLOT, record, worker
+from harness.cli import at_least
 from harness.history import History
 from harness.targets import resolve
 
@@ -244,28 +245,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """The ``soak`` subcommand's arguments."""
     parser.add_argument("--target", default="robust",
                         help="robust, legacy, legacy-seedfix or MODULE:CALLABLE")
-    parser.add_argument("--processes", type=_positive(int), default=8,
+    parser.add_argument("--processes", type=at_least(0, int, strict=True), default=8,
                         help="worker processes: even slots produce, odd slots consume")
-    parser.add_argument("--duration", type=_positive(float), default=30.0,
+    parser.add_argument("--duration", type=at_least(0, float, strict=True), default=30.0,
                         help="seconds of producing and consuming before the drain")
-    parser.add_argument("--kill-every", type=_positive(float), default=0.5,
+    parser.add_argument("--kill-every", type=at_least(0, float, strict=True), default=0.5,
                         help="seconds between two SIGKILLs of a random worker")
-    parser.add_argument("--seed", type=_positive(int, zero=True), default=1,
+    parser.add_argument("--seed", type=at_least(0), default=1,
                         help="seeds the victims and the payloads (default: 1)")
     parser.add_argument("--json", metavar="PATH", help="write the JSON result here")
-
-
-def _positive(kind: type, zero: bool = False) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a number > {'=' if zero else ''}0"
-                                             .replace("> =", ">="))
-        return value
-    return parse
 
 
 def command(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from hypothesis import seed as hseed
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from harness import strategies
+from harness.cli import at_least
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
 from harness.history import DRAIN
 from harness.runner import run_scenario
@@ -259,25 +260,13 @@ def _kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def _at_least(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {low}")
-        return value
-    return parse
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="robust", help="robust, legacy, ... or MODULE:CALLABLE")
-    p.add_argument("--examples", type=_at_least(1), default=100,
+    p.add_argument("--examples", type=at_least(1), default=100,
                    help="examples to try (split over -j workers; default 100)")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="search seed (default 0)")
+    p.add_argument("--seed", type=at_least(0), default=0, help="search seed (default 0)")
     p.add_argument("--json", metavar="PATH", help="write the JSON result here")
-    p.add_argument("-j", "--jobs", type=_at_least(1), default=1, help="worker processes")
+    p.add_argument("-j", "--jobs", type=at_least(1), default=1, help="worker processes")
     p.add_argument("--database", metavar="DIR|redis://HOST:PORT",
                    help=f"example database shared by workers and shards "
                         f"(default {DEFAULT_DATABASE})")
