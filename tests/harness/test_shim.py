@@ -59,17 +59,6 @@ class Model:
         return self.sentences
 
 
-@pytest.fixture(params=["real", "pyfakefs"])
-def sandbox(request, tmp_path):
-    if request.param == "real":
-        path = tmp_path / "sandbox"
-        path.mkdir()
-        return str(path)
-    request.getfixturevalue("fs")
-    os.makedirs("/sandbox")
-    return "/sandbox"
-
-
 @contextlib.contextmanager
 def bound(sandbox, p=1, **kw):
     history = History()

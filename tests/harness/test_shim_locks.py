@@ -19,17 +19,6 @@ from harness.history import History
 from harness.shim import DeadlockError, ProcessorKilled, installed
 
 
-@pytest.fixture(params=["real", "pyfakefs"])
-def sandbox(request, tmp_path):
-    if request.param == "real":
-        path = tmp_path / "sandbox"
-        path.mkdir()
-        return str(path)
-    request.getfixturevalue("fs")
-    os.makedirs("/sandbox")
-    return "/sandbox"
-
-
 def lock_file(sandbox):
     path = os.path.join(sandbox, ".lock")
     with open(path, "wb"):
