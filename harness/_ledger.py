@@ -113,7 +113,7 @@ class Ledger:
                 suffix: list[Any]) -> tuple[History, int]:
         """The reduced history of prefix ``mark`` + ``suffix``, and the settled entries left out.
 
-        ``suffix`` records carry indices from ``cut`` on; the result is re-indexed from 0.
+        ``suffix`` records carry indices from ``cut`` on, so the result is in index order.
         """
         cut, start, open_keys, settled = mark
         touched = self._touched(suffix)
@@ -128,9 +128,11 @@ class Ledger:
         for key in keys:
             picked += [r for r in self._by_key.get(key, ()) if r.index < start]
         picked.sort(key=lambda r: r.index)
+        # Indexes stay the full history's (increasing, with gaps where settled entries were
+        # left out): the checker orders by them and never uses them as positions, and its
+        # sentences then cite the ops of the real run.
         records = picked + self.history.records[start:cut] + list(suffix)
-        out = [replace(r, index=i) for i, r in enumerate(records)]
-        return History(records=out), settled - back
+        return History(records=records), settled - back
 
     def _touched(self, suffix: list[Any]) -> set[str]:
         keys: set[str] = set()

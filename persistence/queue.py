@@ -44,7 +44,7 @@ _DEFAULTS: dict[str, object] = {
     "max_payload_bytes": 16 * 1024 * 1024,
     "max_attempts": 5,
     "retain_delivered": 0,
-    "compact_min_bytes": 1024 * 1024,
+    "compact_min_bytes": 16 * 1024,
     "durable_claims": False,
     "create": True,
 }

@@ -13,9 +13,9 @@ from persistence import open_queue
 CTX = multiprocessing.get_context("fork")
 
 
-def _worker(directory, index, per_process, out):
+def _worker(directory, index, per_process, out, options=None):
     delivered = []
-    with open_queue(directory) as q:
+    with open_queue(directory, **(options or {})) as q:
         made = 0
         idle = 0
         while idle < 30:
@@ -107,10 +107,11 @@ def test_killed_lock_holder_never_blocks_the_rest(qdir):
 
 @pytest.mark.slow
 def test_sigkill_mid_run_loses_nothing(qdir):
-    with open_queue(qdir) as q:
+    keep = {"retain_delivered": 1000}  # compaction must not hide what was delivered
+    with open_queue(qdir, **keep) as q:
         q.enqueue_many([b"%d" % i for i in range(400)])
     out = CTX.Queue()
-    procs = [CTX.Process(target=_worker, args=(qdir, i, 0, out)) for i in range(3)]
+    procs = [CTX.Process(target=_worker, args=(qdir, i, 0, out, keep)) for i in range(3)]
     for p in procs:
         p.start()
     time.sleep(0.2)
@@ -119,7 +120,7 @@ def test_sigkill_mid_run_loses_nothing(qdir):
     results = [out.get(timeout=120) for _ in procs[1:]]
     for p in procs[1:]:
         p.join(timeout=30)
-    with open_queue(qdir) as q:
+    with open_queue(qdir, **keep) as q:
         q.recover()
         rest = q.claim_many("final", 1000)
         q.ack_many([i for i, _ in rest])
