@@ -101,13 +101,6 @@ class Store:
         apply = self.state.apply
         for rec in recs:
             apply(rec)
-        # Durable only if the journal still has a name: a directory removed while we wrote
-        # leaves the record in an unlinked file. Re-create it from memory (which holds this
-        # record now) before the caller is told it worked.
-        st = _os.stat_or_none(self.dir)
-        if st is None or (st.st_dev, st.st_ino) != self._dir_id:
-            self._reestablish()
-            return
         if journal.end > self._compact_at:
             try:
                 self.publish(True)
@@ -115,13 +108,21 @@ class Store:
                 # The commit itself is durable; a failed checkpoint is retried by the
                 # next commit (a sealed journal forces it), so report, do not raise.
                 _log.warning("automatic checkpoint failed, will retry: %s", exc)
+        # Durable only if the journal still has a name: a directory removed while we wrote
+        # (or checkpointed) leaves the record in an unlinked file. Re-create it from memory,
+        # which holds this record now, before the caller is told it worked.
+        st = _os.stat_or_none(self.dir)
+        if st is None or (st.st_dev, st.st_ino) != self._dir_id:
+            self._reestablish()
 
     def set_ckpt_size(self, size: int) -> None:
         # The compaction threshold only changes with a checkpoint: compute it once here.
         self.ckpt_size = size
         self._compact_at = max(self.compact_min, 2 * size)
 
-    def catch_up(self) -> None:
+    def catch_up(self, follow: bool = True) -> None:
+        """Apply what other processes appended; ``follow``: also finish a compaction a
+        sealed journal points to (not while re-establishing: that directory is gone)."""
         while True:
             journal = self.journal
             recs, cut = journal.read_tail()
@@ -134,7 +135,7 @@ class Store:
                 for rec in recs:
                     if rec[0] != "S":
                         apply(rec)
-            if journal.sealed_to is None:
+            if journal.sealed_to is None or not follow:
                 return
             self._follow_seal(journal.sealed_to)
 
@@ -288,7 +289,7 @@ class Store:
         _os.flock(old_lock, _os.LOCK_EX, self._lock_path)
         try:
             if self.journal is not None:
-                self.catch_up()  # the last records of the vanished journal
+                self.catch_up(follow=False)  # the last records of the vanished journal
             try:
                 _os.mkdir(self.dir)
                 self.sync_dir(os.path.dirname(self.dir))

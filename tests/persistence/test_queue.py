@@ -471,3 +471,32 @@ def test_directory_removed_during_a_commit_is_recreated_before_returning(tmp_pat
     again = open_queue(str(directory))
     assert again.states() == {first: "PENDING", second: "PENDING"}
     again.close()
+
+
+def test_directory_removed_during_an_automatic_checkpoint_loses_nothing(tmp_path, monkeypatch):
+    """A commit whose checkpoint found the directory gone re-creates it before returning."""
+    import shutil
+
+    import persistence._store as store
+
+    directory = tmp_path / "q"
+    q = open_queue(str(directory), compact_min_bytes=1)  # checkpoints as early as it can
+    ids = [q.enqueue(b"before")]
+    real_replace = store._os.replace
+    removed: list[str] = []
+
+    def remove_then_replace(src, dst):
+        if not removed:
+            removed.append(dst)
+            shutil.rmtree(directory)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store._os, "replace", remove_then_replace)
+    while not removed and len(ids) < 200:  # until a commit's checkpoint meets the removal
+        ids.append(q.enqueue(b"during %d" % len(ids)))
+    monkeypatch.undo()
+    assert removed
+    q.close()
+    again = open_queue(str(directory))
+    assert again.states() == dict.fromkeys(ids, "PENDING")
+    again.close()
