@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
@@ -14,6 +12,7 @@ def sandbox(request, tmp_path):
         path = tmp_path / "sandbox"
         path.mkdir()
         return str(path)
-    request.getfixturevalue("fs")
-    os.makedirs("/sandbox")
+    # Through pyfakefs's own API: this conftest's `os` is not one pyfakefs patches, and
+    # os.makedirs here would create a real /sandbox.
+    request.getfixturevalue("fs").create_dir("/sandbox")
     return "/sandbox"
