@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
 
@@ -16,3 +18,18 @@ def sandbox(request, tmp_path):
     # os.makedirs here would create a real /sandbox.
     request.getfixturevalue("fs").create_dir("/sandbox")
     return "/sandbox"
+
+
+@pytest.fixture
+def made_dirs(monkeypatch):
+    """Every directory tempfile.mkdtemp makes during the test (scratch roots are shared
+    with other test workers, so a test follows its own dirs, not the whole folder)."""
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    return made

@@ -7,7 +7,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,22 +53,13 @@ def test_reduced_check_gives_the_full_checks_verdicts(target):
             crash.close()
 
 
-def test_robust_survives_a_kill_at_every_op_and_every_state_is_counted(monkeypatch):
-    # The scratch root is shared with other test workers: follow this run's own dirs.
-    made: list[str] = []
-    real_mkdtemp = tempfile.mkdtemp
-
-    def recording_mkdtemp(*args, **kwargs):
-        made.append(real_mkdtemp(*args, **kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+def test_robust_survives_a_kill_at_every_op_and_every_state_is_counted(made_dirs):
     run = ex.explore("robust", "killed_mid_write", ops=20)
     (sc,) = run["scenarios"]
     assert sc["status"] == "pass" and sc["violating_states"] == 0
     assert sc["states"] == sc["ops"] + 1  # every intercepted call, plus the run without fault
     assert run["sandbox"]
-    assert made and not any(os.path.exists(path) for path in made)
+    assert made_dirs and not any(os.path.exists(path) for path in made_dirs)
 
 
 def test_legacy_loses_entries_under_kills_and_the_replay_names_one_state():

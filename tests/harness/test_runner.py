@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import tempfile
 
 import pytest
 
@@ -190,16 +189,8 @@ def test_unknown_targets_are_refused_before_anything_runs():
         run_suite("no_such_module_xyz:open", [scenario(faults.DiskFull())])
 
 
-def test_the_run_leaves_no_sandbox_and_no_patch_behind(monkeypatch):
-    made: list[str] = []
-    real_mkdtemp = tempfile.mkdtemp
-
-    def recording_mkdtemp(*args, **kwargs):
-        made.append(real_mkdtemp(*args, **kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+def test_the_run_leaves_no_sandbox_and_no_patch_behind(made_dirs):
     real_open, real_replace = open, os.replace
     run_scenario("legacy", scenario(faults.KillMidWrite(at_op=30)))
-    assert made and not any(os.path.exists(path) for path in made)
+    assert made_dirs and not any(os.path.exists(path) for path in made_dirs)
     assert open is real_open and os.replace is real_replace
