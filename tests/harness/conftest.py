@@ -1,4 +1,4 @@
-"""Fixtures shared by the shim's tests."""
+"""Fixtures shared by the harness tests: a sandbox on both filesystems, and made temp dirs."""
 
 from __future__ import annotations
 
