@@ -139,12 +139,24 @@ class ScheduleRandom(random.Random):
         return seq[self._answer("c", index) % len(seq)]
 
 
-def schedules(*, max_choices: int = 300) -> st.SearchStrategy[ScheduleRandom]:
-    """Interleavings for the baton: choices hypothesis draws and shrinks (see ScheduleRandom)."""
-    # At least 64 choices: the races worth finding need switches in the middle of the
-    # run, and a zero ("do not switch") is what the shrinker turns a useless one into.
-    return st.lists(st.integers(0, 3), min_size=min(64, max_choices),
-                    max_size=max_choices).map(ScheduleRandom)
+def _expand(switches: list[tuple[int, int]]) -> ScheduleRandom:
+    choices: list[int] = []
+    for gap, to in switches:
+        choices += [0] * gap + [to + 1]
+    return ScheduleRandom(choices)
+
+
+def schedules(*, max_switches: int = 40, max_gap: int = 30) -> st.SearchStrategy[ScheduleRandom]:
+    """Interleavings for the baton: choices hypothesis draws and shrinks (see ScheduleRandom).
+
+    Drawn sparse, as up to ``max_switches`` switches, each after a gap of up to ``max_gap``
+    turns that keep running, then expanded into the baton's choices: the shrinker removes
+    whole switches and shortens gaps, so a race shrinks to its fewest switches, and a few
+    dozen draws stand for hundreds of turns (a dense list of one draw per turn made
+    hypothesis's own bookkeeping most of the cost of an example).
+    """
+    switch = st.tuples(st.integers(0, max_gap), st.integers(0, 2))
+    return st.lists(switch, max_size=max_switches).map(_expand)
 
 
 @st.composite

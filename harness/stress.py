@@ -35,7 +35,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from harness import strategies
 from harness.cli import at_least
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
-from harness.history import DRAIN
+from harness.history import DRAIN, FsOp, Op
 from harness.runner import run_scenario
 from harness.scenarios import Scenario, Workload
 from harness.targets import resolve
@@ -91,8 +91,32 @@ def shard_seeds(seed: int, shard: tuple[int, int], jobs: int) -> list[int]:
 def _settings(examples: int, database: ExampleDatabase) -> settings:
     return settings(parent=settings.get_profile("default"), max_examples=examples,
                     derandomize=False, database=database, deadline=None,
-                    phases=tuple(Phase), print_blob=False, report_multiple_bugs=False,
+                    phases=tuple(Phase), print_blob=False, report_multiple_bugs=True,
                     suppress_health_check=list(HealthCheck))
+
+
+_BUGS: dict[str, type[AssertionError]] = {}
+
+# A run's headline symptom, most telling first: a swallowed error says more than the
+# loss it caused, a duplicate more than a loss (every race loses something too).
+_HEADLINE = ("silent_error", "corrupt", "phantom", "duplicate", "stuck", "lost")
+
+
+def _signature(run: Any) -> str:
+    """The bug a failing run shows, as hypothesis should tell bugs apart: its headline
+    violation kind. Finer (which files, which errno) made dozens of "bugs" of one cause
+    and minutes of shrinking each; coarser let an easy lost entry hide every other kind."""
+    kinds = {v.kind for v in run.result.violations}
+    return next((k for k in _HEADLINE if k in kinds), "+".join(sorted(kinds)) or "fail")
+
+
+def _bug(signature: str) -> type[AssertionError]:
+    """One exception class per signature: hypothesis keeps and shrinks each class apart
+    (its "multiple bugs"), so an easy failure cannot hide a rarer one behind it."""
+    if signature not in _BUGS:
+        _BUGS[signature] = type(f"Stress_{signature}", (AssertionError,),
+                                {"__module__": __name__})
+    return _BUGS[signature]
 
 
 def _queue_calls(history: Any) -> int:
@@ -101,21 +125,37 @@ def _queue_calls(history: Any) -> int:
 
 
 def _program(scenario: Scenario, run: Any) -> str:
-    """The failing run as a reader follows it: the scenario, then each queue call."""
+    """The failing run as a reader follows it: the scenario, then each queue call with
+    the file errors it met (a swallowed ``ENOENT`` shows here, beside the ``ok``)."""
     wl = scenario.workload
     lines = [f"workload = {wl!r}", f"plan = {scenario.plan!r}", f"seed = {run.seed}",
              "# the client calls, in the order the baton interleaved them:"]
     pending: dict[int, Any] = {}
-    for op in run.history.ops():
-        if op.process == DRAIN:
+    met: dict[int, list[str]] = {}
+    for rec in run.history.records:
+        if getattr(rec, "process", DRAIN) == DRAIN:
             continue
-        if op.type == "invoke":
-            pending[op.process] = op
+        if isinstance(rec, FsOp):
+            # a probe that finds nothing (exists(), makedirs(exist_ok)) is not an error
+            probe = rec.call == "stat" or (rec.call == "mkdir" and rec.outcome == "EEXIST")
+            if rec.outcome != "ok" and rec.process in pending and not probe:
+                what = f"{rec.call} {rec.path}" + (f" -> {rec.path2}" if rec.path2 else "")
+                seen = met.setdefault(rec.process, [])
+                if f"{what}: {rec.outcome}" not in seen:
+                    seen.append(f"{what}: {rec.outcome}")
             continue
-        inv = pending.pop(op.process, op)
-        key = op.key or inv.key
-        what = "ok" if op.type == "ok" else f"{op.type}: {op.error}"
-        lines.append(f"p{op.process}.{inv.f}({key or ''}) -> {what}")
+        if not isinstance(rec, Op):
+            continue
+        if rec.type == "invoke":
+            pending[rec.process] = rec
+            met.pop(rec.process, None)
+            continue
+        inv = pending.pop(rec.process, rec)
+        key = rec.key or inv.key
+        what = "ok" if rec.type == "ok" else f"{rec.type}: {rec.error}"
+        errors = met.pop(rec.process, [])
+        inside = f"    # file errors inside: {'; '.join(errors)}" if errors else ""
+        lines.append(f"p{rec.process}.{inv.f}({key or ''}) -> {what}{inside}")
     lines.append("# violations:")
     lines += [f"{v.kind} {v.entry}: {v.detail}" for v in run.result.violations[:5]]
     return "\n".join(lines)
@@ -150,21 +190,22 @@ def _search(target: str, examples: int, seed: int, db_spec: str | None,
         run = run_scenario(target, scenario, seed=scenario.seed, factory=factory,
                            schedule_rng=script)
         if run.status == "fail":
-            # hypothesis runs the shrunk example last: what is kept here is the smallest
-            found["last"] = {"scenario": scenario, "run": run, "record": script.record}
-            raise AssertionError(f"{len(run.result.violations)} violations")
+            # hypothesis replays each bug's shrunk example last: what is kept is the smallest
+            sig = _signature(run)
+            found[sig] = {"scenario": scenario, "run": run, "record": script.record}
+            raise _bug(sig)(f"{len(run.result.violations)} violations {sig}")
 
     try:
         body()
-    except AssertionError:
+    except (AssertionError, ExceptionGroup):  # one bug, or several shrunk apart
         pass
     return {"found": bool(found), "examples": count[0], "seed": seed,
             "settings": _describe(chosen),
-            "counterexamples": [_counterexample(target, f, report_dir)
-                                for _mix, f in sorted(found.items())]}
+            "counterexamples": [_counterexample(target, sig, f, report_dir)
+                                for sig, f in sorted(found.items())]}
 
 
-def _counterexample(target: str, found: dict, report_dir: str) -> dict[str, Any]:
+def _counterexample(target: str, bug: str, found: dict, report_dir: str) -> dict[str, Any]:
     """Save one shrunk failure for replay; its figures, program and replay command."""
     sc, run = found["scenario"], found["run"]
     saved = {"target": target, "seed": run.seed, "name": sc.name,
@@ -176,7 +217,7 @@ def _counterexample(target: str, found: dict, report_dir: str) -> dict[str, Any]
     path = Path(report_dir) / f"stress-{target.replace(':', '-')}-{ident}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(blob + "\n", encoding="utf-8")
-    return {"processors": max(sc.workload.processors, sc.plan.processors),
+    return {"bug": bug, "processors": max(sc.workload.processors, sc.plan.processors),
             "entries": sc.workload.entries, "ops": _queue_calls(run.history),
             "faults": [repr(f) for f in sc.plan.faults], "program": _program(sc, run),
             "violations": [v.to_dict() for v in run.result.violations],
@@ -191,6 +232,13 @@ def _describe(s: settings) -> str:
 
 def _size(c: dict) -> tuple:
     return (c["processors"], c["entries"], len(c["faults"]), c["ops"])
+
+
+def _rank(c: dict) -> tuple:
+    # A race first (what a single processor cannot show), then the smallest, then the
+    # most telling symptom.
+    headline = _HEADLINE.index(c["bug"]) if c["bug"] in _HEADLINE else len(_HEADLINE)
+    return (c["processors"] < 2, _size(c), headline)
 
 
 def stress(target: str, *, examples: int = 100, seed: int = 0, jobs: int = 1,
@@ -218,8 +266,7 @@ def stress(target: str, *, examples: int = 100, seed: int = 0, jobs: int = 1,
                                     [w[0] for w in work], [database] * len(work),
                                     [report_dir] * len(work), [w[1] for w in work]))
     # The race first when there is one: it is the finding a single processor cannot show.
-    found = sorted((c for r in results for c in r["counterexamples"]),
-                   key=lambda c: (c["processors"] < 2, _size(c)))
+    found = sorted((c for r in results for c in r["counterexamples"]), key=_rank)
     return {"target": target, "found": bool(found),
             "examples": sum(r["examples"] for r in results),
             "seed": seed, "shard": f"{shard[0]}/{shard[1]}", "jobs": jobs,
@@ -300,7 +347,7 @@ def main(args: argparse.Namespace) -> int:
           f"{out['jobs']} workers "
           f"(seeds {', '.join(map(str, out['worker_seeds']))}), {out['examples']} examples")
     for c in out["counterexamples"]:
-        print(f"FOUND a counterexample, shrunk to {c['processors']} processors, "
+        print(f"FOUND {c['bug']}, shrunk to {c['processors']} processors, "
               f"{c['entries']} entries, {len(c['faults'])} faults, {c['ops']} queue calls:")
         print("    " + c["program"].replace("\n", "\n    "))
         print(f"replay: {c['replay']}")
