@@ -46,6 +46,17 @@ def _copy_tree(real: Any, src: str, dst: str) -> None:
                 real.close(fout)
 
 
+def _identities(real: Any, copy: str, original: str, out: dict | None = None) -> dict:
+    """(st_dev, st_ino) of every file and directory of ``copy`` -> of its original."""
+    out = {} if out is None else out
+    a, b = real.lstat(copy), real.lstat(original)
+    out[(a.st_dev, a.st_ino)] = (b.st_dev, b.st_ino)
+    if _stat.S_ISDIR(a.st_mode):
+        for name in real.listdir(copy):
+            _identities(real, os.path.join(copy, name), os.path.join(original, name), out)
+    return out
+
+
 def _remove_tree(real: Any, path: str) -> None:
     for name in real.listdir(path):
         child = os.path.join(path, name)
@@ -111,6 +122,9 @@ class ForkStates:
             real.mkdir(rec.sandbox, 0o700)
             _copy_tree(real, parked, rec.sandbox)
             _reopen_on_copy(real, parked, rec.sandbox)
+            # A copy has new inode numbers; a target that checks its directory is still
+            # the one it opened (robust re-creates a vanished one) must see no change.
+            rec.shim.identities = _identities(real, rec.sandbox, parked)
             rec.shim.plan = armed
             rec.steps.stop = True
             rec.done = lambda r: self._report(r, call, mark, armed)

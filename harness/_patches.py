@@ -65,8 +65,9 @@ def _path_wrapper(shim, orig, kind: str, writes: bool):
                                                      kwargs.get("dir_fd"))
         if path is None:
             return orig(*args, **kwargs)
-        return shim._run(p, kind, path, lambda: orig(*args, **kwargs), writes=writes,
-                         creates=kind == "mkdir")
+        call = (lambda: shim.alias(orig(*args, **kwargs))) if kind == "stat" else (
+            lambda: orig(*args, **kwargs))
+        return shim._run(p, kind, path, call, writes=writes, creates=kind == "mkdir")
     return wrapper
 
 
@@ -80,6 +81,8 @@ def _fd_wrapper(shim, real, orig, name: str):
 
         def perform():
             result = orig(fd, *args, **kwargs)
+            if name == "fstat":
+                return shim.alias(result)
             if kind in ("fsync", "dirsync") and shim.model is not None:
                 with shim._quiet():
                     (shim.model.dir_synced if info.is_dir else shim.model.file_synced)(fd)

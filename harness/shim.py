@@ -109,6 +109,9 @@ class Shim(_Descriptors):
         self._lock_key: dict[int, tuple[int, int]] = {}
         self._graves: list[tuple[int, _Fd]] = []  # killed processors' descriptors
         self._null: int | None = None  # the placeholder dup2'd over them
+        # (st_dev, st_ino) of a copy -> of its original: explore's fork children run on a
+        # copy of the sandbox that must look, to the target, like the directory it had.
+        self.identities: dict[tuple[int, int], tuple[int, int]] = {}
 
     # -- public ---------------------------------------------------------------
 
@@ -156,6 +159,16 @@ class Shim(_Descriptors):
 
     def is_dead(self, p: int) -> bool:
         return p in self._dead
+
+    def alias(self, st: os.stat_result) -> os.stat_result:
+        """``st`` with the identity of the file it stands in for (see ``identities``)."""
+        was = self.identities.get((st.st_dev, st.st_ino)) if self.identities else None
+        if was is None:
+            return st
+        _cls, (fields, extra) = st.__reduce__()
+        fields = list(fields)
+        fields[2], fields[1] = was  # st_dev, st_ino
+        return os.stat_result(fields, extra)
 
     # -- paths and binding ------------------------------------------------------
 

@@ -114,6 +114,24 @@ def test_errno_faults_fail_the_nth_call_once_and_persistent(fault, variants):
     assert legacy["status"] == "fail"
 
 
+def robust_checkpointing_always(directory):
+    """A target for the test below: robust, checkpointing after every commit."""
+    from persistence import open_queue
+    return open_queue(directory, compact_min_bytes=1)
+
+
+def test_a_fork_child_sees_the_directory_it_had():
+    # The child works on a copy of the sandbox. Robust checks after a commit that its
+    # directory is still the one it opened (re-creating a vanished one), so a copy with
+    # new inode numbers made it re-create a directory nobody removed, and deadlock on the
+    # lock it held itself, whenever a failed checkpoint let the commit go on.
+    run = ex.explore("tests.harness.test_explore:robust_checkpointing_always", "disk_full",
+                     ops=12)
+    for sc in run["scenarios"]:
+        assert sc["status"] == "pass", sc["observations"]
+        assert sc["states"] > 10 and sc["faults_fired"] > 0
+
+
 def test_interleavings_try_every_single_switch_point():
     run = ex.explore("legacy", "concurrent_processors")
     (sc,) = run["scenarios"]
