@@ -104,57 +104,73 @@ def rec_seal(next_gen: int) -> bytes:
     return frame(_GEN.pack(b"S", next_gen))
 
 
-def _decode(body: bytes) -> tuple:
-    kind = body[:1]
-    if kind == b"E":
-        n = _H.unpack_from(body, 1)[0]
-        return ("E", body[3 : 3 + n].decode(), body[3 + n :])
-    if kind == b"C":
-        n = _H.unpack_from(body, 1)[0]
-        m = _H.unpack_from(body, 3 + n)[0]
-        start = 5 + n
-        worker = body[start : start + m].decode()
-        return ("C", body[3 : 3 + n].decode(), worker, body[start + m :].decode())
-    if kind == b"A" or kind == b"R":
-        return (kind.decode(), body[1:].decode())
-    if kind == b"F":
-        _, final, n = _FAIL.unpack_from(body)
-        return ("F", body[4 : 4 + n].decode(), bool(final), body[4 + n :].decode())
-    if kind in (b"S", b"M", b"Z"):
-        return (kind.decode(), _GEN.unpack(body)[1])
-    if kind == b"N":
-        _, state, attempts, nid, nown, nwork, nreason = _ENTRY.unpack_from(body)
-        pos = _ENTRY.size
-        fields = []
-        for size in (nid, nown, nwork, nreason):
-            fields.append(body[pos : pos + size].decode())
-            pos += size
-        entry_id, owner, worker, reason = fields
-        return ("N", entry_id, _STATE_NAMES[state], attempts, owner, worker, reason, body[pos:])
-    raise ValueError(f"unknown record kind {kind!r}")
+def _dec_enqueue(body: bytes) -> tuple:
+    n = _H.unpack_from(body, 1)[0]
+    return ("E", body[3 : 3 + n].decode(), body[3 + n :])
+
+
+def _dec_claim(body: bytes) -> tuple:
+    n = _H.unpack_from(body, 1)[0]
+    m = _H.unpack_from(body, 3 + n)[0]
+    start = 5 + n
+    worker = body[start : start + m].decode()
+    return ("C", body[3 : 3 + n].decode(), worker, body[start + m :].decode())
+
+
+def _dec_fail(body: bytes) -> tuple:
+    _, final, n = _FAIL.unpack_from(body)
+    return ("F", body[4 : 4 + n].decode(), bool(final), body[4 + n :].decode())
+
+
+def _dec_entry(body: bytes) -> tuple:
+    _, state, attempts, nid, nown, nwork, nreason = _ENTRY.unpack_from(body)
+    pos = _ENTRY.size
+    fields = []
+    for size in (nid, nown, nwork, nreason):
+        fields.append(body[pos : pos + size].decode())
+        pos += size
+    entry_id, owner, worker, reason = fields
+    return ("N", entry_id, _STATE_NAMES[state], attempts, owner, worker, reason, body[pos:])
+
+
+# Indexed by the kind byte: recovery replays every record since the last checkpoint, and
+# one lookup is cheaper than a chain of comparisons. An unknown kind raises KeyError.
+_DECODERS: dict[int, Callable[[bytes], tuple]] = {
+    ord("E"): _dec_enqueue,
+    ord("C"): _dec_claim,
+    ord("A"): lambda body: ("A", body[1:].decode()),
+    ord("R"): lambda body: ("R", body[1:].decode()),
+    ord("F"): _dec_fail,
+    ord("N"): _dec_entry,
+    **{ord(k): (lambda body, k=k: (k, _GEN.unpack(body)[1])) for k in "SMZ"},
+}
 
 
 def scan(data: bytes | memoryview) -> tuple[list[tuple], int]:
     """Decode the valid prefix of ``data``: (records, length of that prefix)."""
-    records = []
+    records: list[tuple] = []
+    append = records.append
+    data = bytes(data)  # slices of bytes are cheaper than memoryview slices copied out
     pos = 0
     end = len(data)
-    view = memoryview(data)
+    unpack = _HEADER.unpack_from
+    decoders = _DECODERS
     while end - pos >= _HLEN:
-        mark, length, crc = _HEADER.unpack_from(view, pos)
+        mark, length, crc = unpack(data, pos)
         start = pos + _HLEN
-        if mark != _MARK or length > _MAX_BODY or start + length > end:
+        stop = start + length
+        if mark != _MARK or length > _MAX_BODY or stop > end:
             break
-        body = bytes(view[start : start + length])
+        body = data[start:stop]
         if _crc32(body) != crc:
             break
         try:
-            records.append(_decode(body))
+            append(decoders[body[0]](body))
         except (ValueError, KeyError, IndexError, struct.error):
             # A CRC-valid body we cannot decode is damage (or a newer format): treat it
             # as the end of what we can trust rather than guess.
             break
-        pos = start + length
+        pos = stop
     return records, pos
 
 
