@@ -29,14 +29,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from harness._trace import state_name
+from harness._trace import live_states
 from harness.checker import Result, check
 from harness.history import FaultEvent, FsOp, History, Op, entry_key
 
 __all__ = ["Ledger"]
 
 _PROCESS_CALLS = ("open", "close", "recover")
-_LIVE = ("PENDING", "PROCESSING")
 
 
 def _ident(value: Any) -> str | None:
@@ -147,8 +146,8 @@ class Ledger:
                 if key:
                     keys.add(key)
                 if rec.f == "states":  # only a live state can make an entry stuck
-                    keys.update(self._ids[str(i)] for i, state in value.items()
-                                if str(i) in self._ids and state_name(state) in _LIVE)
+                    keys.update(self._ids[str(i)] for i, _state in live_states(value)
+                                if str(i) in self._ids)
                 ident = _ident(value)
                 if ident in self._ids:
                     keys.add(self._ids[ident])

@@ -33,6 +33,8 @@ __all__ = [
     "RUNNER_KILL",
     "qid",
     "state_name",
+    "live_states",
+    "StatesValue",
 ]
 
 RUNNER_KILL = "kill"
@@ -50,8 +52,39 @@ def qid(value: Any) -> str | None:
 
 def state_name(value: Any) -> str:
     """``"PENDING"`` from ``"pending"``, ``State.PENDING`` or an enum member."""
+    if type(value) is str and value.isupper() and "." not in value:
+        return value  # already the name: explore asks this of every entry of every drain
     name = getattr(value, "name", value)
     return str(name).rsplit(".", 1)[-1].upper()
+
+
+_LIVE = ("PENDING", "PROCESSING")
+
+
+class StatesValue(dict):
+    """A ``states()`` result that lists its live entries once, at construction.
+
+    Explore reuses one drain's result for every crash state that left the same disk, and
+    most of a drained queue is DELIVERED: the checker then walks the few live entries
+    instead of every entry, once per state.
+    """
+
+    __slots__ = ("live",)
+
+    def __init__(self, value: dict) -> None:
+        super().__init__(value)
+        self.live = _live(self)
+
+
+def _live(value: dict) -> list[tuple[Any, str]]:
+    return [(ident, name) for ident, state in value.items()
+            if (name := state_name(state)) in _LIVE]
+
+
+def live_states(value: dict) -> list[tuple[Any, str]]:
+    """(id, "PENDING" | "PROCESSING") of every live entry of a ``states()`` result."""
+    live = getattr(value, "live", None)
+    return _live(value) if live is None else live
 
 
 def _payload(value: Any) -> bytes | None:
@@ -376,10 +409,9 @@ class _Walker:
     def _final_states(self) -> None:
         if self.states is None:
             return
-        for ident, state in self.states.value.items():
+        for ident, name in live_states(self.states.value):
             key = self.id_map.get(qid(ident) or "")
-            name = state_name(state)
-            if key is not None and name in ("PENDING", "PROCESSING"):
+            if key is not None:
                 entry = self.entries[key]
                 if entry.final_state is None:
                     entry.final_state = (self.states.index, qid(ident), name)
