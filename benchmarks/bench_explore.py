@@ -23,23 +23,32 @@ __all__ = ["main"]
 TARGET = "robust"
 WORKLOADS = (100, 1000)
 FAULTS = ("killed_mid_write", "power_loss")
+REPEATS = 5
 
 
 def main(out: str = "reports/bench-explore.json") -> int:
     rows = []
+    # A first run pays for lazy imports and cold caches; charged to the 100-op workload
+    # it would flatter the ratio, so it is thrown away, and each figure is the best of
+    # REPEATS (the least disturbed by whatever else runs on the machine).
+    explore(TARGET, FAULTS[0], ops=WORKLOADS[0], seed=1)
     for fault in FAULTS:
         for ops in WORKLOADS:
-            started = time.perf_counter()
-            run = explore(TARGET, fault, ops=ops, seed=1)
-            spent = time.perf_counter() - started
+            tries = []
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                run = explore(TARGET, fault, ops=ops, seed=1)
+                tries.append((run["scenarios"][0]["duration_s"], time.perf_counter() - started,
+                              run))
+            seconds, spent, run = min(tries, key=lambda t: t[0])
             first = run["scenarios"][0]  # the clean variant: power_loss's torn ones follow
             states = first["states"]
-            seconds = first["duration_s"]
             rows.append({"target": TARGET, "fault": fault, "workload_ops": ops,
                          "states": states, "states_per_s": round(states / seconds, 1),
                          "seconds": round(seconds, 3), "disks_drained": first["disks_drained"],
                          "violating_states": first["violating_states"],
-                         "sandbox": run["sandbox"], "all_variants_s": round(spent, 3)})
+                         "sandbox": run["sandbox"], "all_variants_s": round(spent, 3),
+                         "best_of": REPEATS})
             print(f"{fault:<18} {ops:>5} ops: {states:>6} states in {seconds:6.2f}s = "
                   f"{states / seconds:8.1f} states/s ({first['disks_drained']} distinct disks "
                   f"drained, {first['violating_states']} violating) on {run['sandbox']}")

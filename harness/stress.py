@@ -3,8 +3,10 @@
 Each example is a scenario drawn by `harness.strategies.scenarios` (workload + fault
 plan + seed) and an interleaving (the baton's draws, from `strategies.schedules`), run
 by the thread-mode runner and judged by the checker. A run with violations fails the
-example; hypothesis then shrinks it (fewer entries, processors, faults, ops; a shorter
-interleaving) and the smallest is printed as a program with the one replay command.
+example; hypothesis then shrinks it (fewer entries, processors, faults, ops; fewer
+switches) and the smallest is printed as a program with the one replay command. Each
+headline symptom (silent_error, corrupt, phantom, duplicate, stuck, lost) is a bug of its
+own to hypothesis and is shrunk apart, so one easy failure cannot hide the others.
 The replay file (``reports/stress-<target>-<id>.json``) holds the scenario and every
 draw the baton made, so ``harness stress --replay FILE`` runs it again exactly.
 
@@ -266,7 +268,12 @@ def stress(target: str, *, examples: int = 100, seed: int = 0, jobs: int = 1,
                                     [w[0] for w in work], [database] * len(work),
                                     [report_dir] * len(work), [w[1] for w in work]))
     # The race first when there is one: it is the finding a single processor cannot show.
-    found = sorted((c for r in results for c in r["counterexamples"]), key=_rank)
+    # One per symptom, alone or in a race: workers and mixes that found the same keep the
+    # smallest (the rest add nothing a reader needs).
+    best: dict[tuple, dict] = {}
+    for c in sorted((c for r in results for c in r["counterexamples"]), key=_rank):
+        best.setdefault((c["bug"], c["processors"] >= 2), c)
+    found = list(best.values())
     return {"target": target, "found": bool(found),
             "examples": sum(r["examples"] for r in results),
             "seed": seed, "shard": f"{shard[0]}/{shard[1]}", "jobs": jobs,
