@@ -44,6 +44,7 @@ from .errors import CorruptionError, PersistenceError, StorageMissingError
 __all__ = ["Store"]
 
 _log = logging.getLogger("persistence")
+_ATTACH_TRIES = 5  # a directory replaced this often while we open it is not settling
 
 
 class Store:
@@ -240,24 +241,50 @@ class Store:
             self.sync_dir(os.path.dirname(path))
 
     def _attach(self, create: bool) -> tuple[int, int]:
-        """Open the lock and our flock-held owner file; return the directory's identity."""
-        st = _os.stat_or_none(self.dir)
-        if st is None:
-            if not create:
-                raise StorageMissingError(
-                    errno.ENOENT, "No such file or directory", self.dir,
-                    f"open failed: path={self.dir!r} errno=ENOENT (create=False); "
-                    f"{StorageMissingError.hint}",
-                )
-            self._make_dirs()
-            st = _os.stat(self.dir)
-        if _os.stat_or_none(self._owners) is None:
+        """Open the lock and our flock-held owner file; return the directory's identity.
+
+        The identity recorded is that of the directory holding the files we opened: one
+        replaced in between (removed and re-created by another process) would make every
+        later commit take ours for vanished, and re-establishing would then flock the
+        lock file we already hold through another descriptor: a deadlock with ourselves.
+        """
+        for _ in range(_ATTACH_TRIES):
+            st = _os.stat_or_none(self.dir)
+            if st is None:
+                if not create:
+                    raise StorageMissingError(
+                        errno.ENOENT, "No such file or directory", self.dir,
+                        f"open failed: path={self.dir!r} errno=ENOENT (create=False); "
+                        f"{StorageMissingError.hint}",
+                    )
+                self._make_dirs()
             try:
-                _os.mkdir(self._owners)
+                if _os.stat_or_none(self._owners) is None:
+                    try:
+                        _os.mkdir(self._owners)
+                    except PersistenceError as exc:
+                        if exc.errno != errno.EEXIST:
+                            raise
+                    self.sync_dir(self.dir)
+                lock_fd, owner_fd = self._open_lock_and_owner()
             except PersistenceError as exc:
-                if exc.errno != errno.EEXIST:
+                if exc.errno != errno.ENOENT:
                     raise
-            self.sync_dir(self.dir)
+                continue  # removed under us: look again (and create it again if we may)
+            dir_id = self._identity(lock_fd, owner_fd)
+            if dir_id is not None:
+                self._lock_fd, self._owner_fd, self._dir_id = lock_fd, owner_fd, dir_id
+                return dir_id
+            _os.close(owner_fd, self._owner_path)
+            _os.close(lock_fd, self._lock_path)
+            _log.warning("queue directory replaced while opening: path=%r; retrying", self.dir)
+        raise StorageMissingError(
+            errno.ENOENT, "directory replaced while opening", self.dir,
+            f"open failed: path={self.dir!r}: the directory was removed or replaced "
+            f"{_ATTACH_TRIES} times while it was being opened; {StorageMissingError.hint}",
+        )
+
+    def _open_lock_and_owner(self) -> tuple[int, int]:
         # Lock and owner files carry no data, so they need no fsync: after a power
         # loss every holder is dead anyway, and a missing owner file reads as dead.
         lock_fd = _os.open_file(self._lock_path, _os.O_RDWR | _os.O_CREAT)
@@ -274,9 +301,19 @@ class Store:
         except PersistenceError:
             _os.close(lock_fd, self._lock_path)
             raise
-        self._lock_fd, self._owner_fd = lock_fd, owner_fd
-        self._dir_id = (st.st_dev, st.st_ino)
-        return self._dir_id
+        return lock_fd, owner_fd
+
+    def _identity(self, lock_fd: int, owner_fd: int) -> tuple[int, int] | None:
+        """The directory's (st_dev, st_ino) if both files are still the ones its paths
+        name; None if it was replaced since they were opened. The directory is looked at
+        first: a replacement after that shows as a file that is not ours."""
+        st = _os.stat_or_none(self.dir)
+        for fd, path in ((lock_fd, self._lock_path), (owner_fd, self._owner_path)):
+            named, held = _os.stat_or_none(path), _os.fstat(fd, path)
+            if st is None or named is None or (
+                    (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)):
+                return None
+        return st.st_dev, st.st_ino
 
     def _reestablish(self) -> None:
         """The directory vanished: re-create it from memory instead of writing into it.

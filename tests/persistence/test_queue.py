@@ -503,3 +503,44 @@ def test_directory_removed_during_an_automatic_checkpoint_loses_nothing(tmp_path
     again = open_queue(str(directory))
     assert again.states() == dict.fromkeys(ids, "PENDING")
     again.close()
+
+
+def test_a_directory_replaced_while_opening_is_the_one_attached(tmp_path, monkeypatch):
+    """Another process removed and re-created the directory between our look at it and
+    our opening its lock file: the identity kept is the new directory's, where our files
+    are. (It was the old one's: the first commit took the directory for vanished, and
+    re-establishing flocked the lock file already held through another descriptor, a
+    deadlock with itself, found by harness stress.)"""
+    import threading
+
+    import persistence._store as store
+
+    directory = tmp_path / "q"
+    open_queue(str(directory)).close()
+    real_open = store._os.open_file
+    replaced: list[str] = []
+
+    def replace_then_open(path, flags, *mode):
+        if not replaced and path.endswith(os.sep + "lock"):
+            replaced.append(path)
+            os.rename(directory, tmp_path / "old")  # kept: no inode number is reused
+            os.makedirs(directory / "owners")
+        return real_open(path, flags, *mode)
+
+    monkeypatch.setattr(store._os, "open_file", replace_then_open)
+    done: list = []
+
+    def open_and_enqueue():
+        q = open_queue(str(directory))
+        done.append(q.enqueue(b"x"))
+        q.close()
+
+    # In a thread: the deadlock this guards against would otherwise hang the suite.
+    worker = threading.Thread(target=open_and_enqueue, daemon=True)
+    worker.start()
+    worker.join(10)
+    monkeypatch.undo()
+    assert replaced
+    assert done, "opening and one commit never returned (deadlocked on its own lock)"
+    with open_queue(str(directory)) as again:
+        assert again.states() == {done[0]: "PENDING"}
