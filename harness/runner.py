@@ -70,6 +70,7 @@ class ScenarioRun:
         self.ops = 0
         self.observations: list[str] = []
         self.error: str | None = None
+        self.replay_diverged: int | None = None  # set by a stress replay that lost its track
         self.duration_s = 0.0
 
     @property

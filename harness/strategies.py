@@ -106,6 +106,7 @@ class ScheduleRandom(random.Random):
         self.choices, self._at, self._carry = list(choices), 0, 0
         self._replay = record
         self.record: list = []
+        self.diverged: int | None = None  # the draw at which a replay stopped matching
 
     @classmethod
     def replayed(cls, record: list) -> ScheduleRandom:
@@ -120,8 +121,14 @@ class ScheduleRandom(random.Random):
     def _answer(self, kind: str, value: Any) -> Any:
         if self._replay is not None:
             i = len(self.record)
-            value = self._replay[i][1] if i < len(self._replay) else (
-                0.999 if kind == "r" else 0)
+            if self.diverged is None and i < len(self._replay) and self._replay[i][0] != kind:
+                # The target made other calls than when this was recorded (its code
+                # changed, or it is not deterministic): what follows is no replay.
+                self.diverged = i
+            if self.diverged is None and i < len(self._replay):
+                value = self._replay[i][1]
+            else:
+                value = 0.999 if kind == "r" else 0
         self.record.append([kind, value])
         return value
 

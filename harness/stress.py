@@ -289,8 +289,10 @@ def replay(path: str) -> Any:
     scenario = Scenario(name=saved.get("name", "stress"), description="a saved counterexample",
                         fault=plan.faults[0].kind, plan=plan,
                         workload=Workload(**saved["workload"]), seed=saved["seed"])
-    return run_scenario(saved["target"], scenario, seed=saved["seed"],
-                        schedule_rng=strategies.ScheduleRandom.replayed(saved["schedule"]))
+    script = strategies.ScheduleRandom.replayed(saved["schedule"])
+    run = run_scenario(saved["target"], scenario, seed=saved["seed"], schedule_rng=script)
+    run.replay_diverged = script.diverged
+    return run
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -339,6 +341,11 @@ def main(args: argparse.Namespace) -> int:
         bad = run.result is not None and not run.result.valid
         print(f"replay {args.replay}: {run.status}, "
               f"{len(run.result.violations) if run.result else 0} violations")
+        if run.replay_diverged is not None:
+            print(f"    warning: the run left the recorded interleaving at draw "
+                  f"{run.replay_diverged}: the target made other file calls than when it was "
+                  "recorded (changed code, or randomness of its own), so this is not an "
+                  "exact replay")
         for v in (run.result.violations if run.result else ())[:10]:
             print(f"    {v.kind} {v.entry}: {v.detail}")
         return 1 if bad else 0

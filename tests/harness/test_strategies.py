@@ -67,3 +67,12 @@ def test_queue_machine_finds_a_failure_on_legacy():
     with pytest.raises(BaseException) as caught:  # noqa: B017 - any failed promise will do
         run_state_machine_as_test(QueueMachine.for_target("legacy"), settings=_MACHINE)
     assert isinstance(caught.value, AssertionError | BaseExceptionGroup)
+
+
+def test_a_replay_that_leaves_its_record_says_where_and_goes_on():
+    rng = ScheduleRandom.replayed([["r", 0.0], ["c", 1], ["r", 0.0]])
+    assert rng.random() == 0.0 and rng.choice("abc") == "b"
+    assert rng.diverged is None
+    assert rng.choice("abc") == "a"  # the record holds a random() here: not a replay now
+    assert rng.diverged == 2
+    assert rng.random() == 0.999  # nothing switches any more
