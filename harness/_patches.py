@@ -14,9 +14,11 @@ import contextlib
 import fcntl
 import io
 import os
+import random
 import shutil
 import stat as _stat
 import sys
+import threading
 import time
 import types
 from typing import Any
@@ -228,7 +230,15 @@ def _other_wrappers(shim, o) -> dict[str, Any]:
                 with shim._quiet():
                     shim.model.snapshot_all()
         return shim._run(p, "fsync", None, perform)
-    return {"flock": flock, "sleep": sleep, "open": open_, "sync": sync}
+    entropy_lock = threading.Lock()
+
+    def urandom(n):
+        # Real processes keep real entropy: seeded alike, they would mint the same names.
+        if shim.real_processes or shim._bound() is None:
+            return o.urandom(n)
+        with entropy_lock:
+            return shim.entropy.randbytes(n)
+    return {"flock": flock, "sleep": sleep, "open": open_, "sync": sync, "urandom": urandom}
 
 
 def _fake_path_wrappers(pathmod, osmod) -> dict[str, Any]:
@@ -297,7 +307,7 @@ def patch_all(make_shim):
                                  **{n: getattr(shm, n) for n in _SHUTIL_CALLS},
                                  builtin_open=builtins.open, flock=fcm.flock,
                                  sync=getattr(osm, "sync", None),
-                                 sleep=time.sleep, makedirs=osm.makedirs,
+                                 sleep=time.sleep, makedirs=osm.makedirs, urandom=os.urandom,
                                  # a kill dup2s a placeholder over the dead descriptors,
                                  # on the real disk only (pyfakefs keeps them open)
                                  dup2=getattr(osm, "dup2", None), fake=patcher is not None)
@@ -305,7 +315,8 @@ def patch_all(make_shim):
     wrappers = _os_wrappers(shim, real)
     plan = [(shm if name in _SHUTIL_CALLS else osm, name, fn) for name, fn in wrappers.items()]
     other = _other_wrappers(shim, real)
-    plan += [(fcm, "flock", other["flock"]), (time, "sleep", other["sleep"])]
+    plan += [(fcm, "flock", other["flock"]), (time, "sleep", other["sleep"]),
+             (os, "urandom", other["urandom"]), (random, "_urandom", other["urandom"])]
     if real.sync is not None:
         plan.append((osm, "sync", other["sync"]))
     plan += [(target, "open", other["open"]) for target in open_targets]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
+import random
 import stat as _stat
 import threading
 import types
@@ -90,6 +91,12 @@ class Shim(_Descriptors):
     def __init__(self, sandbox, history: History, plan=None, rng=None, model=None,
                  scheduler=None, *, real: types.SimpleNamespace, pathmod) -> None:
         self.history, self.plan, self.rng = history, plan, rng
+        # The target's own entropy (os.urandom: uuid4, secrets, SystemRandom), drawn in
+        # thread mode from the run's seed: random names it makes (temp files, owner
+        # tokens) change listdir orders and so the calls the schedule switches at, and a
+        # replay must meet the same ones. Seeded from the state, not drawn from rng, so
+        # the disk's own choices stay as they were.
+        self.entropy = random.Random(str(rng.getstate()) if rng is not None else "0")
         self.model, self.scheduler, self.real = model, scheduler, real
         self._path = pathmod
         self.sandbox = pathmod.abspath(os.fsdecode(os.fspath(sandbox)))
