@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness import checker, timeline
+from harness._reaper import interruptible
 from harness.client import Client
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, FsOp, History
@@ -198,8 +199,9 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     blocked: list[tuple[str, str]] = []  # (who, why) could never finish
     model: DurabilityModel | None = None
     try:
-        with installed(sandbox=sandbox, history=run.history, plan=armed,
-                       rng=_stream(seed, "disk"), scheduler=baton) as shim:
+        # SIGTERM as well as SIGINT unwinds through here: the sandbox goes in `finally`.
+        with interruptible(), installed(sandbox=sandbox, history=run.history, plan=armed,
+                                        rng=_stream(seed, "disk"), scheduler=baton) as shim:
             model = DurabilityModel(sandbox, shim.real)
             model.snapshot_all()
             shim.model = model
@@ -222,11 +224,20 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
 
             threads = [threading.Thread(target=processor_main, args=(p,), daemon=True,
                                         name=f"harness-p{p}") for p in range(nproc)]
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + JOIN_TIMEOUT_S
-            for t in threads:
-                t.join(max(0.0, deadline - time.monotonic()))
+            try:
+                for t in threads:
+                    t.start()
+                deadline = time.monotonic() + JOIN_TIMEOUT_S
+                for t in threads:
+                    t.join(max(0.0, deadline - time.monotonic()))
+            except BaseException:
+                # Interrupted: the processors stop before the sandbox is removed, or one
+                # re-creating its vanished directory (robust does) would bring it back.
+                baton.stop()
+                shim.kill_all("run interrupted")
+                for t in threads:
+                    t.join(1.0)
+                raise
             if any(t.is_alive() for t in threads):
                 baton.stop()
                 shim.kill_all("run abandoned: a processor hung")

@@ -1,4 +1,4 @@
-"""Nothing left behind: an interrupted soak or process-mode run leaves no process, mount or dir.
+"""Nothing left behind: an interrupted run (soak, process or thread mode) leaves nothing.
 
 Each test starts the harness in a subprocess with ``TMPDIR`` pointing at a fresh
 directory and a unique marker in its command line (forked workers inherit it), waits
@@ -37,7 +37,7 @@ from harness.scenarios import Scenario, Workload
 plan = faults.Plan(faults=(faults.DiskFull(after_bytes=10**9),))
 sc = Scenario(name="long", description="long", fault="disk_full", plan=plan,
               workload=Workload(entries=200000, processors=2))
-run_scenario("robust", sc, mode="process")
+run_scenario("robust", sc, mode="thread" if what == "thread" else "process")
 """
 
 _WAIT_S = 20.0
@@ -113,6 +113,22 @@ def test_interrupted_soak_leaves_nothing_behind(tmp_path, signum):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_process_run_leaves_nothing_behind(tmp_path, signum):
     _interrupt_and_check(tmp_path, "run", signum, mounted=os.geteuid() == 0)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_thread_run_leaves_no_sandbox(tmp_path, signum):
+    proc, _marker = _start(tmp_path, "thread")
+    try:
+        _wait_until(lambda: bool(_leftovers(tmp_path)), proc)  # its sandbox exists
+        time.sleep(0.5)  # well into the workload
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0, (out, err)
+    assert _leftovers(tmp_path) == []
 
 
 def test_workers_die_with_a_harness_that_is_sigkilled(tmp_path):
