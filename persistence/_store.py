@@ -333,10 +333,15 @@ class Store:
             except PersistenceError as exc:
                 if exc.errno != errno.EEXIST:
                     raise self._missing(exc)
-            try:
-                dir_id = self._attach(create=False)
-            except PersistenceError as exc:
-                raise self._missing(exc)
+            # A re-establishing that failed after attaching (its checkpoint met a full disk)
+            # left us holding the new directory's files: attaching again would flock, through
+            # a second descriptor, the lock file we hold, and wait for ourselves for ever.
+            dir_id = self._identity(old_lock, old_owner)
+            if dir_id is None:
+                try:
+                    dir_id = self._attach(create=False)
+                except PersistenceError as exc:
+                    raise self._missing(exc)
             self._dir_id = None  # not usable until it holds our state
             _os.flock(self._lock_fd, _os.LOCK_EX, self._lock_path)
             try:

@@ -544,3 +544,40 @@ def test_a_directory_replaced_while_opening_is_the_one_attached(tmp_path, monkey
     assert done, "opening and one commit never returned (deadlocked on its own lock)"
     with open_queue(str(directory)) as again:
         assert again.states() == {done[0]: "PENDING"}
+
+
+def test_re_establishing_retries_after_its_checkpoint_met_a_full_disk(tmp_path, monkeypatch):
+    """The directory vanished and the checkpoint that re-creates it met ENOSPC: the call
+    raises DiskFullError, and the next call finishes the job with the files it already
+    holds. (It attached a second time and deadlocked on its own lock; found by stress.)"""
+    import threading
+
+    import persistence._store as store
+    from persistence.errors import DiskFullError, from_oserror
+
+    directory = tmp_path / "q"
+    q = open_queue(str(directory))
+    first = q.enqueue(b"before")
+    shutil.rmtree(directory)
+    real_write = store._os.write_all
+    failed: list[str] = []
+
+    def full_once(fd, data, path):
+        if not failed and "checkpoint" not in path and os.path.basename(path).startswith("."):
+            failed.append(path)
+            raise from_oserror(OSError(errno.ENOSPC, "No space left on device"), "write", path)
+        return real_write(fd, data, path)
+
+    monkeypatch.setattr(store._os, "write_all", full_once)
+    with pytest.raises(DiskFullError):
+        q.enqueue(b"during")
+    assert failed
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(q.enqueue(b"after")), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert done, "the retry never returned (deadlocked on its own lock)"
+    q.close()
+    with open_queue(str(directory)) as again:
+        states = again.states()
+    assert states[first] == "PENDING" and states[done[0]] == "PENDING"
