@@ -9,7 +9,8 @@ Files in the queue directory (0700; files 0600):
 ``.tmp-<pid>-<hex>``  a checkpoint being written; a leftover one is a crash's debris
 
 :meth:`Store.locked` runs an operation under the lock after (1) one stat of the
-directory: still the one we opened, else re-establish it from memory; (2) reading
+directory and one fstat of our lock file: still the directory we opened, else
+re-establish it from memory (and so does a commit whose record it lost); (2) reading
 the journal from our offset to EOF and applying it, cutting a torn tail (its writer
 is dead: it could not have let go of the lock otherwise). :meth:`Store.commit` then
 appends in one write, fsyncs when asked, and only then applies the records.
@@ -80,8 +81,7 @@ class Store:
 
     def locked(self, fn: Callable, *args: object) -> object:
         """Run ``fn`` holding the commit lock, after catching up with the journal."""
-        st = _os.stat_or_none(self.dir)  # the one directory stat per commit
-        if st is None or (st.st_dev, st.st_ino) != self._dir_id:
+        if self._vanished():
             self._reestablish()
         lock_fd, lock_path = self._lock_fd, self._lock_path
         _os.flock(lock_fd, _os.LOCK_EX, lock_path)
@@ -97,12 +97,8 @@ class Store:
 
     def commit(self, data: bytes, recs: list[tuple], sync: bool) -> None:
         """Append ``data`` (the encoded ``recs``), then apply ``recs``; under the lock."""
-        journal = self.journal
-        journal.append(data, sync)
-        apply = self.state.apply
-        for rec in recs:
-            apply(rec)
-        if journal.end > self._compact_at:
+        self._append(data, recs, sync)
+        if self.journal.end > self._compact_at:
             try:
                 self.publish(True)
             except PersistenceError as exc:
@@ -112,9 +108,29 @@ class Store:
         # Durable only if the journal still has a name: a directory removed while we wrote
         # (or checkpointed) leaves the record in an unlinked file. Re-create it from memory,
         # which holds this record now, before the caller is told it worked.
+        for _ in range(_ATTACH_TRIES):
+            if not self._vanished():
+                return
+            if not self._reestablish():
+                return  # published from memory, this record included
+            # Another process had already made a queue there and we took its state: our
+            # record is in neither. Write it again, into the directory that is there now.
+            self.locked(self._append, data, recs, sync)
+        raise self._kept_vanishing("commit")
+
+    def _vanished(self) -> bool:
+        """Is the directory we attached gone? Its identity alone cannot say (ext4 may give
+        a re-created one the same inode number); our lock file then has no name left."""
         st = _os.stat_or_none(self.dir)
         if st is None or (st.st_dev, st.st_ino) != self._dir_id:
-            self._reestablish()
+            return True
+        return _os.fstat(self._lock_fd, self._lock_path).st_nlink == 0
+
+    def _append(self, data: bytes, recs: list[tuple], sync: bool) -> None:
+        self.journal.append(data, sync)
+        apply = self.state.apply
+        for rec in recs:
+            apply(rec)
 
     def set_ckpt_size(self, size: int) -> None:
         # The compaction threshold only changes with a checkpoint: compute it once here.
@@ -226,6 +242,12 @@ class Store:
         err.__cause__ = exc
         return err
 
+    def _kept_vanishing(self, what: str) -> StorageMissingError:
+        return StorageMissingError(
+            errno.ENOENT, "directory kept vanishing", self.dir,
+            f"{what} failed: path={self.dir!r}: the directory was removed or replaced "
+            f"{_ATTACH_TRIES} times meanwhile; {StorageMissingError.hint}")
+
     def _make_dirs(self) -> None:
         """Create the directory and missing parents, each made durable in its parent."""
         missing, path = [], self.dir
@@ -241,13 +263,9 @@ class Store:
             self.sync_dir(os.path.dirname(path))
 
     def _attach(self, create: bool) -> tuple[int, int]:
-        """Open the lock and our flock-held owner file; return the directory's identity.
-
-        The identity recorded is that of the directory holding the files we opened: one
-        replaced in between (removed and re-created by another process) would make every
-        later commit take ours for vanished, and re-establishing would then flock the
-        lock file we already hold through another descriptor: a deadlock with ourselves.
-        """
+        """Open the lock and our flock-held owner file; return the identity of the
+        directory that holds them (one replaced meanwhile made every commit take ours for
+        vanished, and re-establishing flock a lock we held: a deadlock with ourselves)."""
         for _ in range(_ATTACH_TRIES):
             st = _os.stat_or_none(self.dir)
             if st is None:
@@ -278,11 +296,7 @@ class Store:
             _os.close(owner_fd, self._owner_path)
             _os.close(lock_fd, self._lock_path)
             _log.warning("queue directory replaced while opening: path=%r; retrying", self.dir)
-        raise StorageMissingError(
-            errno.ENOENT, "directory replaced while opening", self.dir,
-            f"open failed: path={self.dir!r}: the directory was removed or replaced "
-            f"{_ATTACH_TRIES} times while it was being opened; {StorageMissingError.hint}",
-        )
+        raise self._kept_vanishing("open")
 
     def _open_lock_and_owner(self) -> tuple[int, int]:
         # Lock and owner files carry no data, so they need no fsync: after a power
@@ -304,9 +318,8 @@ class Store:
         return lock_fd, owner_fd
 
     def _identity(self, lock_fd: int, owner_fd: int) -> tuple[int, int] | None:
-        """The directory's (st_dev, st_ino) if both files are still the ones its paths
-        name; None if it was replaced since they were opened. The directory is looked at
-        first: a replacement after that shows as a file that is not ours."""
+        """The directory's (st_dev, st_ino) if both files are still the ones its paths name
+        (looked at after it: a replacement in between shows as files not ours), else None."""
         st = _os.stat_or_none(self.dir)
         for fd, path in ((lock_fd, self._lock_path), (owner_fd, self._owner_path)):
             named, held = _os.stat_or_none(path), _os.fstat(fd, path)
@@ -315,12 +328,10 @@ class Store:
                 return None
         return st.st_dev, st.st_ino
 
-    def _reestablish(self) -> None:
+    def _reestablish(self) -> bool:
         """The directory vanished: re-create it from memory instead of writing into it.
-
-        The old lock file is still open, so instances of the old directory queue up on
-        it; the first re-creates, the others find its checkpoint and load it.
-        """
+        Instances of the old directory queue up on its open lock file; the first re-creates,
+        the others load its state: True when we loaded one found there, dropping ours."""
         _log.warning("queue directory vanished: path=%r; re-establishing", self.dir)
         old_lock, old_owner = self._lock_fd, self._owner_fd
         _os.flock(old_lock, _os.LOCK_EX, self._lock_path)
@@ -333,9 +344,8 @@ class Store:
             except PersistenceError as exc:
                 if exc.errno != errno.EEXIST:
                     raise self._missing(exc)
-            # A re-establishing that failed after attaching (its checkpoint met a full disk)
-            # left us holding the new directory's files: attaching again would flock, through
-            # a second descriptor, the lock file we hold, and wait for ourselves for ever.
+            # A try that failed after attaching (its checkpoint met a full disk) left us the
+            # new directory's files: attaching again would flock a lock we hold, for ever.
             dir_id = self._identity(old_lock, old_owner)
             if dir_id is None:
                 try:
@@ -346,11 +356,14 @@ class Store:
             _os.flock(self._lock_fd, _os.LOCK_EX, self._lock_path)
             try:
                 names = _os.listdir(self.dir)
-                if _j.generations(names, "checkpoint") or _j.generations(names, "journal"):
+                found = bool(_j.generations(names, "checkpoint")
+                             or _j.generations(names, "journal"))
+                if found:
                     load_and_recover(self)
                 else:
                     self.publish(False, self.gen + 1)
                 self._dir_id = dir_id
+                return found
             finally:
                 _os.flock(self._lock_fd, _os.LOCK_UN, self._lock_path)
         finally:

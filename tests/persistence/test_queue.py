@@ -581,3 +581,36 @@ def test_re_establishing_retries_after_its_checkpoint_met_a_full_disk(tmp_path, 
     with open_queue(str(directory)) as again:
         states = again.states()
     assert states[first] == "PENDING" and states[done[0]] == "PENDING"
+
+
+def test_a_directory_re_created_under_the_same_inode_number_is_noticed(tmp_path, monkeypatch):
+    """ext4 may hand a removed directory's inode number to the next mkdir: another process
+    re-creating the queue directory can give it the identity ours had. The lock file we
+    hold open is unlinked all the same, and that is what tells us."""
+    import persistence._store as store
+
+    directory = tmp_path / "q"
+    q = open_queue(str(directory))
+    before = q.enqueue(b"before")
+    old = os.stat(directory)
+    shutil.rmtree(directory)
+    open_queue(str(directory)).close()  # another process: a new, empty queue there
+    real_stat = store._os.stat_or_none
+
+    def same_number(path):  # what the kernel may do; this test makes sure it does
+        st = real_stat(path)
+        if st is None or os.fspath(path) != str(directory):
+            return st
+        _cls, (fields, extra) = st.__reduce__()
+        fields = list(fields)
+        fields[1], fields[2] = old.st_ino, old.st_dev
+        return os.stat_result(fields, extra)
+
+    monkeypatch.setattr(store._os, "stat_or_none", same_number)
+    after = q.enqueue(b"after")  # must land in the directory that is there now
+    q.close()
+    monkeypatch.undo()
+    with open_queue(str(directory)) as again:
+        states = again.states()
+    assert states.get(after) == "PENDING"
+    assert before not in states  # destroyed with the directory it was in
