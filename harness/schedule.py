@@ -105,6 +105,7 @@ class Baton:
         self._blocked_streak = 0
         self._deadlock_after = deadlock_after
         self._lock_waiters: set[int] = set()  # blocked on a lock since their last file call
+        self._tried: dict[int, int] = {}  # lock waiter -> the blocked round it last retried in
         self.mid_call = mid_call
         self.between_calls = between_calls
         self.mid_call_switches = 0
@@ -205,9 +206,15 @@ class Baton:
             self._lock_waiters.add(p)
             runnable = [q for q in others if q not in self._lock_waiters]
             self._blocked_streak += 1
+            self._tried[p] = self._blocked_streak
             if not others or (not runnable and self._blocked_streak > self._deadlock_after):
                 return False
-            self._hand_over(p, self._rng.choice(runnable or others))
+            # With every other one waiting too, the one that tried longest ago goes next:
+            # its lock may be free by now, and a choice (one a replay, or hypothesis,
+            # makes the same each time) could bounce the turn between two others for ever.
+            to = (self._rng.choice(runnable) if runnable
+                  else min(others, key=lambda q: self._tried.get(q, 0)))
+            self._hand_over(p, to)
             self._wait_turn(p)
             return True
 

@@ -153,3 +153,33 @@ def test_a_blocked_processor_hands_its_turn_to_one_that_can_move():
     baton._current = 0  # the waiters start, the holder has to be found
     order = run_threads(baton, [waiter, waiter, holder])
     assert (2, "released") in order and (0, "got it") in order and (1, "got it") in order
+
+
+def test_when_every_other_one_waits_the_one_that_tried_longest_ago_goes_next():
+    # 0 and 1 wait for a lock 2 holds; 2 itself waits for a lock that 3 frees as it ends.
+    # Once 3 is gone every live processor is a lock waiter; 2's lock is free, but a
+    # schedule that always picks the first candidate bounced the turn between 0 and 1
+    # until it declared them deadlocked (robust under stress, re-creating its directory).
+    baton = Baton(FirstChoice(), [0, 1, 2, 3], mid_call=0.0, between_calls=0.0)
+    locks = {"old": 2, "new": 3}
+
+    def waiter(p, order):
+        while locks["old"] is not None:
+            assert baton.blocked(p), f"processor {p} declared deadlocked"
+        order.append((p, "got old"))
+
+    def holder_of_old(p, order):
+        while locks["new"] is not None:
+            assert baton.blocked(p), "processor 2 declared deadlocked"
+        baton.switch_point(p)
+        locks["old"] = None
+        order.append((p, "released old"))
+
+    def holder_of_new(p, order):
+        baton.switch_point(p)
+        locks["new"] = None
+        order.append((p, "released new"))
+
+    baton._current = 2  # 2 finds the new lock taken before 3 lets go of it
+    order = run_threads(baton, [waiter, waiter, holder_of_old, holder_of_new])
+    assert [what for _p, what in order].count("got old") == 2
