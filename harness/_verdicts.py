@@ -20,6 +20,7 @@ __all__ = [
     "last_fault_before",
     "explaining_fault",
     "destroyer",
+    "destroyed_between",
     "swallowed_fault",
     "saw_error",
     "symptom_detail",
@@ -104,6 +105,12 @@ def explaining_fault(entry: EntryTrace, facts: Trace, symptom: str) -> FaultMark
         if cause is not None:  # claimed, then its processor crashed: that crash is the story
             return next((m for m in marks if m.record is cause), None)
     return _best(marks, entry.last_seen, facts.end) or _best(marks, entry.first - 1, facts.end)
+
+
+def destroyed_between(facts: Trace, lo: int, hi: int) -> bool:
+    """Did a fault delete data in ``(lo, hi)``?"""
+    return any(isinstance(m.record, FaultEvent) and m.record.destroyed
+               for m in _window(facts.marks, lo + 1, hi))
 
 
 def destroyer(entry: EntryTrace, facts: Trace) -> FaultMark | None:

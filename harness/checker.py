@@ -10,7 +10,8 @@ queue with claims and acks; the rules are those of docs/harness-design.md:
 - ``recovered``: its enqueue ended unknown or failed, yet it came out intact
   and was delivered;
 - ``destroyed``: it would be lost, but a fault that deleted data
-  (``FaultEvent.destroyed``) came after the last time it was seen;
+  (``FaultEvent.destroyed``) came after the last time it was seen; or it came out
+  again after an ack ok (or while claimed), with such a fault in between;
 - ``indeterminate``: its enqueue ended unknown and it never came out;
 - ``failed``: its enqueue failed and it never came out (the call kept its word);
 - ``lost``: it had to come out (enqueue ok, or a claim of it released by a
@@ -33,6 +34,7 @@ from typing import Any
 from harness._trace import Call, EntryTrace, FaultMark, Phantom, Trace, trace
 from harness._verdicts import (
     cite,
+    destroyed_between,
     destroyer,
     explaining_fault,
     faults_between,
@@ -144,6 +146,11 @@ def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
     symptom = _symptom(entry)
     swallowed = swallowed_fault(entry, facts) if symptom in SILENT_SYMPTOMS else None
     if swallowed is None and symptom == "lost" and destroyer(entry, facts) is not None:
+        return "destroyed", None
+    if swallowed is None and symptom == "duplicate" and all(
+            destroyed_between(facts, d.earlier, d.claim) for d in entry.duplicates):
+        # The record of its ack (or of the claim held) went with the deleted files: a
+        # queue rebuilding from what survived, or from memory, cannot know of it.
         return "destroyed", None
     if symptom not in VIOLATIONS:
         return symptom, None

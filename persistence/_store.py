@@ -105,18 +105,21 @@ class Store:
                 # The commit itself is durable; a failed checkpoint is retried by the
                 # next commit (a sealed journal forces it), so report, do not raise.
                 _log.warning("automatic checkpoint failed, will retry: %s", exc)
-        # Durable only if the journal still has a name: a directory removed while we wrote
-        # (or checkpointed) leaves the record in an unlinked file. Re-create it from memory,
-        # which holds this record now, before the caller is told it worked.
+        # A directory removed while we wrote (or checkpointed) leaves the record in an
+        # unlinked file: re-create it from memory, which holds it, before returning.
         for _ in range(_ATTACH_TRIES):
             if not self._vanished():
                 return
             if not self._reestablish():
                 return  # published from memory, this record included
-            # Another process had already made a queue there and we took its state: our
-            # record is in neither. Write it again, into the directory that is there now.
+            # We took the state of a queue another process made there: our record is in
+            # neither. Only an enqueue can be written again (a claim was decided on a gone
+            # state: re-writing one resurrected an acked entry).
+            if any(rec[0] != "E" for rec in recs):
+                raise self._gone("commit", "the directory vanished while this change was "
+                                 "written, and the one there now holds another state")
             self.locked(self._append, data, recs, sync)
-        raise self._kept_vanishing("commit")
+        raise self._gone("commit", f"the directory vanished {_ATTACH_TRIES} times meanwhile")
 
     def _vanished(self) -> bool:
         """Is the directory we attached gone? Its identity alone cannot say (ext4 may give
@@ -128,9 +131,8 @@ class Store:
 
     def _append(self, data: bytes, recs: list[tuple], sync: bool) -> None:
         self.journal.append(data, sync)
-        apply = self.state.apply
         for rec in recs:
-            apply(rec)
+            self.state.apply(rec)
 
     def set_ckpt_size(self, size: int) -> None:
         # The compaction threshold only changes with a checkpoint: compute it once here.
@@ -242,11 +244,10 @@ class Store:
         err.__cause__ = exc
         return err
 
-    def _kept_vanishing(self, what: str) -> StorageMissingError:
-        return StorageMissingError(
-            errno.ENOENT, "directory kept vanishing", self.dir,
-            f"{what} failed: path={self.dir!r}: the directory was removed or replaced "
-            f"{_ATTACH_TRIES} times meanwhile; {StorageMissingError.hint}")
+    def _gone(self, what: str, why: str) -> StorageMissingError:
+        return StorageMissingError(errno.ENOENT, "directory vanished", self.dir,
+                                   f"{what} failed: path={self.dir!r}: {why}; "
+                                   f"{StorageMissingError.hint}")
 
     def _make_dirs(self) -> None:
         """Create the directory and missing parents, each made durable in its parent."""
@@ -296,7 +297,7 @@ class Store:
             _os.close(owner_fd, self._owner_path)
             _os.close(lock_fd, self._lock_path)
             _log.warning("queue directory replaced while opening: path=%r; retrying", self.dir)
-        raise self._kept_vanishing("open")
+        raise self._gone("open", f"the directory was replaced {_ATTACH_TRIES} times meanwhile")
 
     def _open_lock_and_owner(self) -> tuple[int, int]:
         # Lock and owner files carry no data, so they need no fsync: after a power

@@ -437,3 +437,30 @@ def test_a_claim_that_recreated_the_store_after_the_deletion_must_come_back():
     h.fault(0, "killed_mid_write", "KillMidWrite()", "killed", crashed=[0])
     drain(h)
     assert [v.kind for v in check(h).violations] == ["lost"]
+
+
+def test_handed_out_again_after_its_ack_was_deleted_with_the_directory_is_destroyed():
+    # The directory holding the ack's record was removed before the second claim: a
+    # queue rebuilding from what survived (or from a stale memory) cannot know of it.
+    h = History()
+    enq(h, 0, "e1")
+    claim(h, 0, "e1", "e1|x")
+    ack(h, 0, "e1", "e1")
+    h.fault(0, "missing_directory", "MissingDirectory()", "removed q/", destroyed=True)
+    claim(h, 1, "e1", "e1|x")
+    ack(h, 1, "e1", "e1")
+    drain(h)
+    r = check(h)
+    assert r.valid and r.entries == {"e1": "destroyed"}
+
+
+def test_handed_out_again_after_its_ack_with_the_deletion_before_the_ack_is_a_duplicate():
+    h = History()
+    enq(h, 0, "e1")
+    h.fault(0, "missing_directory", "MissingDirectory()", "removed q/", destroyed=True)
+    claim(h, 0, "e1", "e1|x")
+    ack(h, 0, "e1", "e1")
+    claim(h, 1, "e1", "e1|x")
+    ack(h, 1, "e1", "e1")
+    drain(h)
+    assert [v.kind for v in check(h).violations] == ["duplicate"]

@@ -614,3 +614,33 @@ def test_a_directory_re_created_under_the_same_inode_number_is_noticed(tmp_path,
         states = again.states()
     assert states.get(after) == "PENDING"
     assert before not in states  # destroyed with the directory it was in
+
+
+def test_a_claim_whose_directory_was_replaced_mid_commit_raises(tmp_path, monkeypatch):
+    """The claim's record went to the vanished journal and another process had made a new
+    queue there: the claim was decided on a state that is gone, so it raises rather than
+    write it again (which handed out an entry acked in the new queue a second time)."""
+    import persistence._store as store
+    from persistence.errors import StorageMissingError
+
+    directory = tmp_path / "q"
+    q = open_queue(str(directory), durable_claims=True)
+    q.enqueue(b"a")
+    real_fsync = store._os.fsync
+    replaced: list[str] = []
+
+    def fsync_then_replace(fd, path):
+        real_fsync(fd, path)
+        if not replaced and "journal" in str(path):
+            replaced.append(str(path))
+            shutil.rmtree(directory)
+            open_queue(str(directory)).close()  # another process: a new queue there
+
+    monkeypatch.setattr(store._os, "fsync", fsync_then_replace)
+    with pytest.raises(StorageMissingError, match="another state"):
+        q.claim("w")
+    monkeypatch.undo()
+    assert replaced
+    q.close()
+    with open_queue(str(directory)) as again:
+        assert again.states() == {}
