@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,12 +85,14 @@ def _wait_until(condition, proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def _interrupt_and_check(tmp_path: Path, what: str, signum: int, *, mounted: bool) -> None:
+def _interrupt_and_check(tmp_path: Path, what: str, signum: int, *,
+                         ready: Callable[[str], bool], settle: float = 0.0) -> None:
+    """Start ``what``, wait until ``ready(marker)`` (and ``settle`` seconds more), send
+    ``signum``; then no marked process, no mount and no sandbox may be left."""
     proc, marker = _start(tmp_path, what)
     try:
-        _wait_until(lambda: len(_marked(marker)) >= 3, proc)  # the harness and 2+ workers
-        if mounted:
-            _wait_until(lambda: bool(_mounts_under(tmp_path)), proc)
+        _wait_until(lambda: ready(marker), proc)
+        time.sleep(settle)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -105,36 +108,33 @@ def _interrupt_and_check(tmp_path: Path, what: str, signum: int, *, mounted: boo
     assert _leftovers(tmp_path) == []
 
 
+def _workers(marker: str) -> bool:
+    return len(_marked(marker)) >= 3  # the harness and 2+ workers
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_soak_leaves_nothing_behind(tmp_path, signum):
-    _interrupt_and_check(tmp_path, "soak", signum, mounted=False)
+    _interrupt_and_check(tmp_path, "soak", signum, ready=_workers)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_process_run_leaves_nothing_behind(tmp_path, signum):
-    _interrupt_and_check(tmp_path, "run", signum, mounted=os.geteuid() == 0)
+    mounted = os.geteuid() == 0  # as root the run mounts its tmpfs first
+    _interrupt_and_check(tmp_path, "run", signum, ready=lambda m: _workers(m) and (
+        not mounted or bool(_mounts_under(tmp_path))))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_thread_run_leaves_no_sandbox(tmp_path, signum):
-    proc, _marker = _start(tmp_path, "thread")
-    try:
-        _wait_until(lambda: bool(_leftovers(tmp_path)), proc)  # its sandbox exists
-        time.sleep(0.5)  # well into the workload
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode != 0, (out, err)
-    assert _leftovers(tmp_path) == []
+    # one process, no workers: ready once its sandbox exists, then well into the workload
+    _interrupt_and_check(tmp_path, "thread", signum,
+                         ready=lambda _m: bool(_leftovers(tmp_path)), settle=0.5)
 
 
 def test_workers_die_with_a_harness_that_is_sigkilled(tmp_path):
     proc, marker = _start(tmp_path, "soak")
     try:
-        _wait_until(lambda: len(_marked(marker)) >= 3, proc)
+        _wait_until(lambda: _workers(marker), proc)
         proc.kill()  # no cleanup can run: the kernel must take the workers down
         proc.wait(timeout=30)
         deadline = time.monotonic() + 10

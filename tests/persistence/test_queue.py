@@ -505,14 +505,24 @@ def test_directory_removed_during_an_automatic_checkpoint_loses_nothing(tmp_path
     again.close()
 
 
+def _within(seconds, fn):
+    """``[fn()]``, or ``[]`` if it has not returned after ``seconds``: run in a daemon
+    thread, so a deadlock the test guards against fails it instead of hanging the suite."""
+    import threading
+
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(fn()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return done
+
+
 def test_a_directory_replaced_while_opening_is_the_one_attached(tmp_path, monkeypatch):
     """Another process removed and re-created the directory between our look at it and
     our opening its lock file: the identity kept is the new directory's, where our files
     are. (It was the old one's: the first commit took the directory for vanished, and
     re-establishing flocked the lock file already held through another descriptor, a
     deadlock with itself, found by harness stress.)"""
-    import threading
-
     import persistence._store as store
 
     directory = tmp_path / "q"
@@ -528,17 +538,12 @@ def test_a_directory_replaced_while_opening_is_the_one_attached(tmp_path, monkey
         return real_open(path, flags, *mode)
 
     monkeypatch.setattr(store._os, "open_file", replace_then_open)
-    done: list = []
 
     def open_and_enqueue():
-        q = open_queue(str(directory))
-        done.append(q.enqueue(b"x"))
-        q.close()
+        with open_queue(str(directory)) as q:
+            return q.enqueue(b"x")
 
-    # In a thread: the deadlock this guards against would otherwise hang the suite.
-    worker = threading.Thread(target=open_and_enqueue, daemon=True)
-    worker.start()
-    worker.join(10)
+    done = _within(10, open_and_enqueue)
     monkeypatch.undo()
     assert replaced
     assert done, "opening and one commit never returned (deadlocked on its own lock)"
@@ -550,8 +555,6 @@ def test_re_establishing_retries_after_its_checkpoint_met_a_full_disk(tmp_path, 
     """The directory vanished and the checkpoint that re-creates it met ENOSPC: the call
     raises DiskFullError, and the next call finishes the job with the files it already
     holds. (It attached a second time and deadlocked on its own lock; found by stress.)"""
-    import threading
-
     import persistence._store as store
     from persistence.errors import DiskFullError, from_oserror
 
@@ -572,10 +575,7 @@ def test_re_establishing_retries_after_its_checkpoint_met_a_full_disk(tmp_path, 
     with pytest.raises(DiskFullError):
         q.enqueue(b"during")
     assert failed
-    done: list = []
-    worker = threading.Thread(target=lambda: done.append(q.enqueue(b"after")), daemon=True)
-    worker.start()
-    worker.join(10)
+    done = _within(10, lambda: q.enqueue(b"after"))
     assert done, "the retry never returned (deadlocked on its own lock)"
     q.close()
     with open_queue(str(directory)) as again:

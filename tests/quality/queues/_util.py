@@ -17,6 +17,25 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def write_synced(path: str, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` (a new file when ``exclusive``) and fsync it."""
+    with open(path, "xb" if exclusive else "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def discarded_on_error(path: str):
+    """Unlink ``path`` (a temp file) if the block raises, then let the error go on."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
 def ensure_dir(path: str) -> bool:
     """Create ``path`` (and missing parents) durably; True when this call created it."""
     if os.path.isdir(path):

@@ -16,7 +16,13 @@ import os
 import time
 import uuid
 
-from tests.quality.queues._util import ensure_dir, flocked, fsync_dir
+from tests.quality.queues._util import (
+    discarded_on_error,
+    ensure_dir,
+    flocked,
+    fsync_dir,
+    write_synced,
+)
 
 SUBDIRS = ("tmp", "pending", "processing")
 
@@ -44,10 +50,7 @@ class MaildirQueue:
         return os.path.join(self.tmp, name)
 
     def _write_entry(self, path: str, payload: bytes) -> None:
-        with open(path, "xb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+        write_synced(path, payload, exclusive=True)
 
     def _read_entry(self, path: str) -> bytes:
         fd = os.open(path, os.O_RDONLY)
@@ -70,15 +73,9 @@ class MaildirQueue:
         self._ensure()
         name = self._new_name()
         tmp = self._tmp_name(name)
-        try:
+        with discarded_on_error(tmp):
             self._write_entry(tmp, bytes(payload))
             os.rename(tmp, os.path.join(self.pending, name))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
         fsync_dir(self.pending)
         fsync_dir(self.tmp)
         return name

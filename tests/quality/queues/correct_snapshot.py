@@ -18,7 +18,13 @@ import logging
 import os
 import shutil
 
-from tests.quality.queues._util import flocked, fsync_dir, unique
+from tests.quality.queues._util import (
+    discarded_on_error,
+    flocked,
+    fsync_dir,
+    unique,
+    write_synced,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +78,16 @@ class SnapshotQueue:
         return state
 
     def _write_file(self, path: str, data: bytes) -> None:
-        with open(path, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        write_synced(path, data)
+
+    def _temp_path(self) -> str:
+        return os.path.join(self.dir, unique(STATE + ".tmp"))
 
     def _save(self, state: dict) -> None:
-        tmp = os.path.join(self.dir, unique(STATE + ".tmp"))
-        try:
+        tmp = self._temp_path()
+        with discarded_on_error(tmp):
             self._write_file(tmp, self._dump(state))
             os.replace(tmp, self.state_path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
         fsync_dir(self.dir)
 
     # -- the contract ------------------------------------------------------------------
