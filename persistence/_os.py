@@ -21,25 +21,32 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat as _stat
 
 from .errors import from_oserror
 
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
+    "chmod_fd",
     "close",
+    "fallocate",
     "flock",
     "fstat",
+    "geteuid",
     "getpid",
     "fsync",
     "fsync_dir",
     "listdir",
     "lseek",
+    "lstat_or_none",
     "mkdir",
+    "open_dir",
     "open_file",
     "read_all",
     "read_from",
     "read_rest",
+    "realpath",
     "replace",
     "stat",
     "stat_or_none",
@@ -57,11 +64,55 @@ _READ_CHUNK = 1 << 20
 
 
 def open_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
-    """os.open with the queue's private mode; O_CLOEXEC so children do not inherit fds."""
+    """os.open with the queue's private mode; O_CLOEXEC so children do not inherit fds,
+    O_NOFOLLOW so a symbolic link planted at one of the queue's names is refused (ELOOP)
+    instead of followed to a file outside the queue."""
     try:
-        return os.open(path, flags | os.O_CLOEXEC, mode)
+        return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     except OSError as exc:
         raise from_oserror(exc, "open", path)
+
+
+def open_dir(path: str) -> int:
+    """A descriptor on the directory itself (never through a symbolic link at its name).
+
+    The queue holds one for its lifetime: flock(2) on it is the commit lock (a directory
+    cannot be removed "as a stale lock" the way a lock file can), fsync(2) on it makes
+    names durable, and while it is open the kernel cannot give the directory's inode
+    number to a new directory, so a re-created one is always told apart.
+    """
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise from_oserror(exc, "open directory", path)
+
+
+def chmod_fd(fd: int, mode: int, path: str) -> None:
+    try:
+        os.fchmod(fd, mode)
+    except OSError as exc:
+        raise from_oserror(exc, "fchmod", path)
+
+
+def realpath(path: str) -> str:
+    """The path with every symbolic link in it resolved, once, when the queue opens."""
+    try:
+        return os.path.realpath(path, strict=False)
+    except OSError as exc:
+        raise from_oserror(exc, "resolve", path)
+
+
+def geteuid() -> int:
+    return os.geteuid()
+
+
+def fallocate(fd: int, size: int, path: str) -> None:
+    """Allocate the file's blocks up to ``size`` bytes now (ENOSPC if the disk cannot
+    hold them), so that space is the queue's to give back later (``_reserve.py``)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        raise from_oserror(exc, "fallocate", path)
 
 
 def close(fd: int, path: str) -> None:
@@ -156,10 +207,7 @@ def fsync_dir(path: str) -> None:
     lives in the directory, which needs its own fsync (see the ext4 and XFS notes on
     rename durability, and SQLite's unix VFS `unixSync` with `full_fsync` for dirs).
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise from_oserror(exc, "open directory", path)
+    fd = open_dir(path)
     try:
         os.fsync(fd)
     except OSError as exc:
@@ -200,6 +248,16 @@ def stat_or_none(path: str) -> os.stat_result | None:
         return None
     except OSError as exc:
         raise from_oserror(exc, "stat", path)
+
+
+def lstat_or_none(path: str) -> os.stat_result | None:
+    """os.lstat (a symbolic link is reported as itself), None if nothing has the name."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise from_oserror(exc, "lstat", path)
 
 
 def replace(src: str, dst: str) -> None:
@@ -265,6 +323,9 @@ O_CREAT = os.O_CREAT
 O_EXCL = os.O_EXCL
 O_APPEND = os.O_APPEND
 O_WRONLY = os.O_WRONLY
+S_ISDIR = _stat.S_ISDIR
+S_ISREG = _stat.S_ISREG
+S_IMODE = _stat.S_IMODE
 
 
 def getpid() -> int:

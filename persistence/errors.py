@@ -22,8 +22,11 @@ import errno as _errno
 import os.path
 
 __all__ = [
+    "ClaimMismatchError",
     "CorruptionError",
     "DiskFullError",
+    "ForkedHandleError",
+    "InvalidArgumentError",
     "InvalidTransitionError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -31,6 +34,7 @@ __all__ = [
     "QueueClosedError",
     "StorageMissingError",
     "UnknownEntryError",
+    "UnsafeDirectoryError",
     "from_oserror",
 ]
 
@@ -83,9 +87,32 @@ class StorageMissingError(PersistenceError):
 
 
 class CorruptionError(PersistenceError):
-    """The device reported an I/O error (EIO) or a file could not be decoded (EBADMSG)."""
+    """The device reported an I/O error (EIO) or a file could not be decoded (EBADMSG).
 
-    hint = "the file was kept for inspection; check the device"
+    ``offset`` is the byte offset of the damage in ``filename`` when known, and ``kept``
+    the name of the copy kept aside as evidence (``<name>.corrupt-<n>``), if one was made.
+    """
+
+    hint = ("check the device; a damaged file is left in place with a copy kept aside, and "
+            "persistence.salvage(directory) rebuilds the queue from every intact record")
+
+    def __init__(self, errno: int | None = None, strerror: str | None = None,
+                 filename: str | None = None, message: str | None = None,
+                 offset: int | None = None, kept: str | None = None) -> None:
+        super().__init__(errno, strerror, filename, message)
+        self.offset, self.kept = offset, kept
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.errno, self.strerror, self.filename, self.message,
+                             self.offset, self.kept))
+
+
+class UnsafeDirectoryError(PersistenceError):
+    """The queue directory (or a name in it) is not safe to use: owned by another user,
+    a symbolic link, or not a directory. Nothing was read or written through it."""
+
+    hint = ("use a directory owned by this user that no other user can write, and never "
+            "put symbolic links inside it")
 
 
 class PayloadTooLargeError(PersistenceError, ValueError):
@@ -109,6 +136,28 @@ class InvalidTransitionError(PersistenceError, ValueError):
     hint = "nothing was changed"
 
 
+class ClaimMismatchError(InvalidTransitionError):
+    """An ack or fail for an entry this handle does not hold: another claim holds it now
+    (this handle's claim was released by recover(), or it never claimed the entry)."""
+
+    hint = ("nothing was changed; only the handle that claimed an entry may ack or fail "
+            "it, and a claim released by recover() is answered by its new holder")
+
+
+class InvalidArgumentError(PersistenceError, ValueError):
+    """An argument is out of its documented range (an empty directory path, a worker
+    name or failure reason over its limit, text that is not valid Unicode)."""
+
+    hint = "nothing was written"
+
+
+class ForkedHandleError(PersistenceError):
+    """A queue handle was used in a process other than the one that opened it (after
+    ``fork``): its locks and file offsets are shared with the parent, so it cannot work."""
+
+    hint = "open the queue again in the child process (as SQLite requires of connections)"
+
+
 class QueueClosedError(PersistenceError):
     """The queue was used after :meth:`Queue.close`."""
 
@@ -125,6 +174,7 @@ _BY_ERRNO: dict[int, type[PersistenceError]] = {
     _errno.ENOTDIR: StorageMissingError,
     _errno.EIO: CorruptionError,
     _errno.EBADMSG: CorruptionError,
+    _errno.ELOOP: UnsafeDirectoryError,
 }
 
 
