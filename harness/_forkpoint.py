@@ -96,13 +96,14 @@ class ForkStates:
 
     def __init__(self, make_plan: Callable[[int], Any], seed: int) -> None:
         self.make_plan, self.seed = make_plan, seed
+        self._real_getpid = os.getpid
         self.parent = os.getpid()
         self.results: list[tuple[Any, dict]] = []
         self._child_pipe: int | None = None
         self._parked: tuple[str, str] | None = None
 
     def in_child(self) -> bool:
-        return os.getpid() != self.parent
+        return self._real_getpid() != self.parent
 
     def hook(self, rec: Any, call: Any) -> Any:
         armed = self.make_plan(call.op).arm(random.Random(f"{self.seed}:{call.op}"))
@@ -125,6 +126,10 @@ class ForkStates:
             # A copy has new inode numbers; a target that checks its directory is still
             # the one it opened (robust re-creates a vanished one) must see no change.
             rec.shim.identities = _identities(real, rec.sandbox, parked)
+            # The child is the target's process continued, not a new user of its handles:
+            # a target that refuses handles used after fork (robust does, as SQLite) must
+            # see the pid that opened them. Nothing restores it: the child ends in _exit.
+            os.getpid = lambda parent=self.parent: parent
             rec.shim.plan = armed
             rec.steps.stop = True
             rec.done = lambda r: self._report(r, call, mark, armed)

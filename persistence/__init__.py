@@ -4,11 +4,21 @@ Open one with :func:`open_queue`; every state change is a CRC-framed record appe
 to a journal and fsynced before the call returns, commits are serialised across
 processes with flock(2), and a crashed processor's claims return to PENDING on
 :meth:`Queue.recover`. The modules' docstrings hold the durability recipe.
+
+Supported environment: a local filesystem (not NFS: its flock emulation and
+close-to-open caching break the lock-then-read protocol), one handle per process (a
+handle used after fork raises :class:`ForkedHandleError`), a directory owned by the
+user. Damage is never repaired silently: :func:`open_queue` raises
+:class:`CorruptionError` and keeps a copy; :func:`salvage` rebuilds from what is intact.
 """
 
+from ._salvage import SalvageReport, salvage
 from .errors import (
+    ClaimMismatchError,
     CorruptionError,
     DiskFullError,
+    ForkedHandleError,
+    InvalidArgumentError,
     InvalidTransitionError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -16,16 +26,30 @@ from .errors import (
     QueueClosedError,
     StorageMissingError,
     UnknownEntryError,
+    UnsafeDirectoryError,
 )
-from .queue import DELIVERED, FAILED, PENDING, PROCESSING, Queue, RecoveryReport, open_queue
+from .queue import (
+    DELIVERED,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    FailedEntry,
+    Queue,
+    RecoveryReport,
+    open_queue,
+)
 
 __all__ = [
     "DELIVERED",
     "FAILED",
     "PENDING",
     "PROCESSING",
+    "ClaimMismatchError",
     "CorruptionError",
     "DiskFullError",
+    "FailedEntry",
+    "ForkedHandleError",
+    "InvalidArgumentError",
     "InvalidTransitionError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -33,7 +57,10 @@ __all__ = [
     "Queue",
     "QueueClosedError",
     "RecoveryReport",
+    "SalvageReport",
     "StorageMissingError",
     "UnknownEntryError",
+    "UnsafeDirectoryError",
     "open_queue",
+    "salvage",
 ]

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import _os
+from . import _records as _r
 from . import journal as _j
-from .errors import CorruptionError, PersistenceError
+from .errors import CorruptionError, PersistenceError, UnsafeDirectoryError
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -39,47 +40,79 @@ class RecoveryReport:
     temp_files_removed: tuple[str, ...] = ()
     quarantined: tuple[str, ...] = ()
     owners_removed: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # generations finished or republished, and why
 
     @property
     def clean(self) -> bool:
         return not (self.torn_bytes_cut or self.requeued or self.temp_files_removed
-                    or self.quarantined)
+                    or self.quarantined or self.notes)
 
 
 def load_and_recover(store: Store) -> RecoveryReport:
-    """Load the newest valid checkpoint and its journal, then :func:`recover`."""
+    """Load the live generation (creating the queue in an empty directory), follow its
+    journal to the end, then :func:`recover`. Under the commit lock.
+
+    What may be found, and what is done:
+    - no checkpoint and no journal: a new queue; generation 0 is created;
+    - no checkpoint, an empty ``journal.0``: a creation that died; finished;
+    - the newest checkpoint and its journal: loaded; older generations are debris of
+      a crash between publishing and unlinking, and are removed;
+    - an empty journal one generation past the newest checkpoint: a publication that
+      died before its seal or rename; the seal, if any, finishes it, else it is debris;
+    - anything else (a bad newest checkpoint, its journal missing, a journal with
+      records but no checkpoint, a journal of format version 1) raises CorruptionError:
+      opening as empty, or from an older generation, would lose acknowledged entries.
+    """
     names = _os.listdir(store.dir)
-    loaded = None
-    for gen in _j.generations(names, "checkpoint"):
-        path = store.path(f"checkpoint.{gen}")
-        try:
-            found = _j.read_checkpoint(path)
-        except CorruptionError:
-            store.report["quarantined"].append(os.path.basename(_j.quarantine(path)))
-            continue
-        if found is not None:
-            loaded = (gen, found)
-            break
-    if loaded is None:
-        if any(n.startswith("checkpoint.") for n in _os.listdir(store.dir)) or any(
-            g > 0 for g in _j.generations(names, "journal")
-        ):
-            # Opening as empty would be the incident's silent total loss.
-            raise CorruptionError(
-                errno.EBADMSG, "no valid checkpoint", store.dir,
-                f"open failed: path={store.dir!r} errno=EBADMSG (no valid checkpoint; "
-                f"unreadable ones kept as *.corrupt-*); {CorruptionError.hint}",
-            )
+    ckpts = _j.generations(names, "checkpoint")
+    journals = _j.generations(names, "journal")
+    if not ckpts:
+        if journals and (journals != [0] or _size(store, "journal.0")):
+            path = store.path(f"journal.{journals[-1]}")
+            raise _corrupt(path, _why_no_checkpoint(path))
         store.state.reset()
-        store.set_ckpt_size(0)
-        gen = 0
+        store.publish(False, 0)
     else:
-        gen, (_, body, size) = loaded
-        store.state.load(body)
-        store.set_ckpt_size(size)
-    store.switch_journal(gen)
+        gen = ckpts[0]
+        for later in journals:
+            if later > gen and _size(store, f"journal.{later}"):
+                raise _corrupt(store.path(f"journal.{later}"), "a journal with records "
+                               f"for generation {later}, which has no checkpoint")
+        store.load_generation(gen)
+        for later in journals:
+            if later > gen + 1:  # empty (checked above): an abandoned publication
+                store.unlink_quietly(store.path(f"journal.{later}"))
     store.catch_up()
+    # The live journal is not sealed: an empty one of the next generation is the start
+    # of a publication that died before its seal.
+    if _os.lstat_or_none(store.path(f"journal.{store.gen + 1}")) is not None:
+        if _size(store, f"journal.{store.gen + 1}"):
+            raise _corrupt(store.path(f"journal.{store.gen + 1}"), "a journal with records "
+                           "for a generation that has no checkpoint")
+        store.unlink_quietly(store.path(f"journal.{store.gen + 1}"))
     return recover(store)
+
+
+def _size(store: Store, name: str) -> int:
+    st = _os.lstat_or_none(store.path(name))
+    return st.st_size if st is not None else 0
+
+
+def _why_no_checkpoint(path: str) -> str:
+    try:
+        head = _os.read_all(path)[:1]
+    except PersistenceError as exc:
+        return f"no checkpoint, and the journal cannot be read: {exc}"
+    if head and head[0] in _r.OLD_MARKS:
+        return ("written in queue format version 1, which this version does not read; "
+                "drain it with the version that wrote it")
+    return "a journal with records but no checkpoint: the checkpoint was removed"
+
+
+def _corrupt(path: str, why: str) -> CorruptionError:
+    return CorruptionError(errno.EBADMSG, "queue files inconsistent", path,
+                           f"open failed: path={path!r} errno=EBADMSG ({why}); "
+                           f"{CorruptionError.hint}")
 
 
 def recover(store: Store) -> RecoveryReport:
@@ -90,7 +123,7 @@ def recover(store: Store) -> RecoveryReport:
         if name.startswith(_j.TEMP_PREFIX) and store.unlink_quietly(store.path(name)):
             temps.append(name)
     if temps:
-        store.sync_dir(store.dir)
+        store.sync_dir()
     alive = {store.token: True}
     dead = []
     entries = store.state.entries
@@ -101,17 +134,24 @@ def recover(store: Store) -> RecoveryReport:
         if not alive[owner]:
             dead.append(entry_id)
     owners = store.path("owners")
+    st = _os.lstat_or_none(owners)
+    if st is None or not _os.S_ISDIR(st.st_mode):
+        # Never list or unlink through a link planted here (it could point anywhere).
+        raise UnsafeDirectoryError(errno.EPERM, "owners is not a directory", owners,
+                                   f"recover failed: path={owners!r} (not a directory); "
+                                   f"{UnsafeDirectoryError.hint}")
     for name in _os.listdir(owners):
         if name not in alive:
             alive[name] = _owner_alive(store, name)
     if dead:
-        store.commit(b"".join(map(_j.rec_requeue, dead)), [("R", i) for i in dead], True)
-    rep, store.report = store.report, {"torn": 0, "temps": [], "quarantined": []}
+        store.commit([_r.rec_id("R", i) for i in dead], [("R", i) for i in dead], True)
+    rep, store.report = store.report, {"torn": 0, "temps": [], "quarantined": [], "notes": []}
     report = RecoveryReport(
         torn_bytes_cut=rep["torn"],
         requeued=tuple(dead),
         temp_files_removed=tuple(rep["temps"] + temps),
         quarantined=tuple(rep["quarantined"]),
+        notes=tuple(rep["notes"]),
         owners_removed=tuple(sorted(k for k, v in alive.items() if not v and k)),
     )
     if not report.clean:

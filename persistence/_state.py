@@ -58,6 +58,11 @@ class State:
                 chosen[entry_id] = entry.payload
         return chosen
 
+    def live(self) -> int:
+        """Entries that still need a claim, ack or fail (what the reserve covers)."""
+        counts = self.counts
+        return counts[PENDING] + counts[PROCESSING] + counts[FAILED]
+
     def _move(self, entry: Entry, state: str) -> None:
         counts = self.counts
         counts[entry.state] -= 1
@@ -65,7 +70,7 @@ class State:
         entry.state = state
 
     def apply(self, rec: tuple) -> None:
-        """Replay one journal record (see journal.py for the kinds)."""
+        """Replay one journal record (see _records.py for the kinds)."""
         kind, entry_id = rec[0], rec[1]
         if kind == "E":
             self.entries[entry_id] = Entry(PENDING, rec[2])
@@ -98,6 +103,13 @@ class State:
             self._move(entry, PENDING)
             self.processing.discard(entry_id)
             self.pending.append(entry_id)
+        elif kind == "Y":  # retry: a FAILED entry starts over
+            self._move(entry, PENDING)
+            entry.attempts, entry.reason = 0, ""
+            self.pending.append(entry_id)
+        elif kind == "X":  # purge: a FAILED entry is removed for good
+            self.counts[entry.state] -= 1
+            del self.entries[entry_id]
 
     def load(self, body: list[tuple]) -> None:
         """Replace everything with a checkpoint's ``N`` records, in their queue order."""

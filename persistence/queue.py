@@ -5,7 +5,7 @@ An entry moves PENDING -> PROCESSING (claim) -> DELIVERED (ack), or back to PEND
 validated against the state as it is *now*: :meth:`~persistence._store.Store.locked`
 has caught up with every other process's journal records before it runs. The files,
 the lock, checkpoints and recovery are in ``_store.py``; the in-memory state is in
-``_state.py``; the on-disk formats are in ``journal.py``.
+``_state.py``; the on-disk formats are in ``_records.py``.
 
 Durability: enqueue, ack and fail fsync their records before returning; a claim is
 not fsynced unless ``durable_claims`` (a lost claim only re-delivers the entry after
@@ -14,15 +14,20 @@ a crash, it never loses one). A failed append leaves no trace, on disk or in mem
 
 from __future__ import annotations
 
-import os.path
+import os
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from . import journal as _j
+from . import _directory, _os
+from . import _records as _r
 from ._recovery import RecoveryReport
 from ._state import DELIVERED, FAILED, PENDING, PROCESSING, Entry, State
 from ._store import Store
 from .errors import (
+    ClaimMismatchError,
+    ForkedHandleError,
+    InvalidArgumentError,
     InvalidTransitionError,
     PayloadTooLargeError,
     QueueClosedError,
@@ -35,11 +40,17 @@ __all__ = [
     "FAILED",
     "PENDING",
     "PROCESSING",
+    "FailedEntry",
     "Queue",
     "RecoveryReport",
     "open_queue",
 ]
 
+# Room in a frame for everything of an entry but its payload (id, owner, worker name,
+# reason, headers), so that the largest accepted payload is always readable again.
+_MAX_PAYLOAD = _r.MAX_BODY - 8192
+MAX_WORKER_BYTES = 256
+MAX_REASON_BYTES = 4096
 _DEFAULTS: dict[str, object] = {
     "max_payload_bytes": 16 * 1024 * 1024,
     "max_attempts": 5,
@@ -51,8 +62,8 @@ _DEFAULTS: dict[str, object] = {
     "durable_claims": False,
     "create": True,
 }
-_MINIMUM = {"max_payload_bytes": 0, "max_attempts": 1, "retain_delivered": 0,
-            "compact_min_bytes": 0}
+_RANGE = {"max_payload_bytes": (0, _MAX_PAYLOAD), "max_attempts": (1, 0xFFFF),
+          "retain_delivered": (0, 1 << 32), "compact_min_bytes": (0, 1 << 40)}
 
 
 def _validate_options(options: dict[str, object]) -> dict[str, object]:
@@ -61,14 +72,31 @@ def _validate_options(options: dict[str, object]) -> dict[str, object]:
         raise TypeError(f"unknown option(s) {unknown}: expected one of {sorted(_DEFAULTS)}")
     merged = {**_DEFAULTS, **options}
     for name, value in merged.items():
-        if name in _MINIMUM:
+        if name in _RANGE:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name}={value!r}: expected int, got {type(value).__name__}")
-            if value < _MINIMUM[name]:
-                raise ValueError(f"{name}={value!r}: expected an int >= {_MINIMUM[name]}")
+            low, high = _RANGE[name]
+            if not low <= value <= high:
+                raise usage_error(InvalidArgumentError,
+                                  f"{name}={value!r}: expected an int in [{low}, {high}]")
         elif not isinstance(value, bool):
             raise TypeError(f"{name}={value!r}: expected bool, got {type(value).__name__}")
     return merged
+
+
+def _text(name: str, value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}={value!r}: expected str, got {type(value).__name__}")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise usage_error(InvalidArgumentError,
+                          f"{name}={value!r}: expected text encodable as UTF-8 "
+                          "(it holds a lone surrogate)") from None
+    if size > limit:
+        raise usage_error(InvalidArgumentError,
+                          f"{name}: size={size} bytes limit={limit} (UTF-8)")
+    return value
 
 
 def open_queue(directory: str | os.PathLike[str], **options: object) -> Queue:
@@ -76,15 +104,32 @@ def open_queue(directory: str | os.PathLike[str], **options: object) -> Queue:
     return Queue(directory, _validate_options(options))
 
 
+@dataclass(frozen=True)
+class FailedEntry:
+    """An entry that failed ``max_attempts`` times: kept, with its payload, until
+    :meth:`Queue.retry_failed` or :meth:`Queue.purge_failed`."""
+
+    id: str
+    payload: bytes
+    attempts: int
+    reason: str
+
+
 class Queue:
-    """A durable FIFO queue shared by any number of processes; see :func:`open_queue`."""
+    """A durable FIFO queue shared by any number of processes; see :func:`open_queue`.
+
+    One handle per process: a handle used after ``fork`` raises ForkedHandleError in the
+    child (its locks and file offsets are shared with the parent's); open the queue again
+    there. A handle may be shared by threads of its process only under a lock of theirs.
+    """
 
     def __init__(self, directory: str | os.PathLike[str], options: dict) -> None:
-        self._dir = os.path.abspath(os.fspath(directory))
+        self._dir = _directory.resolve(directory)
         self._max_payload = options["max_payload_bytes"]
         self._max_attempts = options["max_attempts"]
         self._durable_claims = options["durable_claims"]
         self._token = secrets.token_hex(8)
+        self._pid = _os.getpid()
         self._seq = 0
         self._closed = False
         self._state = State()
@@ -115,10 +160,10 @@ class Queue:
             self._seq += 1
             entry_id = f"{self._token}-{self._seq}"
             ids.append(entry_id)
-            parts.append(_j.rec_enqueue(entry_id, payload))
+            parts.append(_r.rec_enqueue(entry_id, payload))
             recs.append(("E", entry_id, payload))
         if ids:
-            self._locked(self._store.commit, b"".join(parts), recs, True)
+            self._locked(self._enqueue, parts, recs)
         return ids
 
     def claim(self, worker: str) -> tuple[str, bytes] | None:
@@ -127,26 +172,39 @@ class Queue:
 
     def claim_many(self, worker: str, n: int) -> list[tuple[str, bytes]]:
         """Move up to ``n`` oldest PENDING entries to PROCESSING for ``worker``."""
-        if not isinstance(worker, str):
-            raise TypeError(f"worker={worker!r}: expected str, got {type(worker).__name__}")
+        _text("worker", worker, MAX_WORKER_BYTES)
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n={n!r}: expected an int >= 0")
+            raise usage_error(InvalidArgumentError, f"n={n!r}: expected an int >= 0")
         return self._locked(self._claim, worker, n)
 
     def ack(self, entry_id: str) -> None:
         self.ack_many([entry_id])
 
     def ack_many(self, ids: Iterable[str]) -> None:
-        """PROCESSING -> DELIVERED for every id, all or none, one fsync."""
+        """PROCESSING -> DELIVERED for every id this handle claimed, all or none."""
         ids = list(ids)
         if ids:
             self._locked(self._ack, ids)
 
     def fail(self, entry_id: str, reason: str) -> None:
         """Back to PENDING, or FAILED (reason kept) once ``max_attempts`` is reached."""
-        if not isinstance(reason, str):
-            raise TypeError(f"reason={reason!r}: expected str, got {type(reason).__name__}")
+        _text("reason", reason, MAX_REASON_BYTES)
         self._locked(self._fail, entry_id, reason)
+
+    def failed(self) -> list[FailedEntry]:
+        """Every FAILED entry, oldest first, with its payload and last reason."""
+        def collect() -> list[FailedEntry]:
+            return [FailedEntry(i, e.payload, e.attempts, e.reason)
+                    for i, e in self._state.entries.items() if e.state is FAILED]
+        return self._locked(collect)
+
+    def retry_failed(self, ids: Iterable[str] | None = None) -> list[str]:
+        """FAILED -> PENDING with attempts reset, for ``ids`` (default: all of them)."""
+        return self._locked(self._resolve_failed, "Y", ids)
+
+    def purge_failed(self, ids: Iterable[str] | None = None) -> list[str]:
+        """Remove FAILED entries (default: all of them) for good, payload included."""
+        return self._locked(self._resolve_failed, "X", ids)
 
     def recover(self) -> RecoveryReport:
         """Requeue claims of dead owners, remove temp debris; report all of it."""
@@ -172,6 +230,7 @@ class Queue:
             "checkpoints": store.checkpoints,
             "torn_tail_repairs": store.torn_repairs,
             "torn_bytes_cut": store.torn_bytes,
+            "reserve_bytes_released": store.reserve.released,
             "generation": store.gen,
             "directory": self._dir,
         }
@@ -184,7 +243,8 @@ class Queue:
         """Release the files; our PROCESSING entries become recoverable by others."""
         if not self._closed:
             self._closed = True
-            self._store.release()
+            # In a forked child the files are the parent's too: only close our copies.
+            self._store.release(forked=_os.getpid() != self._pid)
 
     def __enter__(self) -> Queue:
         return self
@@ -200,39 +260,75 @@ class Queue:
     def _locked(self, fn: Callable, *args: object) -> object:
         if self._closed:
             raise usage_error(QueueClosedError, f"queue directory={self._dir!r} is closed")
+        if _os.getpid() != self._pid:
+            raise usage_error(ForkedHandleError,
+                              f"queue directory={self._dir!r} was opened by pid {self._pid} "
+                              f"and used in pid {_os.getpid()}")
         return self._store.locked(fn, *args)
+
+    def _enqueue(self, parts: list[bytes], recs: list[tuple]) -> None:
+        store = self._store
+        # Space to drain what is live, this batch included, before accepting it.
+        store.reserve.ensure(self._state.live() + len(recs))
+        store.commit(parts, recs, True, spend_reserve=False)
 
     def _claim(self, worker: str, n: int) -> list[tuple[str, bytes]]:
         chosen = self._state.oldest_pending(n)
         if chosen:
+            self._store.ensure_owner()
             token = self._token
-            data = b"".join(_j.rec_claim(i, worker, token) for i in chosen)
-            recs = [("C", i, worker, token) for i in chosen]
             # Not fsynced by default: a claim lost to a crash only re-delivers.
-            self._store.commit(data, recs, self._durable_claims)
+            self._store.commit([_r.rec_claim(i, worker, token) for i in chosen],
+                               [("C", i, worker, token) for i in chosen],
+                               self._durable_claims)
         return list(chosen.items())
 
     def _ack(self, ids: list[str]) -> None:
         seen: set[str] = set()
         for entry_id in ids:
-            self._require(entry_id, PROCESSING, "ack", seen)
-        self._store.commit(b"".join(map(_j.rec_ack, ids)), [("A", i) for i in ids], True)
+            self._require(entry_id, PROCESSING, "ack", seen, owned=True)
+        self._store.commit([_r.rec_id("A", i) for i in ids], [("A", i) for i in ids], True)
 
     def _fail(self, entry_id: str, reason: str) -> None:
-        entry = self._require(entry_id, PROCESSING, "fail", set())
+        entry = self._require(entry_id, PROCESSING, "fail", set(), owned=True)
         final = entry.attempts + 1 >= self._max_attempts
-        self._store.commit(
-            _j.rec_fail(entry_id, final, reason), [("F", entry_id, final, reason)], True)
+        self._store.commit([_r.rec_fail(entry_id, final, reason)],
+                           [("F", entry_id, final, reason)], True)
 
-    def _require(self, entry_id: str, state: str, op: str, seen: set) -> Entry:
+    def _resolve_failed(self, kind: str, ids: Iterable[str] | None) -> list[str]:
+        op = "retry_failed" if kind == "Y" else "purge_failed"
+        if ids is None:
+            chosen = [i for i, e in self._state.entries.items() if e.state is FAILED]
+        else:
+            if isinstance(ids, str):
+                raise TypeError(f"ids={ids!r}: expected an iterable of entry ids, got str")
+            chosen, seen = list(ids), set()
+            for entry_id in chosen:
+                self._require(entry_id, FAILED, op, seen)
+        if chosen:
+            self._store.commit([_r.rec_id(kind, i) for i in chosen],
+                               [(kind, i) for i in chosen], True)
+        return chosen
+
+    def _require(self, entry_id: str, state: str, op: str, seen: set,
+                 owned: bool = False) -> Entry:
+        if not isinstance(entry_id, str):
+            raise TypeError(f"entry_id={entry_id!r}: expected str, "
+                            f"got {type(entry_id).__name__}")
         entry = self._state.entries.get(entry_id)
         if entry is None:
             raise usage_error(UnknownEntryError, f"{op}: entry_id={entry_id!r} not found")
         if entry.state is not state or entry_id in seen:
-            now = DELIVERED if entry_id in seen else entry.state
+            now = DELIVERED if entry_id in seen and state is PROCESSING else entry.state
             raise usage_error(
                 InvalidTransitionError,
                 f"{op}: entry_id={entry_id!r} state={now} expected={state}",
+            )
+        if owned and entry.owner != self._token:
+            raise usage_error(
+                ClaimMismatchError,
+                f"{op}: entry_id={entry_id!r} is held by another claim (worker="
+                f"{entry.worker!r}), not by this handle",
             )
         seen.add(entry_id)
         return entry

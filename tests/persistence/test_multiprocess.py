@@ -81,11 +81,14 @@ def test_sigkilled_processor_claims_are_requeued_and_acks_kept(qdir):
     assert len(os.listdir(os.path.join(qdir, "owners"))) == 0
 
 
+TORN = b"\xb2\x00\x00\x00\x40half a commit"
+
+
 def _hold_lock_forever(directory, ready):
-    fd = os.open(os.path.join(directory, "lock"), os.O_RDWR)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)  # the commit lock is the directory's
     fcntl.flock(fd, fcntl.LOCK_EX)
     with open(os.path.join(directory, "journal.0"), "ab") as f:
-        f.write(b"\xb1\x00\x00\x00\x40half a record")  # dies mid-append
+        f.write(TORN)  # dies mid-append
     ready.set()
     time.sleep(60)
 
@@ -100,7 +103,7 @@ def test_killed_lock_holder_never_blocks_the_rest(qdir):
     os.kill(child.pid, signal.SIGKILL)
     child.join()
     with open_queue(qdir) as q:  # would hang forever if the lock outlived its holder
-        assert q.last_recovery.torn_bytes_cut == len(b"\xb1\x00\x00\x00\x40half a record")
+        assert q.last_recovery.torn_bytes_cut == len(TORN)
         b = q.enqueue(b"b")
         assert q.states() == {a: "PENDING", b: "PENDING"}
 

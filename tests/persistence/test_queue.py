@@ -16,7 +16,7 @@ from persistence import (
     UnknownEntryError,
     open_queue,
 )
-from persistence import journal as J
+from persistence import _records as R
 
 # -- API contract ----------------------------------------------------------------------
 
@@ -181,18 +181,15 @@ def test_checkpoint_recipe_order(spy, queue):
     order = [
         ("write", tmp),
         ("fsync", tmp),
+        ("open", "journal.1"),  # created empty before the seal: nothing pending if it fails
         ("write", "journal.0"),  # the seal
         ("fsync", "journal.0"),
         ("replace", f"{tmp} -> checkpoint.1"),
-        ("open", "q/"),
-        ("fsync", "q/"),
-        ("open", "journal.1"),
+        ("fsync", "q/"),  # both new names made durable by one directory fsync
+        ("unlink", "journal.0"),
     ]
     positions = [calls.index(step) for step in order]
     assert positions == sorted(positions), calls
-    after_journal = calls[positions[-1] + 1 :]
-    assert ("fsync", "q/") in after_journal  # new journal's name made durable
-    assert ("unlink", "journal.0") in after_journal
 
 
 def test_new_directory_and_journal_are_made_durable(tmp_path, spy):
@@ -201,7 +198,8 @@ def test_new_directory_and_journal_are_made_durable(tmp_path, spy):
     calls = [c for c in spy.names() if c[0] in ("open", "fsync")]
     assert ("fsync", "a/") in calls  # parent of the new queue directory
     j = calls.index(("open", "journal.0"))
-    assert ("fsync", "q/") in calls[j:]
+    c = calls.index(("open", "checkpoint.0")) if ("open", "checkpoint.0") in calls else j
+    assert ("fsync", "q/") in calls[max(j, c):]
 
 
 # -- compaction ------------------------------------------------------------------------
@@ -224,7 +222,8 @@ def test_automatic_compaction_drops_delivered_keeps_pending(qdir):
         assert [i for i, s in states.items() if s == "DELIVERED"] == delivered
         assert [q.claim("w")[0] for _ in keep] == keep
         gen = q.stats()["generation"]
-        assert sorted(os.listdir(qdir)) == [f"checkpoint.{gen}", f"journal.{gen}", "lock", "owners"]
+        assert sorted(os.listdir(qdir)) == [
+            f"checkpoint.{gen}", f"journal.{gen}", "owners", "reserve"]
 
 
 def test_retention_after_compact(qdir):
@@ -252,14 +251,15 @@ def test_crash_leftovers_of_compaction_are_recovered(qdir):
     with open_queue(qdir) as q:
         assert q.last_recovery.temp_files_removed == (".tmp-999-deadbeef",)
         assert q.states() == {a: "PENDING", b: "PENDING"}
-    assert sorted(os.listdir(qdir)) == ["checkpoint.1", "journal.1", "lock", "owners"]
+    assert sorted(os.listdir(qdir)) == ["checkpoint.1", "journal.1", "owners", "reserve"]
 
 
 def test_sealed_journal_without_checkpoint_is_finished_by_the_next_opener(qdir):
     with open_queue(qdir) as q:
         a = q.enqueue(b"a")
-    with open(os.path.join(qdir, "journal.0"), "ab") as f:
-        f.write(J.rec_seal(1))  # sealer died before publishing checkpoint.1
+    path = os.path.join(qdir, "journal.0")
+    with open(path, "ab") as f:  # sealer died before publishing checkpoint.1
+        f.write(R.commit_frame(os.path.getsize(path), [R.rec_seal(1)]))
     with open_queue(qdir) as q:
         assert q.states() == {a: "PENDING"}
         b = q.enqueue(b"b")
@@ -268,19 +268,21 @@ def test_sealed_journal_without_checkpoint_is_finished_by_the_next_opener(qdir):
         assert q.states() == {a: "PENDING", b: "PENDING"}
 
 
-def test_missing_journal_of_newest_checkpoint_means_empty(qdir):
+def test_missing_journal_of_the_live_generation_is_corruption_not_empty(qdir):
     with open_queue(qdir) as q:
-        a = q.enqueue(b"a")
+        q.enqueue(b"a")
         q.compact()
+        q.ack(q.claim("w")[0])  # only in journal.1: without it "a" would come back
     os.unlink(os.path.join(qdir, "journal.1"))
-    with open_queue(qdir) as q:
-        assert q.states() == {a: "PENDING"}
+    with pytest.raises(CorruptionError, match="journal.1.*missing"):
+        open_queue(qdir)
+    assert "checkpoint.1" in os.listdir(qdir)  # nothing removed
 
 
 # -- torn tail and corruption ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+@pytest.mark.parametrize("damage", ["truncate", "zeros"])
 def test_torn_tail_detected_cut_reported(qdir, damage, caplog):
     with open_queue(qdir) as q:
         a = q.enqueue(b"first")
@@ -290,8 +292,8 @@ def test_torn_tail_detected_cut_reported(qdir, damage, caplog):
     if damage == "truncate":
         os.truncate(path, size - 3)
     else:
-        with open(path, "ab") as f:
-            f.write(b"\xb1garbage after a crash")
+        with open(path, "ab") as f:  # a hole the crash left before the data landed
+            f.write(bytes(512))
     with open_queue(qdir) as q:
         report = q.last_recovery
         assert report.torn_bytes_cut > 0
@@ -314,7 +316,7 @@ def test_unreadable_checkpoint_moved_aside_not_deleted(qdir):
     with open(os.path.join(qdir, "checkpoint.2"), "r+b") as f:
         f.seek(20)
         f.write(b"XX")
-    with pytest.raises(CorruptionError, match="no valid checkpoint"):
+    with pytest.raises(CorruptionError, match="not a complete, valid checkpoint"):
         open_queue(qdir)  # the older generation is gone: refuse, never "empty queue"
     assert "checkpoint.2.corrupt-1" in os.listdir(qdir)
 
@@ -364,10 +366,10 @@ def test_short_write_then_enospc_is_rolled_back_on_disk(qdir, monkeypatch):
 def test_permission_denied_then_recovers(queue, monkeypatch):
     a = queue.enqueue(b"a")
 
-    def denied(fd):
-        raise OSError(errno.EACCES, "Permission denied")
+    def denied(fd, data):  # what write(2) says to a sealed or immutable file
+        raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(os, "fsync", denied)
+    monkeypatch.setattr(os, "write", denied)
     with pytest.raises(PermissionDeniedError):
         queue.enqueue(b"b")
     monkeypatch.undo()
@@ -378,13 +380,13 @@ def test_permission_denied_then_recovers(queue, monkeypatch):
 def test_open_permission_denied_is_typed(qdir, monkeypatch):
     real = os.open
 
-    def deny_lock(path, *args, **kw):
-        if os.fsdecode(path).endswith("lock"):
+    def deny_owner(path, *args, **kw):
+        if "owners" in os.fsdecode(path):
             raise OSError(errno.EACCES, "Permission denied")
         return real(path, *args, **kw)
 
-    monkeypatch.setattr(os, "open", deny_lock)
-    with pytest.raises(PermissionDeniedError, match="lock"):
+    monkeypatch.setattr(os, "open", deny_owner)
+    with pytest.raises(PermissionDeniedError, match="owners"):
         open_queue(qdir)
 
 
@@ -519,25 +521,25 @@ def _within(seconds, fn):
 
 def test_a_directory_replaced_while_opening_is_the_one_attached(tmp_path, monkeypatch):
     """Another process removed and re-created the directory between our look at it and
-    our opening its lock file: the identity kept is the new directory's, where our files
-    are. (It was the old one's: the first commit took the directory for vanished, and
-    re-establishing flocked the lock file already held through another descriptor, a
-    deadlock with itself, found by harness stress.)"""
+    our opening it: the identity kept is the new directory's, where our files are. (It
+    was the old one's: the first commit took the directory for vanished, and
+    re-establishing locked what it already held through another descriptor, a deadlock
+    with itself, found by harness stress.)"""
     import persistence._store as store
 
     directory = tmp_path / "q"
     open_queue(str(directory)).close()
-    real_open = store._os.open_file
+    real_open = store._os.open_dir
     replaced: list[str] = []
 
-    def replace_then_open(path, flags, *mode):
-        if not replaced and path.endswith(os.sep + "lock"):
+    def replace_then_open(path):
+        if not replaced and path == str(directory):
             replaced.append(path)
             os.rename(directory, tmp_path / "old")  # kept: no inode number is reused
-            os.makedirs(directory / "owners")
-        return real_open(path, flags, *mode)
+            os.makedirs(directory / "owners", mode=0o700)
+        return real_open(path)
 
-    monkeypatch.setattr(store._os, "open_file", replace_then_open)
+    monkeypatch.setattr(store._os, "open_dir", replace_then_open)
 
     def open_and_enqueue():
         with open_queue(str(directory)) as q:
@@ -585,8 +587,9 @@ def test_re_establishing_retries_after_its_checkpoint_met_a_full_disk(tmp_path, 
 
 def test_a_directory_re_created_under_the_same_inode_number_is_noticed(tmp_path, monkeypatch):
     """ext4 may hand a removed directory's inode number to the next mkdir: another process
-    re-creating the queue directory can give it the identity ours had. The lock file we
-    hold open is unlinked all the same, and that is what tells us."""
+    re-creating the queue directory can give it the identity ours had (not while we hold
+    a descriptor on ours, but a filesystem without stable inode numbers may). The
+    directory we hold open has no links left all the same, and that is what tells us."""
     import persistence._store as store
 
     directory = tmp_path / "q"
@@ -595,18 +598,19 @@ def test_a_directory_re_created_under_the_same_inode_number_is_noticed(tmp_path,
     old = os.stat(directory)
     shutil.rmtree(directory)
     open_queue(str(directory)).close()  # another process: a new, empty queue there
-    real_stat = store._os.stat_or_none
+    new = os.stat(directory)
+    real_lstat, real_fstat = store._os.lstat_or_none, store._os.fstat
 
-    def same_number(path):  # what the kernel may do; this test makes sure it does
-        st = real_stat(path)
-        if st is None or os.fspath(path) != str(directory):
+    def renumbered(st):  # what the kernel may do; this test makes sure it does
+        if st is None or (st.st_dev, st.st_ino) != (new.st_dev, new.st_ino):
             return st
         _cls, (fields, extra) = st.__reduce__()
         fields = list(fields)
         fields[1], fields[2] = old.st_ino, old.st_dev
         return os.stat_result(fields, extra)
 
-    monkeypatch.setattr(store._os, "stat_or_none", same_number)
+    monkeypatch.setattr(store._os, "lstat_or_none", lambda p: renumbered(real_lstat(p)))
+    monkeypatch.setattr(store._os, "fstat", lambda fd, p: renumbered(real_fstat(fd, p)))
     after = q.enqueue(b"after")  # must land in the directory that is there now
     q.close()
     monkeypatch.undo()

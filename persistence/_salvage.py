@@ -1,0 +1,212 @@
+"""Salvage: rebuild a damaged queue from every intact record, and say what is missing.
+
+Opening a damaged queue raises CorruptionError and changes nothing: deciding that the
+damaged bytes are gone for good is the operator's call, not the library's. Once it is
+made, :func:`salvage` (SQLite's ``.recover`` for this queue) does what can be done:
+
+1. it refuses while any handle has the queue open (the owner files say so);
+2. it loads the newest checkpoint that is valid (a damaged newer one is reported);
+3. it replays every journal of that generation and later, in order; where a journal is
+   damaged it skips to the next intact commit frame (each is CRC-checked, so a frame
+   found by a resynchronising scan is as trustworthy as any) and records the damaged
+   byte range;
+4. it reports the entries it could not recover: ids that surviving records refer to
+   (a claim, an ack) although their enqueue record was lost, and, for every handle
+   whose enqueues it saw, the numbers missing between its first and last one
+   (entry ids are ``<handle token>-<n>`` with n counting up from 1);
+5. it publishes the result as a new generation, and keeps every damaged file aside as
+   ``<name>.corrupt-<n>`` (evidence is never deleted); intact old files are removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os.path
+import secrets
+from dataclasses import dataclass, field
+
+from . import _directory, _os
+from . import _records as _r
+from . import journal as _j
+from ._state import State
+from .errors import CorruptionError, PersistenceError
+
+__all__ = ["SalvageReport", "salvage"]
+
+
+@dataclass(frozen=True)
+class SalvageReport:
+    """What :func:`salvage` kept, lost and set aside."""
+
+    generation: int  # the generation it published
+    entries: int  # entries recovered (every state but DELIVERED)
+    damaged: tuple[str, ...] = ()  # "journal.3 bytes 120-4216", "checkpoint.4 (whole file)"
+    unrecoverable: tuple[str, ...] = ()  # ids referred to, but whose enqueue was lost
+    possibly_lost: tuple[str, ...] = ()  # ids missing from a handle's sequence
+    kept: tuple[str, ...] = ()  # damaged files set aside, by their new names
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def clean(self) -> bool:
+        return not (self.damaged or self.unrecoverable or self.possibly_lost)
+
+
+def salvage(directory: str) -> SalvageReport:
+    """Rebuild the queue in ``directory`` from every intact record (see module doc)."""
+    path = _directory.resolve(directory)
+    token = secrets.token_hex(8)
+    att = _directory.attach(path, token, create=False)
+    try:
+        _os.flock(att.dir_fd, _os.LOCK_EX, path)
+        try:
+            _refuse_if_open(path, token)
+            return _Salvager(path).run()
+        finally:
+            _os.flock(att.dir_fd, _os.LOCK_UN, path)
+    finally:
+        err = att.close(path, token, remove_owner=True)
+        if err is not None:
+            raise err
+
+
+def _refuse_if_open(path: str, token: str) -> None:
+    alive = []
+    owners = os.path.join(path, "owners")
+    for name in _os.listdir(owners):
+        if name == token or not name.isalnum():
+            continue
+        owner = os.path.join(owners, name)
+        fd = _os.open_file(owner, _os.O_RDWR)
+        try:
+            if not _os.try_flock(fd, owner):
+                alive.append(name)
+        finally:
+            _os.close(fd, owner)
+    if alive:
+        raise PersistenceError(errno.EBUSY, "queue in use", path,
+                               f"salvage refused: path={path!r} open_handles={len(alive)} "
+                               f"(owners {sorted(alive)}); close every handle of the queue, "
+                               "then run salvage again")
+
+
+class _Salvager:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.state = State()
+        self.damaged: list[str] = []
+        self.bad_files: list[str] = []
+        self.unrecoverable: dict[str, None] = {}
+        self.seqs: dict[str, set[int]] = {}
+
+    def run(self) -> SalvageReport:
+        names = _os.listdir(self.path)
+        ckpts = _j.generations(names, "checkpoint")
+        journals = sorted(_j.generations(names, "journal"))
+        base = self._load_base(ckpts)
+        if ckpts and base not in journals:
+            self.damaged.append(f"journal.{base} (missing: every change since "
+                                f"checkpoint.{base} is lost)")
+        for gen in journals:
+            if gen >= base:
+                self._replay(f"journal.{gen}")
+        new_gen = 1 + max([*ckpts, *journals, 0])
+        entries = self._publish(new_gen)
+        kept = self._set_aside(ckpts, journals, new_gen)
+        return SalvageReport(
+            generation=new_gen, entries=entries, damaged=tuple(self.damaged),
+            unrecoverable=tuple(self.unrecoverable), possibly_lost=self._gaps(),
+            kept=tuple(kept))
+
+    def _load_base(self, ckpts: list[int]) -> int:
+        """Load the newest valid checkpoint; its generation (0 if there is none)."""
+        for gen in ckpts:
+            name = f"checkpoint.{gen}"
+            try:
+                found = _j.read_checkpoint(os.path.join(self.path, name))
+            except CorruptionError:
+                self.damaged.append(f"{name} (whole file: not a valid checkpoint)")
+                self.bad_files.append(name)
+                continue
+            if found is not None:
+                self.state.load(found[1])
+                return gen
+        return 0
+
+    def _replay(self, name: str) -> None:
+        data = _os.read_all(os.path.join(self.path, name))
+        records, valid, _ = _r.scan_commits(data)
+        self._apply(records)
+        if valid == len(data):
+            return
+        self.bad_files.append(name)
+        gap_start = valid
+        for offset, stop, _durable, found in _r.frames_after(data, valid + 1):
+            if offset > gap_start:
+                self.damaged.append(f"{name} bytes {gap_start}-{offset}")
+            self._apply(found)
+            gap_start = stop
+        if gap_start < len(data):
+            self.damaged.append(f"{name} bytes {gap_start}-{len(data)} (to the end)")
+
+    def _apply(self, records: list[tuple]) -> None:
+        entries = self.state.entries
+        for rec in records:
+            kind, entry_id = rec[0], rec[1]
+            if kind in "SMZ":
+                continue
+            if kind == "E":
+                token, _, seq = entry_id.rpartition("-")
+                if seq.isdigit():
+                    self.seqs.setdefault(token, set()).add(int(seq))
+                self.unrecoverable.pop(entry_id, None)
+            elif entry_id not in entries:
+                self.unrecoverable[entry_id] = None
+                continue
+            self.state.apply(rec)
+
+    def _gaps(self) -> tuple[str, ...]:
+        lost = []
+        for token, seqs in self.seqs.items():
+            for n in range(min(seqs), max(seqs)):
+                entry_id = f"{token}-{n}"
+                if n not in seqs and entry_id not in self.state.entries and (
+                        entry_id not in self.unrecoverable):
+                    lost.append(entry_id)
+        return tuple(lost)
+
+    def _publish(self, gen: int) -> int:
+        data = _r.encode_checkpoint(gen, self.state.snapshot(0))
+        tmp = _j.write_temp(self.path, data)
+        try:
+            journal = _j.Journal.open(os.path.join(self.path, f"journal.{gen}"), gen,
+                                      create=True)
+            journal.close()
+            _os.replace(tmp, os.path.join(self.path, f"checkpoint.{gen}"))
+        except BaseException:
+            _j.discard_temp(tmp)
+            raise
+        _os.fsync_dir(self.path)
+        counts = self.state.counts
+        return sum(counts.values()) - counts["DELIVERED"]
+
+    def _set_aside(self, ckpts: list[int], journals: list[int],
+                   new_gen: int) -> list[str]:
+        kept = []
+        old = [f"checkpoint.{g}" for g in ckpts] + [f"journal.{g}" for g in journals]
+        for name in old:
+            src = os.path.join(self.path, name)
+            if name in self.bad_files:
+                copy = _j.keep_copy(src)  # reuses an identical copy kept when it was read
+                if copy is None:
+                    raise CorruptionError(errno.EIO, "cannot keep evidence", src,
+                                          f"salvage stopped: path={src!r} (a copy of the "
+                                          "damaged file could not be kept; it is left in "
+                                          "place); free space, then run salvage again")
+                kept.append(copy)
+            try:
+                _os.unlink(src)
+            except PersistenceError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        _os.fsync_dir(self.path)
+        return kept
