@@ -29,7 +29,9 @@ __all__ = [
     "DIR_MODE",
     "FILE_MODE",
     "chmod_fd",
+    "at_fork_in_child",
     "close",
+    "detach_after_fork",
     "fallocate",
     "flock",
     "fstat",
@@ -326,6 +328,34 @@ O_WRONLY = os.O_WRONLY
 S_ISDIR = _stat.S_ISDIR
 S_ISREG = _stat.S_ISREG
 S_IMODE = _stat.S_IMODE
+
+
+def at_fork_in_child(fn: object) -> None:
+    os.register_at_fork(after_in_child=fn)
+
+
+def detach_after_fork(fds: list[int]) -> None:
+    """In a forked child: give each descriptor an open file description of its own (the
+    same file, at the same offset), so that locks taken by the parent, which belong to
+    the description fork shares, die with the parent and not with this child. Where
+    /proc is missing the descriptor is pointed at /dev/null instead (its number stays
+    taken, so a later close cannot hit a descriptor someone else opened)."""
+    for fd in fds:
+        if fd < 0:
+            continue
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_APPEND)
+            is_dir = _stat.S_ISDIR(os.fstat(fd).st_mode)
+            if is_dir:
+                new = os.open(f"/proc/self/fd/{fd}", flags | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                pos = os.lseek(fd, 0, os.SEEK_CUR)
+                new = os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC)
+                os.lseek(new, pos, os.SEEK_SET)
+        except OSError:
+            new = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        os.dup2(new, fd, inheritable=False)
+        os.close(new)
 
 
 def getpid() -> int:

@@ -105,12 +105,13 @@ class Reserve:
         return True
 
     def trim(self, live: int) -> None:
-        """After a checkpoint: shrink a reserve far larger than the live entries need."""
+        """At a checkpoint: shrink a reserve far larger than the live entries need
+        (after a drain, what it held for the drained entries is free space again)."""
         if self.fd < 0:
             return
         size = self._size()
         need = self.target(live)
-        if size > 2 * need + 16 * _BLOCK:
+        if size > need + need // 2 + 16 * _BLOCK:
             _os.truncate(self.fd, _round_up(need), self.path)
 
     def close(self) -> None:

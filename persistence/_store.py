@@ -46,6 +46,7 @@ from __future__ import annotations
 import errno
 import logging
 import os.path
+import weakref
 from collections.abc import Callable
 
 from . import _directory, _os
@@ -61,6 +62,18 @@ __all__ = ["Store"]
 
 _log = logging.getLogger("persistence")
 _VANISH_TRIES = 5
+_OPEN: weakref.WeakSet[Store] = weakref.WeakSet()  # for the fork hook below
+
+
+def _after_fork_in_child() -> None:
+    # A child that never touches an inherited handle must not keep its parent's locks
+    # alive: a parent SIGKILLed holding the commit lock, or holding claims, would
+    # otherwise block every process, or keep its claims PROCESSING, until the child exits.
+    for store in list(_OPEN):
+        store.detach()
+
+
+_os.at_fork_in_child(_after_fork_in_child)
 
 
 class Store:
@@ -79,6 +92,7 @@ class Store:
         self.reserve = Reserve(directory)
         self.stopped: str | None = None  # why this handle no longer writes
         self._compact_at = compact_min
+        _OPEN.add(self)
 
     def open(self, create: bool) -> RecoveryReport:
         """Attach to (by default create) the directory, load it and recover."""
@@ -297,8 +311,7 @@ class Store:
             gen = 1 + max([self.gen, *_j.generations(names, "checkpoint"),
                            *_j.generations(names, "journal")])
         data = _r.encode_checkpoint(gen, self.state.snapshot(self.retain))
-        tmp = _j.write_temp(self.dir, data)
-        self.fsyncs += 1
+        tmp = self._write_checkpoint_temp(data)
         new = None
         try:
             new = self._create_journal(gen)
@@ -329,7 +342,22 @@ class Store:
         self.set_ckpt_size(len(data))
         self.checkpoints += 1
         self._switch(new, gen)
-        self.reserve.trim(self.state.live())
+
+    def _write_checkpoint_temp(self, data: bytes) -> str:
+        """The temp file of a checkpoint. A checkpoint smaller than the generation it
+        replaces frees more than it takes, so on a full disk it may borrow from the
+        reserve (else a drained queue that had filled its disk stayed full for good)."""
+        live = self.state.live()
+        self.reserve.trim(live)
+        try:
+            tmp = _j.write_temp(self.dir, data)
+        except DiskFullError:
+            replaced = self.ckpt_size + (self.journal.end if self.journal else 0)
+            if len(data) >= replaced or not self.reserve.release(len(data) + 4096):
+                raise
+            tmp = _j.write_temp(self.dir, data)
+        self.fsyncs += 1
+        return tmp
 
     def _create_journal(self, gen: int) -> _j.Journal:
         path = self.path(f"journal.{gen}")
@@ -392,6 +420,12 @@ class Store:
                                    f"{what} failed: path={self.dir!r}: {why}; "
                                    f"{StorageMissingError.hint}")
 
+    def detach(self) -> None:
+        """In a forked child: stop sharing the parent's open file descriptions."""
+        att, journal = self.att, self.journal
+        _os.detach_after_fork([att.dir_fd if att else -1, att.owner_fd if att else -1,
+                               journal.fd if journal else -1, self.reserve.fd])
+
     def release(self, forked: bool = False) -> None:
         """Close every file and remove our owner file (not in a forked child: the
         parent's handle still uses them); the first error is raised last."""
@@ -411,5 +445,6 @@ class Store:
         if self.att is not None:
             err = self.att.close(self.dir, self.token, remove_owner=not forked)
             first = first or err
+        _OPEN.discard(self)
         if first is not None:
             raise first
