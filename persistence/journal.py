@@ -84,7 +84,13 @@ class Journal:
     def linked(self) -> bool:
         """Does our descriptor's file still have a name? (It has none once superseded
         and removed, or removed by someone else.)"""
-        return _os.fstat(self.fd, self.path).st_nlink > 0
+        st = _os.fstat(self.fd, self.path)
+        if st.st_size < self.end:
+            # Nothing of ours ever shortens a journal below what was applied (a torn
+            # tail lies past it): someone truncated committed records away.
+            self._damaged(st.st_size, f"the file shrank to {st.st_size} bytes below the "
+                          f"{self.end} bytes already committed")
+        return st.st_nlink > 0
 
     def read_tail(self) -> tuple[list[tuple], int]:
         """Records committed since our last read, and the torn bytes cut (0 if none)."""

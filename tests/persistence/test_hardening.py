@@ -289,3 +289,33 @@ def test_failed_entries_can_be_listed_retried_and_purged(qdir):
         assert q.states() == {a: "PENDING"}
         assert q.failed() == []
         assert q.claim("w") == (a, b"a")
+
+
+def test_a_journal_truncated_under_a_live_handle_is_damage(qdir):
+    with open_queue(qdir) as q:
+        ids = [q.enqueue(b"e%d" % i) for i in range(20)]
+        path = os.path.join(qdir, f"journal.{q.stats()['generation']}")
+        os.truncate(path, os.path.getsize(path) // 2)  # acknowledged commits cut away
+        with pytest.raises(CorruptionError, match="shrank"):
+            q.enqueue(b"after")
+    assert ids
+
+
+def test_salvage_names_entries_whose_enqueue_was_lost(qdir):
+    with open_queue(qdir, compact_min_bytes=1 << 30) as q:
+        ids = [q.enqueue(b"e%02d" % i) for i in range(40)]  # one commit each
+        claimed = [i for i, _ in q.claim_many("w", 40)]  # one commit naming all 40
+    path = os.path.join(qdir, "journal.0")
+    data = bytearray(_read(path))
+    third = len(data) // 3
+    data[third : third + 200] = bytes(200)  # some enqueues lost, the claim survives
+    with open(path, "wb") as f:
+        f.write(data)
+    with pytest.raises(CorruptionError):
+        open_queue(qdir)
+    report = salvage(qdir)
+    assert report.unrecoverable  # the claim names ids whose enqueue is gone
+    with open_queue(qdir) as q:
+        recovered = set(q.states())
+    assert set(report.unrecoverable) | recovered == set(ids) == set(claimed)
+    assert not set(report.unrecoverable) & recovered
