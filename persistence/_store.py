@@ -39,6 +39,11 @@ pages and will report the next fsync as a success, so the file can never be trus
 again: the failed call raises, the journal is abandoned and the state in memory (which
 never held the failed record) is published as a new generation. If that fails too, or
 a directory fsync fails, the handle stops: every later call raises CorruptionError.
+The abandoned journal is not sealed (it is not trusted with one): other handles see it
+unlinked and load the new generation. A crash in the microseconds between the new
+checkpoint's rename and that unlink, after an fsync error, is the one double fault in
+which a handle of another, still running process could append once more to the old
+journal before the next open removes it.
 """
 
 from __future__ import annotations

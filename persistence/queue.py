@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -120,7 +121,8 @@ class Queue:
 
     One handle per process: a handle used after ``fork`` raises ForkedHandleError in the
     child (its locks and file offsets are shared with the parent's); open the queue again
-    there. A handle may be shared by threads of its process only under a lock of theirs.
+    there. Threads of one process may share a handle: its calls are serialised by a
+    mutex (flock(2) alone would not, as it is shared by every thread of the handle).
     """
 
     def __init__(self, directory: str | os.PathLike[str], options: dict) -> None:
@@ -130,6 +132,7 @@ class Queue:
         self._durable_claims = options["durable_claims"]
         self._token = secrets.token_hex(8)
         self._pid = _os.getpid()
+        self._mutex = threading.Lock()
         self._seq = 0
         self._closed = False
         self._state = State()
@@ -264,7 +267,8 @@ class Queue:
             raise usage_error(ForkedHandleError,
                               f"queue directory={self._dir!r} was opened by pid {self._pid} "
                               f"and used in pid {_os.getpid()}")
-        return self._store.locked(fn, *args)
+        with self._mutex:
+            return self._store.locked(fn, *args)
 
     def _enqueue(self, parts: list[bytes], recs: list[tuple]) -> None:
         store = self._store

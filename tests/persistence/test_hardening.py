@@ -319,3 +319,25 @@ def test_salvage_names_entries_whose_enqueue_was_lost(qdir):
         recovered = set(q.states())
     assert set(report.unrecoverable) | recovered == set(ids) == set(claimed)
     assert not set(report.unrecoverable) & recovered
+
+
+def test_threads_sharing_one_handle_deliver_each_entry_once(qdir):
+    import threading
+
+    with open_queue(qdir) as q:
+        ids = q.enqueue_many([b"%d" % i for i in range(2000)])
+        got = []
+
+        def work():
+            while (claimed := q.claim("t")) is not None:
+                q.ack(claimed[0])
+                got.append(claimed[0])
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(got) == sorted(ids)  # each exactly once
+        assert set(q.states().values()) == {"DELIVERED"}
+        assert q.stats()["torn_tail_repairs"] == 0
