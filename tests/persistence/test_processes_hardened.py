@@ -177,30 +177,18 @@ SOAK_SECONDS = 30
 SLOW_EVERY = 2.0
 
 
-def _busy_producer(out, directory, start, stop):
+def _producer(out, directory, start, stop, name, every):
+    """Enqueue until ``stop``; ``every`` > 0: idle that long after each enqueue."""
     made = {}
     with open_queue(directory) as q:
         out.put(("ready", None))
         _wait(start)
         n = 0
         while not stop.is_set():
-            payload = b"busy:%d" % n
+            payload = b"%s:%d" % (name, n)
             made[q.enqueue(payload)] = payload  # recorded only once enqueue returned
             n += 1
-    out.put(("done", made))
-
-
-def _slow_producer(out, directory, start, stop):
-    made = {}
-    with open_queue(directory) as q:
-        out.put(("ready", None))
-        _wait(start)
-        n = 0
-        while True:
-            payload = b"slow:%d" % n
-            made[q.enqueue(payload)] = payload
-            n += 1
-            if stop.wait(SLOW_EVERY):  # idle while the others checkpoint many times
+            if every and stop.wait(every):  # idle while the others checkpoint many times
                 break
     out.put(("done", made))
 
@@ -226,8 +214,9 @@ def _busy_consumer(out, directory, start, stop):
 def test_idle_producer_among_busy_processes_every_enqueue_delivered_exactly_once(qdir, spawn):
     open_queue(qdir).close()
     start, stop = CTX.Event(), CTX.Event()
-    roles = [_busy_producer, _slow_producer, _busy_consumer]
-    children = [spawn(role, qdir, start, stop) for role in roles]
+    children = [spawn(_producer, qdir, start, stop, b"busy", 0),
+                spawn(_producer, qdir, start, stop, b"slow", SLOW_EVERY),
+                spawn(_busy_consumer, qdir, start, stop)]
     for _, out in children:
         _expect(out, "ready")
     start.set()
