@@ -25,7 +25,7 @@ our state, which holds every record, as a new generation;
 A handle never publishes an old generation again: a new one is numbered past every
 generation present, and any number of checkpoints by others while it idles is harmless.
 
-Checkpoint (publish), under the lock, when the journal outgrows
+Checkpoint (publish, in ``_publish.py``), under the lock, when the journal outgrows
 max(compact_min_bytes, 2 x last checkpoint): (1) write the state to a unique temp
 file and fsync it (a full disk fails here, with nothing else touched); (2) create
 the empty ``journal.<n+1>`` (O_EXCL); (3) append a seal naming n+1 to the old journal
@@ -55,8 +55,8 @@ import weakref
 from collections.abc import Callable
 
 from . import _directory, _os
-from . import _records as _r
 from . import journal as _j
+from ._publish import publish
 from ._recovery import RecoveryReport, load_and_recover, recover
 from ._reserve import Reserve
 from ._state import State
@@ -170,7 +170,7 @@ class Store:
                 spend_reserve: bool) -> None:
         journal = self.journal
         try:
-            self._write(journal, records, sync, spend_reserve)
+            self.write(journal, records, sync, spend_reserve)
         except PersistenceError as exc:
             if journal.poisoned:
                 self._abandon(exc)
@@ -179,7 +179,7 @@ class Store:
         for rec in recs:
             apply(rec)
 
-    def _write(self, journal: _j.Journal, records: list[bytes], sync: bool,
+    def write(self, journal: _j.Journal, records: list[bytes], sync: bool,
                spend_reserve: bool) -> None:
         try:
             journal.append(records, sync)
@@ -256,7 +256,7 @@ class Store:
             self.report["notes"].append(f"finished publishing generation {gen}")
             self.publish(False, gen)
         else:
-            raise self._corrupt(self.journal.path, f"sealed to generation {gen}, but no "
+            raise self.corrupt(self.journal.path, f"sealed to generation {gen}, but no "
                                 "checkpoint of it or later exists and the journal was removed")
 
     def _superseded(self) -> None:
@@ -281,11 +281,11 @@ class Store:
         path = self.path(f"checkpoint.{gen}")
         found = _j.read_checkpoint(path)
         if found is None:
-            raise self._corrupt(path, "the checkpoint of the live generation is missing")
+            raise self.corrupt(path, "the checkpoint of the live generation is missing")
         journal = self.open_journal(gen)
         self.state.load(found[1])
         self.set_ckpt_size(found[2])
-        self._switch(journal, gen)
+        self.switch(journal, gen)
 
     def open_journal(self, gen: int) -> _j.Journal:
         path = self.path(f"journal.{gen}")
@@ -293,7 +293,7 @@ class Store:
             journal = _j.Journal.open(path, gen)
         except PersistenceError as exc:
             if exc.errno == errno.ENOENT:
-                raise self._corrupt(path, "the journal of the live generation is missing; "
+                raise self.corrupt(path, "the journal of the live generation is missing; "
                                     "its records cannot be recovered") from exc
             raise
         try:
@@ -303,83 +303,17 @@ class Store:
             raise
         return journal
 
-    def _corrupt(self, path: str, why: str) -> CorruptionError:
+    def corrupt(self, path: str, why: str) -> CorruptionError:
         return CorruptionError(errno.EBADMSG, "queue files inconsistent", path,
                                f"read failed: path={path!r} errno=EBADMSG ({why}); "
                                f"{CorruptionError.hint}")
 
     def publish(self, seal: bool, gen: int | None = None) -> None:
         """Write our state as generation ``gen`` (default: past every one present) and
-        make it the live one (the steps are in the module doc)."""
-        names = self.names()
-        if gen is None:
-            gen = 1 + max([self.gen, *_j.generations(names, "checkpoint"),
-                           *_j.generations(names, "journal")])
-        data = _r.encode_checkpoint(gen, self.state.snapshot(self.retain))
-        tmp = self._write_checkpoint_temp(data)
-        new = None
-        try:
-            new = self._create_journal(gen)
-            old = self.journal
-            if seal and old is not None and old.sealed_to is None and not old.poisoned:
-                try:
-                    self._write(old, [_r.rec_seal(gen)], True, True)
-                    old.sealed_to = gen
-                except PersistenceError:
-                    # An untrusted journal needs no seal: others see it unlinked below.
-                    if not old.poisoned:
-                        raise
-            _os.replace(tmp, self.path(f"checkpoint.{gen}"))
-        except BaseException:
-            _j.discard_temp(tmp)
-            if new is not None:
-                new.close()
-            raise
-        try:
-            self.sync_dir()
-        except PersistenceError as exc:
-            new.close()
-            # Whether the rename is durable is unknown: removing the old generation
-            # could leave nothing after a power loss. Stop; a reopen sorts it out.
-            self.stopped = f"fsync of directory {self.dir!r} failed ({exc.strerror})"
-            raise
-        self.state.drop_delivered(self.retain)
-        self.set_ckpt_size(len(data))
-        self.checkpoints += 1
-        self._switch(new, gen)
+        make it the live one (``_publish.py``)."""
+        publish(self, seal, gen)
 
-    def _write_checkpoint_temp(self, data: bytes) -> str:
-        """The temp file of a checkpoint. A checkpoint smaller than the generation it
-        replaces frees more than it takes, so on a full disk it may borrow from the
-        reserve (else a drained queue that had filled its disk stayed full for good)."""
-        live = self.state.live()
-        self.reserve.trim(live)
-        try:
-            tmp = _j.write_temp(self.dir, data)
-        except DiskFullError:
-            replaced = self.ckpt_size + (self.journal.end if self.journal else 0)
-            if len(data) >= replaced or not self.reserve.release(len(data) + 4096):
-                raise
-            tmp = _j.write_temp(self.dir, data)
-        self.fsyncs += 1
-        return tmp
-
-    def _create_journal(self, gen: int) -> _j.Journal:
-        path = self.path(f"journal.{gen}")
-        try:
-            journal = _j.Journal.open(path, gen, create=True)
-        except PersistenceError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-            # Left empty by a publication that died before its rename: reuse it.
-            journal = self.open_journal(gen)
-            if _os.fstat(journal.fd, path).st_size:
-                journal.close()
-                raise self._corrupt(path, "a journal with records exists for a generation "
-                                    "that has no checkpoint") from exc
-        return journal
-
-    def _switch(self, new: _j.Journal, gen: int) -> None:
+    def switch(self, new: _j.Journal, gen: int) -> None:
         """Make ``new`` our journal and remove every older generation's files. No
         directory fsync: one that comes back after a power loss is debris (older than
         the newest checkpoint) and is removed again at the next open."""
