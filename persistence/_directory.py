@@ -134,7 +134,7 @@ class Attachment:
         first = None
         steps = []
         if remove_owner and self.owner_fd >= 0:
-            steps.append(lambda: _unlink_missing_ok(owner_path(directory, token)))
+            steps.append(lambda: _os.unlink_if_present(owner_path(directory, token)))
         if self.owner_fd >= 0:
             steps.append(lambda: _os.close(self.owner_fd, owner_path(directory, token)))
         if self.dir_fd >= 0:
@@ -146,14 +146,6 @@ class Attachment:
                 first = first or exc
         self.owner_fd = self.dir_fd = -1
         return first
-
-
-def _unlink_missing_ok(path: str) -> None:
-    try:
-        _os.unlink(path)
-    except PersistenceError as exc:
-        if exc.errno != errno.ENOENT:
-            raise
 
 
 def attach(directory: str, token: str, create: bool) -> Attachment:

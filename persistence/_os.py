@@ -55,6 +55,7 @@ __all__ = [
     "truncate",
     "try_flock",
     "unlink",
+    "unlink_if_present",
     "write_all",
 ]
 
@@ -279,6 +280,17 @@ def unlink(path: str) -> None:
         os.unlink(path)
     except OSError as exc:
         raise from_oserror(exc, "unlink", path)
+
+
+def unlink_if_present(path: str) -> bool:
+    """os.unlink with "already gone" as an answer (False) rather than an error."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise from_oserror(exc, "unlink", path)
+    return True
 
 
 def mkdir(path: str, *, parents: bool = False) -> None:

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from . import _os
 from . import _records as _r
 from . import journal as _j
-from .errors import CorruptionError, PersistenceError, UnsafeDirectoryError
+from .errors import PersistenceError, UnsafeDirectoryError
 
 if TYPE_CHECKING:
     from ._store import Store
 
-__all__ = ["RecoveryReport", "load_and_recover", "recover"]
+__all__ = ["RecoveryReport", "load_and_recover", "owner_held", "recover"]
 
 _log = logging.getLogger("persistence")
 
@@ -38,6 +38,8 @@ class RecoveryReport:
     torn_bytes_cut: int = 0
     requeued: tuple[str, ...] = ()
     temp_files_removed: tuple[str, ...] = ()
+    # Kept for callers of earlier versions; always empty now: a damaged file is no longer
+    # moved aside at open, it raises CorruptionError (with a copy kept) instead.
     quarantined: tuple[str, ...] = ()
     owners_removed: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # generations finished or republished, and why
@@ -69,15 +71,16 @@ def load_and_recover(store: Store) -> RecoveryReport:
     if not ckpts:
         if journals and (journals != [0] or _size(store, "journal.0")):
             path = store.path(f"journal.{journals[-1]}")
-            raise _corrupt(path, _why_no_checkpoint(path))
+            raise store.corrupt(path, _why_no_checkpoint(path))
         store.state.reset()
         store.publish(False, 0)
     else:
         gen = ckpts[0]
         for later in journals:
             if later > gen and _size(store, f"journal.{later}"):
-                raise _corrupt(store.path(f"journal.{later}"), "a journal with records "
-                               f"for generation {later}, which has no checkpoint")
+                raise store.corrupt(store.path(f"journal.{later}"), "a journal with "
+                                    f"records for generation {later}, which has no "
+                                    "checkpoint")
         store.load_generation(gen)
         for later in journals:
             if later > gen + 1:  # empty (checked above): an abandoned publication
@@ -85,11 +88,11 @@ def load_and_recover(store: Store) -> RecoveryReport:
     store.catch_up()
     # The live journal is not sealed: an empty one of the next generation is the start
     # of a publication that died before its seal.
-    if _os.lstat_or_none(store.path(f"journal.{store.gen + 1}")) is not None:
-        if _size(store, f"journal.{store.gen + 1}"):
-            raise _corrupt(store.path(f"journal.{store.gen + 1}"), "a journal with records "
-                           "for a generation that has no checkpoint")
-        store.unlink_quietly(store.path(f"journal.{store.gen + 1}"))
+    following = f"journal.{store.gen + 1}"
+    if _size(store, following):
+        raise store.corrupt(store.path(following), "a journal with records for a "
+                            "generation that has no checkpoint")
+    store.unlink_quietly(store.path(following))
     return recover(store)
 
 
@@ -107,12 +110,6 @@ def _why_no_checkpoint(path: str) -> str:
         return ("written in queue format version 1, which this version does not read; "
                 "drain it with the version that wrote it")
     return "a journal with records but no checkpoint: the checkpoint was removed"
-
-
-def _corrupt(path: str, why: str) -> CorruptionError:
-    return CorruptionError(errno.EBADMSG, "queue files inconsistent", path,
-                           f"open failed: path={path!r} errno=EBADMSG ({why}); "
-                           f"{CorruptionError.hint}")
 
 
 def recover(store: Store) -> RecoveryReport:
@@ -145,12 +142,11 @@ def recover(store: Store) -> RecoveryReport:
             alive[name] = _owner_alive(store, name)
     if dead:
         store.commit([_r.rec_id("R", i) for i in dead], [("R", i) for i in dead], True)
-    rep, store.report = store.report, {"torn": 0, "temps": [], "quarantined": [], "notes": []}
+    rep, store.report = store.report, {"torn": 0, "notes": []}
     report = RecoveryReport(
         torn_bytes_cut=rep["torn"],
         requeued=tuple(dead),
-        temp_files_removed=tuple(rep["temps"] + temps),
-        quarantined=tuple(rep["quarantined"]),
+        temp_files_removed=tuple(temps),
         notes=tuple(rep["notes"]),
         owners_removed=tuple(sorted(k for k, v in alive.items() if not v and k)),
     )
@@ -159,11 +155,12 @@ def recover(store: Store) -> RecoveryReport:
     return report
 
 
-def _owner_alive(store: Store, token: str) -> bool:
-    """Dead when its owner file is missing or nobody holds the file's flock."""
+def owner_held(directory: str, token: str) -> bool:
+    """Is the owner file of ``token`` flock-held, that is, is its handle open? False when
+    the file is missing or nobody holds its flock (its holder died or closed)."""
     if not token.isalnum():
         return False  # not a token we could have written: never open a path from it
-    path = os.path.join(store.dir, "owners", token)
+    path = os.path.join(directory, "owners", token)
     try:
         fd = _os.open_file(path, _os.O_RDWR)
     except PersistenceError as exc:
@@ -171,9 +168,15 @@ def _owner_alive(store: Store, token: str) -> bool:
             return False
         raise
     try:
-        if not _os.try_flock(fd, path):
-            return True
-        store.unlink_quietly(path)
-        return False
+        return not _os.try_flock(fd, path)
     finally:
         _os.close(fd, path)
+
+
+def _owner_alive(store: Store, token: str) -> bool:
+    """Like :func:`owner_held`, removing the file of a dead owner."""
+    if owner_held(store.dir, token):
+        return True
+    if token.isalnum():
+        store.unlink_quietly(os.path.join(store.dir, "owners", token))
+    return False

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from . import _directory, _os
 from . import _records as _r
 from . import journal as _j
+from ._recovery import owner_held
 from ._state import State
 from .errors import CorruptionError, PersistenceError
 
@@ -73,15 +74,8 @@ def _refuse_if_open(path: str, token: str) -> None:
     alive = []
     owners = os.path.join(path, "owners")
     for name in _os.listdir(owners):
-        if name == token or not name.isalnum():
-            continue
-        owner = os.path.join(owners, name)
-        fd = _os.open_file(owner, _os.O_RDWR)
-        try:
-            if not _os.try_flock(fd, owner):
-                alive.append(name)
-        finally:
-            _os.close(fd, owner)
+        if name != token and owner_held(path, name):
+            alive.append(name)
     if alive:
         raise PersistenceError(errno.EBUSY, "queue in use", path,
                                f"salvage refused: path={path!r} open_handles={len(alive)} "
@@ -203,10 +197,6 @@ class _Salvager:
                                           "damaged file could not be kept; it is left in "
                                           "place); free space, then run salvage again")
                 kept.append(copy)
-            try:
-                _os.unlink(src)
-            except PersistenceError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
+            _os.unlink_if_present(src)
         _os.fsync_dir(self.path)
         return kept

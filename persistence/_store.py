@@ -92,7 +92,7 @@ class Store:
         self.gen = self.ckpt_size = 0
         self.fsyncs = self.bytes_written = self.checkpoints = 0
         self.torn_repairs = self.torn_bytes = 0
-        self.report: dict = {"torn": 0, "temps": [], "quarantined": [], "notes": []}
+        self.report: dict = {"torn": 0, "notes": []}  # for the next RecoveryReport
         self.att: _directory.Attachment | None = None
         self.reserve = Reserve(directory)
         self.stopped: str | None = None  # why this handle no longer writes
@@ -247,8 +247,11 @@ class Store:
     def names(self) -> list[str]:
         return _os.listdir(self.dir)
 
+    def _newest_checkpoint(self) -> int:
+        return max(_j.generations(self.names(), "checkpoint"), default=-1)
+
     def _follow_seal(self, gen: int) -> None:
-        newest = max(_j.generations(self.names(), "checkpoint"), default=-1)
+        newest = self._newest_checkpoint()
         if newest >= gen:
             self.load_generation(newest)
         elif self._journal_named():
@@ -261,7 +264,7 @@ class Store:
 
     def _superseded(self) -> None:
         path = self.journal.path
-        newest = max(_j.generations(self.names(), "checkpoint"), default=-1)
+        newest = self._newest_checkpoint()
         if newest > self.gen:
             self.load_generation(newest)
             return
@@ -332,13 +335,7 @@ class Store:
         _os.fsync_dir(self.dir)
 
     def unlink_quietly(self, path: str) -> bool:
-        try:
-            _os.unlink(path)
-        except PersistenceError as exc:
-            if exc.errno != errno.ENOENT:  # already gone is the outcome we wanted
-                raise
-            return False
-        return True
+        return _os.unlink_if_present(path)  # already gone is the outcome we wanted
 
     def ensure_owner(self) -> None:
         """Re-create our owner file if someone removed it (before a claim: a claim
