@@ -6,6 +6,8 @@ order and stops at the first that answers an action; every fault it asked is the
 the outcome (``Fault._after``), so `DiskFull` counts bytes that landed whichever fault
 decided. A fault is used up (``State.done``) when it has fired ``once``/``times`` or
 ``heal_after_ops`` ops have passed since it first fired; `ArmedPlan.heal` stops all.
+A fault never injects an error into a call the kernel would fail first on its own
+(``Call.fails``, see `harness.errnos`): that call is let through and fails by itself.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from harness.actions import Action, Call
+from harness.actions import Action, Call, Raise, ShortWrite
 
 if TYPE_CHECKING:  # only for annotations: harness.faults imports this module
     from harness.faults import Plan
@@ -70,6 +72,10 @@ class ArmedPlan:
         """True when no fault can fire any more (healed, or every fault used up)."""
         return self.healed or all(st.done for st in self._states)
 
+    def fired_counts(self) -> tuple[int, ...]:
+        """How often each fault of the plan fired, in plan order."""
+        return tuple(st.fired for st in self._states)
+
     def heal(self) -> None:
         """Nothing fires afterwards: space is freed, permissions are back."""
         self.healed = True
@@ -98,6 +104,10 @@ class ArmedPlan:
                 continue
             live.append((fault, st))
             action = fault._decide(st, call, self._rng)
+            if call.fails is not None and isinstance(action, Raise | ShortWrite):
+                # the kernel answers ENOENT/EEXIST before EACCES or ENOSPC: the call
+                # fails on its own, so this fault does not fire (harness.errnos)
+                action = None
             if action is not None:
                 winner = (fault, st)
                 break

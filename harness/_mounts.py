@@ -127,11 +127,11 @@ def drop_dac_capabilities() -> None:
 def deny(path: str, *, reads: bool) -> int:
     """Take permissions away on directory ``path``; returns its old mode for `restore`.
 
-    Without write bits nobody creates, renames or unlinks in it; without any bit nobody
-    lists it or opens what is in it.
+    Without write bits nobody creates, renames or unlinks in it; without read bits nobody
+    lists it (opening a file in it by name still works: that needs only the x bit).
     """
     old = _stat.S_IMODE(os.stat(path).st_mode)
-    os.chmod(path, 0 if reads else old & 0o555)
+    os.chmod(path, old & 0o333 if reads else old & 0o555)
     return old
 
 

@@ -29,12 +29,15 @@ __all__ = ["patch_all"]
 
 _OS_CALLS = ("open", "read", "write", "close", "fsync", "fdatasync", "lseek", "ftruncate",
              "fstat", "stat", "lstat", "replace", "rename", "unlink", "remove", "mkdir",
-             "rmdir", "listdir", "scandir")
+             "rmdir", "listdir", "scandir", "link", "symlink", "utime", "chmod", "truncate",
+             "access", "pread", "pwrite", "writev")
 _SHUTIL_CALLS = {"move": "replace", "copy": "copy", "copy2": "copy", "copyfile": "copy"}
 # path-taking calls that need nothing but a record: name -> (kind, writes)
 _PATH_CALLS = {"stat": ("stat", False), "lstat": ("stat", False), "unlink": ("unlink", True),
                "remove": ("unlink", True), "mkdir": ("mkdir", True), "rmdir": ("rmdir", True),
-               "listdir": ("listdir", False), "scandir": ("listdir", False)}
+               "listdir": ("listdir", False), "scandir": ("listdir", False),
+               "access": ("stat", False), "utime": ("setattr", True),
+               "chmod": ("setattr", True)}
 _FD_CALLS = {"read": "read", "lseek": "seek", "fstat": "stat", "ftruncate": "truncate",
              "fsync": "fsync", "fdatasync": "fsync"}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -67,8 +70,11 @@ def _path_wrapper(shim, orig, kind: str, writes: bool):
                                                      kwargs.get("dir_fd"))
         if path is None:
             return orig(*args, **kwargs)
-        call = (lambda: shim.alias(orig(*args, **kwargs))) if kind == "stat" else (
-            lambda: orig(*args, **kwargs))
+        def stat_call():
+            st = orig(*args, **kwargs)
+            with shim._own():
+                return shim.alias(st)
+        call = stat_call if kind == "stat" else (lambda: orig(*args, **kwargs))
         return shim._run(p, kind, path, call, writes=writes, creates=kind == "mkdir")
     return wrapper
 
@@ -83,11 +89,12 @@ def _fd_wrapper(shim, real, orig, name: str):
 
         def perform():
             result = orig(fd, *args, **kwargs)
-            if name == "fstat":
-                return shim.alias(result)
-            if kind in ("fsync", "dirsync") and shim.model is not None:
-                with shim._quiet():
-                    (shim.model.dir_synced if info.is_dir else shim.model.file_synced)(fd)
+            with shim._own():
+                if name == "fstat":
+                    return shim.alias(result)
+                if kind in ("fsync", "dirsync") and shim.model is not None:
+                    with shim._quiet():
+                        (shim.model.dir_synced if info.is_dir else shim.model.file_synced)(fd)
             return result
         if name == "read":
             return shim._run(p, kind, info.path, perform, nbytes=args[0], count=len)
@@ -110,12 +117,15 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
         flags = _arg(args, kwargs, 1, "flags", 0)
 
         def perform() -> int:
-            fd = o.open(*args, **kwargs)
-            shim._track_fd(fd, path, p, _stat.S_ISDIR(o.fstat(fd).st_mode), flags)
+            with shim._quiet():  # pyfakefs's open calls its own (patched) chmod: one call
+                fd = o.open(*args, **kwargs)
+            is_dir = _stat.S_ISDIR(o.fstat(fd).st_mode)
+            with shim._own():
+                shim._track_fd(fd, path, p, is_dir, flags)
             return fd
         creates = bool(flags & os.O_CREAT) and shim._creates(path)  # looked before asking
         return shim._run(p, "open", path, perform, writes=bool(flags & _WRITE_FLAGS),
-                         creates=creates)
+                         creates=creates, flags=flags)
 
     def os_write(fd, data):
         target = _fd_target(shim, fd)
@@ -126,9 +136,10 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
 
         def perform() -> int:
             n = o.write(fd, view)
-            if info.flags & _SYNC_FLAGS and shim.model is not None:
+            # (a file object's descriptor has no flags of ours: open() never sets O_SYNC)
+            if (info.flags or 0) & _SYNC_FLAGS and shim.model is not None:
                 # O_SYNC / O_DSYNC: the data is durable when write() returns
-                with shim._quiet():
+                with shim._own(), shim._quiet():
                     shim.model.file_synced(fd)
             return n
         return shim._run(p, "write", info.path, perform, nbytes=len(view),
@@ -179,8 +190,57 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                              path2=shim._abs(dst, kwargs.get("dst_dir_fd")), writes=True)
         return wrapper
 
+    def os_truncate(path, length):
+        p = shim._bound()
+        where = None if p is None else shim._resolve(path)
+        if where is None:
+            return o.truncate(path, length)
+        return shim._run(p, "truncate", where, lambda: o.truncate(path, length),
+                         nbytes=length, writes=True)
+
+    def os_symlink(src, dst, target_is_directory=False, *, dir_fd=None):
+        # the link's text may point anywhere; only the new name is in the sandbox
+        p = shim._bound()
+        where = None if p is None else shim._resolve(dst, dir_fd)
+        if where is None:
+            return o.symlink(src, dst, target_is_directory, dir_fd=dir_fd)
+        return shim._run(p, "symlink", where,
+                         lambda: o.symlink(src, dst, target_is_directory, dir_fd=dir_fd),
+                         writes=True, creates=shim._creates(where))
+
+    def os_pwrite(fd, data, offset):
+        target = _fd_target(shim, fd)
+        if target is None:
+            return o.pwrite(fd, data, offset)
+        p, fd, info = target
+        view = memoryview(data).cast("B")
+        return shim._run(p, "write", info.path, lambda: o.pwrite(fd, view, offset),
+                         nbytes=len(view), writes=True,
+                         prefix=lambda keep: o.pwrite(fd, view[:keep], offset),
+                         count=lambda n: n)
+
+    def os_writev(fd, buffers):
+        target = _fd_target(shim, fd)
+        if target is None:
+            return o.writev(fd, buffers)
+        p, fd, info = target
+        data = b"".join(bytes(b) for b in buffers)  # one write(2) of the gathered bytes
+        return shim._run(p, "write", info.path, lambda: o.write(fd, data), nbytes=len(data),
+                         writes=True, prefix=lambda keep: o.write(fd, data[:keep]),
+                         count=lambda n: n)
+
+    def os_pread(fd, n, offset):
+        target = _fd_target(shim, fd)
+        if target is None:
+            return o.pread(fd, n, offset)
+        p, fd, info = target
+        return shim._run(p, "read", info.path, lambda: o.pread(fd, n, offset), nbytes=n,
+                         count=len)
+
     w.update(open=os_open, write=os_write, close=os_close,
-             replace=two_paths(o.replace, "replace"), rename=two_paths(o.rename, "replace"))
+             replace=two_paths(o.replace, "replace"), rename=two_paths(o.rename, "replace"),
+             link=two_paths(o.link, "link"), symlink=os_symlink, truncate=os_truncate,
+             pwrite=os_pwrite, writev=os_writev, pread=os_pread)
     w.update({name: two_paths(getattr(o, name), kind, quiet=True)
               for name, kind in _SHUTIL_CALLS.items()})
     return w
@@ -227,7 +287,7 @@ def _other_wrappers(shim, o) -> dict[str, Any]:
         def perform():
             o.sync()
             if shim.model is not None:
-                with shim._quiet():
+                with shim._own(), shim._quiet():
                     shim.model.snapshot_all()
         return shim._run(p, "fsync", None, perform)
     entropy_lock = threading.Lock()
@@ -303,7 +363,8 @@ def patch_all(make_shim):
         fake = patcher.fake_modules
         osm, shm, fcm = fake["os"], fake["shutil"], fake.get("fcntl", fcntl)
         open_targets = [builtins] + [fake[n] for n in ("io", "_io") if n in fake]
-    real = types.SimpleNamespace(**{n: getattr(osm, n) for n in _OS_CALLS},
+    # (pyfakefs's fake os lacks a few of them: those stay unpatched there)
+    real = types.SimpleNamespace(**{n: getattr(osm, n, None) for n in _OS_CALLS},
                                  **{n: getattr(shm, n) for n in _SHUTIL_CALLS},
                                  builtin_open=builtins.open, flock=fcm.flock,
                                  sync=getattr(osm, "sync", None),
@@ -313,7 +374,8 @@ def patch_all(make_shim):
                                  dup2=getattr(osm, "dup2", None), fake=patcher is not None)
     shim = make_shim(real, osm.path)
     wrappers = _os_wrappers(shim, real)
-    plan = [(shm if name in _SHUTIL_CALLS else osm, name, fn) for name, fn in wrappers.items()]
+    plan = [(shm if name in _SHUTIL_CALLS else osm, name, fn) for name, fn in wrappers.items()
+            if name in _SHUTIL_CALLS or getattr(real, name, None) is not None]
     other = _other_wrappers(shim, real)
     plan += [(fcm, "flock", other["flock"]), (time, "sleep", other["sleep"]),
              (os, "urandom", other["urandom"]), (random, "_urandom", other["urandom"])]

@@ -9,9 +9,14 @@ shim an exception to raise:
 - `DiskFull`, on a tmpfs sandbox: the parent cuts the tmpfs down to the pages in use, so
   the worker's write ends short or with ENOSPC from the kernel; space comes back when
   the fault heals (``heal_after_ops``) and always before the final drain;
-- `PermissionDenied`, with workers that permission bits bind (not root): the parent
-  chmods the queue directory (no write bits, or no bits at all when the fault matches
-  reads or listings) and restores it when the fault heals.
+- `PermissionDenied`, with workers that permission bits bind (not root), when a mode
+  change of the queue directory denies exactly the calls the fault names: no read bits
+  for a fault on listings only (``calls = ["listdir"]``), no write bits for a fault on
+  every change of a directory entry (replace, mkdir, unlink, rmdir). Any other
+  ``calls`` (reads of files, open_write of an existing file, a subset of the entry
+  changes, a path glob narrower than the directory) cannot be said with mode bits
+  without refusing more or less than the plan names, so the worker's shim raises
+  EACCES at exactly the plan's calls instead, as in thread mode.
 
 When a real variant is not possible the shim's action goes to the worker as in thread
 mode, and `skipped` says why, for the run's observations.
@@ -29,7 +34,16 @@ from harness.history import History
 
 __all__ = ["RealFaults"]
 
-_READ_CALLS = {"listdir", "open_read", "read", "stat", "open"}
+_LISTING = frozenset({"listdir"})
+_ENTRY_CHANGES = frozenset({"replace", "mkdir", "unlink", "rmdir"})
+
+
+def _mode_says_it(fault: Any) -> bool:
+    """Can chmod of the queue directory deny exactly what ``fault`` names?"""
+    calls = frozenset(getattr(fault, "calls", ()) or ())
+    # and in time: a mode stays until healed, so a fault firing once or by chance is not it
+    return (calls in (_LISTING, _ENTRY_CHANGES) and getattr(fault, "path", "*") in ("*", "q/*")
+            and not getattr(fault, "once", False) and getattr(fault, "probability", 1.0) >= 1)
 
 
 class RealFaults:
@@ -58,7 +72,8 @@ class RealFaults:
                 if action.fault not in self._active:
                     self._fill(p, call, action)
                 return None, action.fault
-            if action.kind == "permission_denied" and self.chmod:
+            if action.kind == "permission_denied" and self.chmod and _mode_says_it(
+                    self._by_repr.get(action.fault)):
                 if action.fault not in self._active:
                     self._deny(p, call, action)
                 return None, action.fault
@@ -109,13 +124,12 @@ class RealFaults:
     def _deny(self, p: int, call: Call, action: Action) -> None:
         where = self.queue_dir if os.path.isdir(self.queue_dir) else self.sandbox
         fault = self._by_repr.get(action.fault)
-        calls = set(getattr(fault, "calls", ()) or ())
-        reads = bool(calls & _READ_CALLS)
+        reads = frozenset(getattr(fault, "calls", ()) or ()) == _LISTING
         old = _mounts.deny(where, reads=reads)
         original, holders = self._denied.setdefault(where, (old, set()))
         holders.add(action.fault)
         rel = os.path.relpath(where, self.sandbox)
-        mode = "000" if reads else f"{old & 0o555:03o}"
+        mode = f"{old & 0o333:03o}" if reads else f"{old & 0o555:03o}"
         self.history.fault(p, action.kind, action.fault,
                            f"the harness process chmod {mode} {rel}/ at op {call.op}: the "
                            "kernel answers EACCES to the worker (no DAC capabilities)")

@@ -13,10 +13,14 @@ The wrappers that route ``open`` here, and the patching itself, live in `_patche
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from typing import Any
 
 __all__ = ["ShimRawFile", "open_file"]
+
+# open(2) flags of each mode letter, as far as path resolution cares (harness.errnos)
+_OPEN_FLAGS = {"r": 0, "w": os.O_CREAT, "a": os.O_CREAT, "x": os.O_CREAT | os.O_EXCL}
 
 
 class ShimRawFile(io.RawIOBase):
@@ -205,13 +209,16 @@ def open_file(shim: Any, process: int, path: str, builtin_open, file, mode: str 
 
     def perform() -> ShimRawFile:
         under = builtin_open(file, raw_mode, buffering=0, closefd=closefd, opener=opener)
-        raw = ShimRawFile(shim, under, path, process, closefd)
-        shim._track_file(raw, path, process)
+        with shim._own():
+            raw = ShimRawFile(shim, under, path, process, closefd)
+            shim._track_file(raw, path, process)
         return raw
 
     writes = raw_mode[0] != "r" or "+" in raw_mode
     creates = raw_mode[0] in "wax" and shim._creates(path)  # looked before asking
-    raw = shim._run(process, "open", path, perform, writes=writes, creates=creates)
+    flags = _OPEN_FLAGS[raw_mode[0]]
+    raw = shim._run(process, "open", path, perform, writes=writes, creates=creates,
+                    flags=flags)
     try:
         line_buffering = buffering == 1
         if buffering in (1, -1):

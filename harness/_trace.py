@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.history import DRAIN, FaultEvent, FsOp, History, Op, entry_key
+from harness.history import DRAIN, PROBE, FaultEvent, FsOp, History, Op, entry_key
 
 __all__ = [
     "Call",
@@ -169,6 +169,7 @@ class EntryTrace:
     released: list[Release] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     corrupt: list[Call] = field(default_factory=list)
+    held_at_ack: dict[int, int] = field(default_factory=dict)  # holders when the ack ok came
     final_state: tuple[int, str, str] | None = None  # (states op index, queue id, state)
 
     @property
@@ -207,6 +208,9 @@ class Trace:
     states: Op | None = None
     drain_start: int | None = None
     errors: list[FsOp] = field(default_factory=list)  # file calls that failed, in order
+    # (process, call, path, path2) -> indexes of its calls that succeeded: a failed call
+    # followed by the same call succeeding inside one client call was retried, not swallowed
+    retried: dict[tuple, list[int]] = field(default_factory=dict)
 
 
 WRITES = frozenset({"write", "truncate", "replace", "unlink", "mkdir", "rmdir", "copy"})
@@ -232,6 +236,7 @@ class _Walker:
         self.phantoms: dict[str, Phantom] = {}
         self.marks: list[FaultMark] = []
         self.errors: list[FsOp] = []
+        self.oks: dict[tuple, list[int]] = {}
         self.last_write: dict[int, int] = {}  # process -> index of its latest change to the disk
         self.pending: dict[int, Call] = {}
         self.held_by: dict[int, dict[str, None]] = {}  # dicts, not sets: stable order
@@ -246,8 +251,13 @@ class _Walker:
                     self.marks.append(FaultMark(rec.index, rec.process, rec.fault, rec))
                 if rec.outcome not in ("ok", "killed"):
                     self.errors.append(rec)
-                elif rec.call in WRITES:
-                    self.last_write[rec.process] = rec.index
+                    self.oks.setdefault((rec.process, rec.call, rec.path, rec.path2), [])
+                else:
+                    if rec.call in WRITES:
+                        self.last_write[rec.process] = rec.index
+                    oks = self.oks.get((rec.process, rec.call, rec.path, rec.path2))
+                    if oks is not None:  # only calls that once failed are worth keeping
+                        oks.append(rec.index)
             elif isinstance(rec, FaultEvent):
                 stop = rec.kind == RUNNER_KILL
                 if not stop:
@@ -263,7 +273,7 @@ class _Walker:
             self._abandon(p, end)
         self._final_states()
         return Trace(self.entries, self.phantoms, self.marks, end, self.states, self.drain_start,
-                     self.errors)
+                     self.errors, self.oks)
 
     # -- pairing
 
@@ -330,7 +340,14 @@ class _Walker:
         payload, ident, at = _payload(value), _id_of(value), call.done.index
         key = entry_key(payload)
         entry = self.entries.get(key or "")
+        if entry is None and key is None and ident in self.id_map:
+            # Its bytes no longer carry a key, but the queue id is one an enqueue returned
+            # (or a claim showed): that entry came out with wrong bytes, which is corrupt,
+            # not a loss plus a phantom.
+            entry = self.entries[self.id_map[ident]]
         if entry is None:
+            if call.process == DRAIN and payload is not None and payload.startswith(PROBE):
+                return  # the drain's own liveness probe (checked by the drain itself)
             name = ident if ident is not None else f"claim@{at}"
             if name in self.entries:  # a queue id spelled like an entry key: keep both apart
                 name = f"id {name}"
@@ -342,15 +359,26 @@ class _Walker:
         if payload != entry.payload:
             entry.corrupt.append(call)
         p = call.process
+        seen = len(entry.duplicates)
         if entry.acked_at is not None:
             ack = next(a for a in entry.acks if a.outcome == "ok")
-            entry.duplicates.append(Duplicate(at, p, "acked", entry.acked_at, ack.process))
+            if call.invoke.index > entry.acked_at:
+                entry.duplicates.append(Duplicate(at, p, "acked", entry.acked_at, ack.process))
+            else:
+                # The claim was under way when the ack returned: it may have taken effect
+                # before the ack (as Knossos would order it). Then it is a duplicate only if
+                # someone else held the entry at that moment.
+                others = [(q, i) for q, i in entry.held_at_ack.items() if q != p]
+                if others:
+                    entry.duplicates.append(Duplicate(at, p, "held", others[0][1], others[0][0]))
         elif entry.holders:
             holder, since = next(iter(entry.holders.items()))
             entry.duplicates.append(Duplicate(at, p, "held", since, holder))
         entry.claims.append(call)
-        entry.holders[p] = at
         entry.claimed_by[p] = None
+        if entry.acked_at is not None and len(entry.duplicates) == seen:
+            return  # taken before the ack that consumed it (see above): it stays done
+        entry.holders[p] = at
         self.held_by.setdefault(p, {})[entry.key] = None
         entry.status = "held"
         # Handed out from memory after its files were deleted is not surviving the deletion:
@@ -375,6 +403,7 @@ class _Walker:
         if outcome == "ok":
             if entry.acked_at is None:
                 entry.acked_at = at
+                entry.held_at_ack = dict(entry.holders)
             for holder in entry.holders:
                 self.held_by.get(holder, {}).pop(entry.key, None)
             entry.holders.clear()

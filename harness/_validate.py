@@ -65,7 +65,9 @@ def glob(owner: str, name: str, value: Any) -> str:
     return value
 
 
-def kinds(*, none: bool = False) -> Rule:
+def kinds(*, none: bool = False, only: tuple[str, ...] | None = None) -> Rule:
+    """Call kinds; ``only`` limits them to the calls the kernel can fail that way
+    (`harness.errnos.INJECTED`)."""
     def check(owner: str, name: str, value: Any) -> Any:
         if value is None and none:
             return None
@@ -73,6 +75,10 @@ def kinds(*, none: bool = False) -> Rule:
                 or any(k not in MATCH_KINDS for k in value)):
             fail(owner, name, value, f"a non-empty tuple of call kinds from {MATCH_KINDS}"
                   + (" or None (any call)" if none else ""))
+        if only is not None and any(k not in only for k in value):
+            bad = [k for k in value if k not in only]
+            fail(owner, name, value, f"calls the kernel can fail that way, from {only} "
+                 f"({', '.join(bad)}: the kernel never returns this error there)")
         return tuple(value)
     return check
 

@@ -139,6 +139,14 @@ def saw_error(rec: FsOp) -> bool:
     return rec.call not in _PROBES and (rec.call, rec.outcome) not in _BENIGN
 
 
+def _retried(facts: Trace, rec: FsOp, end: int) -> bool:
+    """Did the same call on the same path succeed later inside the same client call? Then
+    the target retried it (or took another way to the same effect): nothing was swallowed."""
+    oks = facts.retried.get((rec.process, rec.call, rec.path, rec.path2), ())
+    i = bisect_left(oks, rec.index + 1)
+    return i < len(oks) and oks[i] < end
+
+
 def swallowed_fault(entry: EntryTrace, facts: Trace) -> tuple[Call, FaultMark] | None:
     """The first call on the entry that returned ok although a file call inside it failed."""
     calls = sorted(entry.enqueues + entry.claims + entry.acks, key=lambda c: c.invoke.index)
@@ -150,7 +158,8 @@ def swallowed_fault(entry: EntryTrace, facts: Trace) -> tuple[Call, FaultMark] |
         for rec in facts.errors[lo:]:
             if rec.index >= call.done.index:
                 break
-            if rec.process == call.process and saw_error(rec):
+            if rec.process == call.process and saw_error(rec) and not _retried(
+                    facts, rec, call.done.index):
                 label = rec.fault or f"a {rec.outcome} error (no fault of ours)"
                 return call, FaultMark(rec.index, rec.process, label, rec)
     return None

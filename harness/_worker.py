@@ -27,7 +27,7 @@ from typing import Any
 from harness._mounts import drop_dac_capabilities
 from harness.client import Client
 from harness.runner import LogCapture
-from harness.shim import installed
+from harness.shim import HarnessError, installed
 
 __all__ = ["Spec", "main", "die_with_parent", "quiet_signals"]
 
@@ -158,9 +158,13 @@ def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
                         directory=spec.directory, history=history, shim=shim, baton=None)
         with shim.processor(spec.process):
             if spec.drain:
-                return client.drain(spec.bound)
-            _program(client, link, spec)
-    return None
+                problem = client.drain(spec.bound)
+            else:
+                _program(client, link, spec)
+                problem = None
+        if shim.harness_errors:  # even one the target swallowed: the run is an ERROR
+            raise HarnessError(shim.harness_errors[0])
+    return problem
 
 
 def _program(client: Client, link: _Link, spec: Spec) -> None:

@@ -39,6 +39,9 @@ CALL_KINDS = (
     "seek",
     "lock",      # fcntl.flock
     "copy",      # shutil.copy* (path -> path2)
+    "link",      # os.link (path -> path2: a new name for an existing file)
+    "symlink",   # os.symlink (path: the new name; the link's text is not a path of ours)
+    "setattr",   # os.utime / os.chmod (metadata only)
 )
 
 
@@ -55,6 +58,10 @@ class Call:
     open with O_CREAT of a path that does not exist yet (in an existing
     directory; the shim looks before it asks) and a mkdir. Opening an existing
     file with O_CREAT or O_TRUNC needs no new space, so a full disk lets it through.
+    ``fails`` is the errno name the kernel returns for this call before any permission
+    or space check (EEXIST for mkdir of an existing directory, ENOENT for a missing
+    file; see `harness.errnos.natural_error`), or None: a plan never injects an error
+    into a call that is doomed anyway, because the kernel would have answered that first.
     """
 
     op: int
@@ -65,6 +72,7 @@ class Call:
     nbytes: int = 0
     writes: bool = False
     creates: bool = False
+    fails: str | None = None
 
 
 class Action:
@@ -84,7 +92,9 @@ class Raise(Action):
 
 @dataclass(frozen=True, slots=True)
 class ShortWrite(Action):
-    """Write the first ``keep`` bytes, then raise ``OSError(errno)`` (disk full mid-write)."""
+    """Write the first ``keep`` bytes and return that count, as write(2) does when the
+    medium fills mid-write; ``errno`` is what the *next* write meets (disk full). Only a
+    write that can land nothing raises (that is a `Raise`)."""
 
     fault: str
     kind: str

@@ -23,7 +23,17 @@ queue with claims and acks; the rules are those of docs/harness-design.md:
 - ``corrupt``: a claim returned its key with other bytes than were enqueued;
 - ``phantom`` (per queue id): a claim returned a payload no enqueue invoked;
 - ``silent_error``: lost, stuck or duplicate, and a call on the entry returned
-  ok although a fault fired inside it (the incident's "logged and swallowed").
+  ok although a file call inside it failed and was not retried (the incident's
+  "logged and swallowed");
+- ``unavailable`` (for the queue, not an entry; added by the runner): once every fault
+  was healed, a fresh processor could not open the queue, enqueue a new entry, claim
+  it and ack it (TigerBeetle's liveness phase): a queue that never recovers.
+
+A claim that was under way when an ack of the same entry returned may have taken effect
+before that ack (the order Knossos would try), so it is a duplicate only if another
+processor held the entry when the ack came. A claim that returns a known queue id with
+bytes that no longer carry the entry's key is that entry, corrupt (not a loss plus a
+phantom).
 """
 
 from __future__ import annotations
@@ -57,11 +67,12 @@ __all__ = [
 
 VERDICTS = (
     "delivered", "recovered", "destroyed", "indeterminate", "failed",
-    "lost", "duplicate", "stuck", "phantom", "corrupt", "silent_error",
+    "lost", "duplicate", "stuck", "phantom", "corrupt", "silent_error", "unavailable",
 )
 """Every verdict an entry (or, for ``phantom``, a queue id) can get."""
 
-VIOLATIONS = ("lost", "duplicate", "stuck", "phantom", "corrupt", "silent_error")
+VIOLATIONS = ("lost", "duplicate", "stuck", "phantom", "corrupt", "silent_error",
+              "unavailable")
 """The verdicts that make a history invalid."""
 
 SILENT_SYMPTOMS = ("lost", "stuck", "duplicate")

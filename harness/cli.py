@@ -283,7 +283,8 @@ def _incident_expectations(runs: dict[str, dict]) -> list[str]:
     return failed
 
 
-_KINDS_SHOWN = ("lost", "stuck", "duplicate", "corrupt", "phantom", "silent_error")
+_KINDS_SHOWN = ("lost", "stuck", "duplicate", "corrupt", "phantom", "silent_error",
+                "unavailable")
 
 
 def _side_by_side(runs: dict[str, dict]) -> str:

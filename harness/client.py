@@ -20,15 +20,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.history import History, entry_key
+from harness.history import PROBE, History, entry_key
 from harness.schedule import Baton, Step
 from harness.shim import ProcessorKilled, Shim
 from harness.targets import check_queue
 
-__all__ = ["Client", "RESTART_LIMIT"]
+__all__ = ["Client", "DrainProblem", "RESTART_LIMIT"]
 
 RESTART_LIMIT = 20
 """Consecutive crashed restarts after which a processor gives up (faults keep killing it)."""
+
+
+class DrainProblem(str):
+    """Why the final drain failed, as a sentence; ``kind`` is the violation it makes."""
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str = "unavailable") -> DrainProblem:
+        self = super().__new__(cls, text)
+        self.kind = kind
+        return self
+
+    def __reduce__(self):  # crosses the pipe from a process-mode worker with its kind
+        return (DrainProblem, (str(self), self.kind))
 
 
 def _describe(exc: BaseException) -> str:
@@ -150,23 +164,45 @@ class Client:
             self.ack(qid, entry_key(payload))
 
     def drain(self, bound: int) -> str | None:
-        """The final drain: open, recover, claim + ack until empty, states.
+        """The final drain: open, recover, the liveness probe, claim + ack until empty,
+        states.
 
-        Returns None, or a sentence saying why the queue could not be drained (every fault
-        is healed by then, so that is a queue that never recovers)."""
+        Returns None, or a `DrainProblem` saying why the queue could not be drained (every
+        fault is healed by then, so that is a queue that never recovers): ``unavailable``
+        when it cannot be opened, take the probe, hand it out or accept its ack (the
+        liveness phase: a fresh processor must get a new entry through), ``stuck`` when
+        an entry keeps coming back."""
         if not self.open():
-            return "final drain: the queue could not be opened after the faults were healed"
+            return DrainProblem("final drain: the queue could not be opened after the faults "
+                                f"were healed: {self.last_error}")
         self.recover()
-        for _ in range(bound):
+        probe = PROBE + b"a new entry after every fault was healed"
+        ok, result = self._call("enqueue", lambda: self.queue.enqueue(probe),
+                                value={"payload": probe},
+                                complete=lambda r: (None, {"id": str(r)}))
+        if not ok:
+            return DrainProblem("final drain: once every fault was healed the queue could not "
+                                f"take a new entry: enqueue raised {self.last_error}")
+        probed = None
+        for _ in range(bound + 1):
             got = self.claim("drain")
             if self.last_error is not None:
-                return f"final drain: claim raised after the faults were healed: {self.last_error}"
+                return DrainProblem("final drain: claim raised after the faults were healed: "
+                                    f"{self.last_error}")
             if got is None:
                 break
-            self.ack(got[0], entry_key(got[1]))
+            acked = self.ack(got[0], entry_key(got[1]))
+            if bytes(got[1]) == probe:
+                probed = acked
         else:
-            return (f"final drain: still delivering after {bound} claims "
-                    "(an entry keeps coming back)")
+            return DrainProblem(f"final drain: still delivering after {bound} claims "
+                                "(an entry keeps coming back)", kind="stuck")
+        if probed is None:
+            return DrainProblem("final drain: the new entry enqueued once every fault was "
+                                f"healed (id {result}) never came out of the queue")
+        if not probed:
+            return DrainProblem("final drain: the new entry enqueued once every fault was "
+                                f"healed came out, but its ack raised {self.last_error}")
         self.states()
         self.close()
         return None

@@ -68,6 +68,7 @@ from harness._armed import State as _State
 from harness._armed import kind_matches as _kind_matches
 from harness._armed import path_matches as _path_matches
 from harness._validate import MATCH_KINDS, FaultSpecError
+from harness.errnos import INJECTED as _INJECTED
 from harness._validate import Rule as _Rule
 from harness._validate import chance as _chance
 from harness._validate import errnos as _errnos
@@ -176,7 +177,8 @@ class DiskFull(Fault):
             return Raise(repr(self), self.kind, self.errno)
         # only a new directory entry needs space: an existing file opened with O_CREAT
         # or O_TRUNC does not (and a truncate frees blocks)
-        allocates = call.kind in ("mkdir", "copy") or (call.kind == "open" and call.creates)
+        allocates = call.kind in ("mkdir", "copy", "link", "symlink") or (
+            call.kind == "open" and call.creates)
         if allocates and (left <= 0 or call.nbytes > left):
             return Raise(repr(self), self.kind, self.errno)
         return None
@@ -196,7 +198,9 @@ class PermissionDenied(Fault):
     """Matching calls fail with EACCES (or EPERM) before they do anything."""
 
     kind: ClassVar[str] = "permission_denied"
-    _rules = {"calls": _kinds(), "path": _glob, "at_op": _nat(1), "once": _flag,
+    _rules = {"calls": _kinds(only=tuple(k for k in _INJECTED["permission_denied"]
+                                         if k in MATCH_KINDS)),
+              "path": _glob, "at_op": _nat(1), "once": _flag,
               "heal_after_ops": _nat(1, none=True), "probability": _chance,
               "errno": _errnos("EACCES", "EPERM")}
     calls: tuple[str, ...] = ("open_write", "replace", "mkdir", "unlink", "listdir")

@@ -30,8 +30,9 @@ Conventions the checker relies on:
 - ``open``, ``recover``, ``close``: ``value=None``; ``states``: ok
   ``value={queue_id: state}``.
 - Process ``DRAIN`` is the final drain: faults healed, every processor closed,
-  a fresh queue opened, ``recover()``, claim + ack until empty, ``states()``.
-  Its first op marks a restart of every processor.
+  a fresh queue opened, ``recover()``, one new entry enqueued (the liveness probe,
+  payload ``PROBE + ...``, no key: it is no entry of the workload), claim + ack until
+  empty, ``states()``. Its first op marks a restart of every processor.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ __all__ = [
     "History",
     "entry_key",
     "dumps",
+    "PROBE",
 ]
+
+PROBE = b"liveness-probe|"
+"""Start of the payload the final drain enqueues once every fault is healed: the queue
+must take it, hand it out and accept its ack, or it is ``unavailable``."""
 
 DRAIN = -1
 """Process number of the final drain."""

@@ -313,6 +313,7 @@ _VERBS = {
     "phantom": "handed out {what} that nobody enqueued",
     "corrupt": "returned {what} with corrupted bytes",
     "silent_error": "reported success for {what} although a fault hit the call",
+    "unavailable": "could not be used once every fault was healed",
 }
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness import checker, timeline
+from harness._outcome import harness_error, never_ran, refused_open, unfired
 from harness._reaper import interruptible
 from harness.client import Client
 from harness.durability import DurabilityModel
@@ -71,6 +72,7 @@ class ScenarioRun:
         self.ops = 0
         self.observations: list[str] = []
         self.error: str | None = None
+        self.unfired: list[str] = []  # faults of the plan that never fired (harness._outcome)
         self.replay_diverged: int | None = None  # set by a stress replay that lost its track
         self.duration_s = 0.0
 
@@ -80,7 +82,7 @@ class ScenarioRun:
             return "error"
         if self.result is not None and not self.result.valid:
             return "fail"
-        if self.faults_fired == 0:
+        if self.faults_fired == 0 or self.unfired:
             return "no_fault_fired"
         return "pass"
 
@@ -93,6 +95,7 @@ class ScenarioRun:
             "fault": sc.fault,
             "faults": [repr(f) for f in sc.plan.faults],
             "faults_fired": self.faults_fired,
+            "unfired": list(self.unfired),
             "ops": self.ops,
             "entries": sc.workload.entries,
             "seed": self.seed,
@@ -259,8 +262,13 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 blocked.append(("queue", problem))
         run.faults_fired = armed.fired + (baton.mid_call_switches if concurrency else 0)
+        run.unfired = unfired(scenario.plan.faults, armed.fired_counts(),
+                              baton.mid_call_switches)
         run.result = with_blocked(checker.check(run.history), blocked,
                                   tuple(repr(f) for f in scenario.plan.faults))
+        # not a verdict about the target: the harness broke, or nothing was exercised
+        run.error = (harness_error(shim.harness_errors) or refused_open(run.history)
+                     or never_ran(run.history, run.result.counts))
         run.observations[:0] = observe_fs(run.history)
         if "retention" in scenario.checks:
             run.observations.append(retention(run.history))
@@ -275,6 +283,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     run.observations.extend(logs.summary())
     if errors and run.error is None:
         run.error = "; ".join(errors)
+    if run.unfired and run.status == "no_fault_fired":
+        run.observations.append("never fired: " + ", ".join(run.unfired))
     return run
 
 
@@ -294,10 +304,12 @@ def with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
     every fault is healed, is stuck, whatever became of the entries."""
     if not blocked:
         return result
-    extra = tuple(checker.Violation(kind="stuck", entry=name, ops=(), faults=faults, detail=why)
+    extra = tuple(checker.Violation(kind=getattr(why, "kind", "stuck"), entry=name, ops=(),
+                                    faults=faults, detail=why)
                   for name, why in blocked)
     counts = dict(result.counts)
-    counts["stuck"] = counts.get("stuck", 0) + len(extra)
+    for v in extra:
+        counts[v.kind] = counts.get(v.kind, 0) + 1
     return dataclasses.replace(result, valid=False, violations=result.violations + extra,
                                counts=counts)
 

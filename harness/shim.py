@@ -35,9 +35,11 @@ from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
 from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
+from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
 
-__all__ = ["DeadlockError", "ProcessorKilled", "Shim", "ShimError", "installed"]
+__all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "Shim", "ShimError",
+           "installed"]
 
 class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happened
     """The calling processor died. A BaseException so ``except Exception`` cannot eat it."""
@@ -49,6 +51,18 @@ class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happene
 
 class ShimError(RuntimeError):
     """The shim was misused (installed twice, unknown action)."""
+
+
+class HarnessError(BaseException):
+    """The harness's own code failed inside an intercepted call: a bug of the harness.
+
+    A BaseException so that a target's ``except Exception`` cannot take it for its own
+    error; the runner ends the run as ERROR naming the harness (`Shim.harness_errors`
+    keeps it even if a target swallows everything)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"harness error (a bug in the harness, not a finding about the "
+                         f"target): {message}")
 
 
 _ACTIVE: list[Shim] = []
@@ -114,6 +128,7 @@ class Shim(_Descriptors):
         self._fds: dict[int, _Fd] = {}
         self._locks: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
         self._lock_key: dict[int, tuple[int, int]] = {}
+        self.harness_errors: list[str] = []  # HarnessError messages: the run is an ERROR
         self._graves: list[tuple[int, _Fd]] = []  # killed processors' descriptors
         self._null: int | None = None  # the placeholder dup2'd over them
         # (st_dev, st_ino) of a copy -> of its original: explore's fork children run on a
@@ -238,44 +253,61 @@ class Shim(_Descriptors):
     # -- the intercepted call -----------------------------------------------------
 
     def _run(self, p: int, kind: str, path: str | None, perform, *, path2=None,
-             nbytes=None, writes=False, prefix=None, count=None, creates=False, repeat=None):
+             nbytes=None, writes=False, prefix=None, count=None, creates=False, repeat=None,
+             flags=0):
         """Steps (1)-(6) of the design: alive, switch, number, decide, act, record.
 
         ``repeat``: the fault whose injected error these very bytes met on this file's
         previous call (a buffered file retrying them); failing them again is the same
-        failure, so it is neither counted nor recorded a second time."""
+        failure, so it is neither counted nor recorded a second time. ``flags``: open(2)
+        flags, for the errors the kernel checks before any fault (`harness.errnos`).
+
+        Everything but ``perform`` and ``prefix`` (the real call) is the harness's own
+        code: an exception there is a `HarnessError`, never the target's failure."""
         self._check_alive(p)
         if self.scheduler is not None:
             self.scheduler.switch_point(p)
             self._check_alive(p)
-        with self._cond:
-            if p != DRAIN:
-                self._ops += 1
-            op = self._ops
-        if kind != "flush":  # a flush only wraps the writes it causes
-            self._local.seq = self._seq() + 1
-        rel, rel2 = self._rel(path), self._rel(path2)
-        action = None
-        if self.plan is not None and p != DRAIN:
-            action = self.plan.decide(Call(op=op, process=p, kind=kind, path=rel, path2=rel2,
-                                           nbytes=nbytes or 0, writes=writes, creates=creates))
-        fault = None if action is None else action.fault
-        again = isinstance(action, Raise) and repeat is not None and fault == repeat
-        if again:
-            if hasattr(self.plan, "repeated"):  # a plan that counts firings takes it back
-                self.plan.repeated(action)
-        elif action is not None:
-            self._fired += 1
+        with self._own():
+            with self._cond:
+                if p != DRAIN:
+                    self._ops += 1
+                op = self._ops
+            if kind != "flush":  # a flush only wraps the writes it causes
+                self._local.seq = self._seq() + 1
+            rel, rel2 = self._rel(path), self._rel(path2)
+            action = None
+            if self.plan is not None and p != DRAIN and not getattr(self.plan, "exhausted",
+                                                                    False):
+                fails = None
+                if kind in PATH_CALLS:
+                    with self._quiet():
+                        fails = natural_error(kind, path, path2, flags=flags,
+                                              lstat=self.real.lstat, dirname=self._path.dirname)
+                action = self.plan.decide(Call(
+                    op=op, process=p, kind=kind, path=rel, path2=rel2, nbytes=nbytes or 0,
+                    writes=writes, creates=creates, fails=fails))
+            fault = None if action is None else action.fault
+            again = isinstance(action, Raise) and repeat is not None and fault == repeat
+            if again:
+                if hasattr(self.plan, "repeated"):  # a plan that counts firings takes it back
+                    self.plan.repeated(action)
+            elif action is not None:
+                self._fired += 1
 
         def record(outcome: str, n=nbytes) -> None:
-            self.history.fs(p, kind, path=rel, path2=rel2, nbytes=n, outcome=outcome,
-                            fault=fault)
+            with self._own():
+                self.history.fs(p, kind, path=rel, path2=rel2, nbytes=n, outcome=outcome,
+                                fault=fault)
 
         if action is None or isinstance(action, RemoveDirectory):
             if action is not None:
-                self._remove_directory(p, action)
+                with self._own():
+                    self._remove_directory(p, action)
             try:
                 result = perform()
+            except HarnessError:
+                raise
             except BaseException as exc:
                 # a call inside this one (a flush's raw write) already recorded it
                 if not getattr(exc, "_shim_recorded", False):
@@ -284,7 +316,8 @@ class Shim(_Descriptors):
                 raise
             record("ok", count(result) if count is not None else nbytes)
             return result
-        if isinstance(action, Raise) or (isinstance(action, ShortWrite) and prefix is None):
+        short = isinstance(action, ShortWrite)
+        if isinstance(action, Raise) or (short and prefix is None):
             if not again:
                 record(_errno.errorcode.get(action.errno, str(action.errno)))
             raise _injected(action, path, path2)
@@ -293,24 +326,55 @@ class Shim(_Descriptors):
         if prefix is not None and keep:
             with contextlib.suppress(OSError):
                 landed = prefix(min(keep, nbytes)) or 0
-        if isinstance(action, ShortWrite):
-            record(_errno.errorcode.get(action.errno, str(action.errno)), landed)
+        if short:
+            if landed:
+                # write(2) on a medium that fills mid-write returns the short count; the
+                # caller's next write meets ENOSPC (a buffered file retries the rest)
+                record("ok", landed)
+                return landed
+            record(_errno.errorcode.get(action.errno, str(action.errno)), 0)
             raise _injected(action, path)
-        if isinstance(action, Kill):
-            record("killed", landed if prefix is not None else nbytes)
-            if prefix is not None:
-                effect = (f"processor {p} killed during {kind} to {rel} "
-                          f"({landed} of {nbytes} bytes landed)")
+        with self._own():
+            if isinstance(action, Kill):
+                record("killed", landed if prefix is not None else nbytes)
+                if prefix is not None:
+                    effect = (f"processor {p} killed during {kind} to {rel} "
+                              f"({landed} of {nbytes} bytes landed)")
+                else:
+                    effect = f"processor {p} killed before {kind} of {rel}" + (
+                        f" -> {rel2}" if rel2 else "")
+                self._kill(p, action.kind, action.fault, effect)
+                killed = ProcessorKilled(p)
+            elif isinstance(action, PowerCut):
+                record("killed", landed if prefix is not None else nbytes)
+                self._power_cut(action)
+                killed = ProcessorKilled(p, f"processor {p} died in a power loss")
             else:
-                effect = f"processor {p} killed before {kind} of {rel}" + (
-                    f" -> {rel2}" if rel2 else "")
-            self._kill(p, action.kind, action.fault, effect)
-            raise _mark(ProcessorKilled(p))
-        if isinstance(action, PowerCut):
-            record("killed", landed if prefix is not None else nbytes)
-            self._power_cut(action)
-            raise _mark(ProcessorKilled(p, f"processor {p} died in a power loss"))
-        raise ShimError(f"the plan answered {action!r}, which the shim cannot carry out")
+                raise ShimError(f"the plan answered {action!r}, which the shim cannot "
+                                "carry out")
+        raise _mark(killed)
+
+    @contextlib.contextmanager
+    def _own(self) -> Iterator[None]:
+        """The harness's own code: an exception in it is a `HarnessError` (a bug to fix),
+        never an error of the target's call."""
+        try:
+            yield
+        except (HarnessError, ProcessorKilled, DeadlockError):
+            raise
+        except Exception as exc:
+            raise self._bug(exc) from exc
+
+    def _bug(self, exc: BaseException) -> HarnessError:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+                 if tb is not None else "")
+        message = f"{type(exc).__name__}: {exc}{where}"
+        self.harness_errors.append(message)
+        err = HarnessError(message)
+        return _mark(err)  # type: ignore[return-value]
 
     def _file_op(self, raw, kind: str, perform, **kw):
         p = self._bound()

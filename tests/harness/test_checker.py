@@ -403,9 +403,11 @@ def test_a_loss_with_no_fault_around_it_names_the_last_fault_before_it():
 
 def test_a_phantom_never_hides_an_entry_of_the_same_name():
     h = History()
-    enq(h, 0, "e1")
-    drain(h, "e1")
-    claim(h, DRAIN, "e1", "bogus")  # queue id "e1", payload with no key
+    enq(h, 0, "e1", id="7")
+    h.op("invoke", DRAIN, "claim")
+    h.op("ok", DRAIN, "claim", key="e1", value={"id": "7", "payload": b"e1|x"})
+    ack(h, DRAIN, "e1", "7")
+    claim(h, DRAIN, "e1", "bogus")  # queue id "e1" (no id any enqueue returned), no key
     result = check(h)
     assert result.entries == {"e1": "delivered", "id e1": "phantom"}
     assert [v.entry for v in result.violations] == ["id e1"]

@@ -43,11 +43,14 @@ _op = st.integers(1, 10**6)
 _heal = st.none() | st.integers(1, 1000)
 _globs = st.sampled_from(["*", "q/*", "q/queue.json*", "*.tmp"])
 _kinds = st.lists(st.sampled_from(faults_module.MATCH_KINDS), min_size=1, max_size=4).map(tuple)
+_path_kinds = st.lists(st.sampled_from(("open_write", "open_read", "replace", "mkdir",
+                                        "unlink", "listdir", "stat")),
+                       min_size=1, max_size=4).map(tuple)
 _chance = st.floats(0.001, 1.0)
 _specs = {
     DiskFull: dict(after_bytes=st.integers(0, 10**9), at_op=_op, path=_globs,
                    heal_after_ops=_heal, errno=st.sampled_from([errno.ENOSPC, "EDQUOT"])),
-    PermissionDenied: dict(calls=_kinds, path=_globs, at_op=_op, once=st.booleans(),
+    PermissionDenied: dict(calls=_path_kinds, path=_globs, at_op=_op, once=st.booleans(),
                            heal_after_ops=_heal, probability=_chance,
                            errno=st.sampled_from(["EACCES", errno.EPERM])),
     MissingDirectory: dict(path=st.sampled_from(["q", "q/pending", "data"]), at_op=_op,
@@ -217,19 +220,19 @@ def test_path_glob_matches_either_path_of_a_replace():
 
 def test_probability_is_seeded():
     def run(seed):
-        a = armed(PermissionDenied(calls=("write",), probability=0.3), seed=seed)
-        return [a.decide(call(op)) is not None for op in range(1, 200)]
+        a = armed(PermissionDenied(calls=("open_write",), probability=0.3), seed=seed)
+        return [a.decide(call(op, "open", writes=True)) is not None for op in range(1, 200)]
     assert run(3) == run(3)
     assert run(3) != run(4)
     assert 20 < sum(run(3)) < 100
 
 
 def test_once_and_persistent():
-    once = armed(PermissionDenied(calls=("write",), once=True))
-    assert [once.decide(call(op)) is not None for op in range(1, 5)] == [True, False, False,
+    once = armed(PermissionDenied(calls=("open_write",), once=True))
+    assert [once.decide(call(op, "open", writes=True)) is not None for op in range(1, 5)] == [True, False, False,
                                                                           False]
-    always = armed(PermissionDenied(calls=("write",)))
-    assert all(always.decide(call(op)) is not None for op in range(1, 5))
+    always = armed(PermissionDenied(calls=("open_write",)))
+    assert all(always.decide(call(op, "open", writes=True)) is not None for op in range(1, 5))
     assert not always.exhausted
 
 
@@ -241,8 +244,8 @@ def test_times():
 
 
 def test_heal_after_ops():
-    a = armed(PermissionDenied(calls=("write",), at_op=3, heal_after_ops=4))
-    fired = [op for op in range(1, 12) if a.decide(call(op)) is not None]
+    a = armed(PermissionDenied(calls=("open_write",), at_op=3, heal_after_ops=4))
+    fired = [op for op in range(1, 12) if a.decide(call(op, "open", writes=True)) is not None]
     assert fired == [3, 4, 5, 6]
     assert a.exhausted
 
@@ -288,8 +291,8 @@ def test_disk_full_counts_from_at_op_and_only_matching_paths():
 
 def test_disk_full_counts_only_what_landed():
     # a write another fault refused takes no space
-    a = armed(PermissionDenied(calls=("write",), once=True), DiskFull(after_bytes=100))
-    assert isinstance(a.decide(call(1, nbytes=100)), Raise)
+    a = armed(KillMidWrite(keep=0), DiskFull(after_bytes=100))
+    assert isinstance(a.decide(call(1, nbytes=100)), Kill)
     assert a.decide(call(2, nbytes=100)) is None
     assert isinstance(a.decide(call(3, nbytes=1)), Raise)
 
@@ -362,11 +365,11 @@ def test_probability_of_each_crash_fault_is_seeded(fault, kind):
 
 def test_probability_one_draws_nothing():
     # p = 1 leaves the rng alone, so adding the parameter changed no existing run
-    a = armed(KillMidWrite(calls=("fsync",)), PermissionDenied(calls=("write",),
+    a = armed(KillMidWrite(calls=("fsync",)), PermissionDenied(calls=("open_write",),
                                                                probability=0.5), seed=3)
-    b = armed(PermissionDenied(calls=("write",), probability=0.5), seed=3)
-    assert [a.decide(call(op)) is None for op in range(50)] == [
-        b.decide(call(op)) is None for op in range(50)]
+    b = armed(PermissionDenied(calls=("open_write",), probability=0.5), seed=3)
+    assert [a.decide(call(op, "open", writes=True)) is None for op in range(50)] == [
+        b.decide(call(op, "open", writes=True)) is None for op in range(50)]
 
 
 def test_repeated_takes_a_repeat_back_out_of_the_counts():
@@ -396,30 +399,31 @@ def test_concurrent_processors_never_decides():
 
 
 def test_first_fault_in_plan_order_wins():
-    a = armed(PermissionDenied(calls=("write",)), KillMidWrite())
-    assert isinstance(a.decide(call(1)), Raise)
-    b = armed(KillMidWrite(), PermissionDenied(calls=("write",)))
-    assert isinstance(b.decide(call(1)), Kill)
-    assert isinstance(b.decide(call(2)), Raise)
+    a = armed(PermissionDenied(calls=("open_write",)), KillMidWrite(calls=("open_write",)))
+    assert isinstance(a.decide(call(1, "open", writes=True)), Raise)
+    b = armed(KillMidWrite(calls=("open_write",)), PermissionDenied(calls=("open_write",)))
+    assert isinstance(b.decide(call(1, "open", writes=True)), Kill)
+    assert isinstance(b.decide(call(2, "open", writes=True)), Raise)
     assert b.fired_by_kind == {"killed_mid_write": 1, "permission_denied": 1}
 
 
 def test_heal_stops_everything():
-    a = armed(DiskFull(), PermissionDenied(calls=("write",)))
+    a = armed(DiskFull(), PermissionDenied(calls=("open_write",)))
     assert a.decide(call(1)) is not None
     a.heal()
     assert a.decide(call(2)) is None and a.exhausted
 
 
 def test_arm_is_deterministic():
-    plan = Plan(faults=(PermissionDenied(calls=("write",), probability=0.2),
+    plan = Plan(faults=(PermissionDenied(calls=("open_write",), probability=0.2),
                         KillMidWrite(at_op=50, times=3, probability=0.5),
                         PowerLoss(at_op=80, torn="prefix", probability=0.4),
                         DiskFull(after_bytes=5000, at_op=20, heal_after_ops=7)))
 
     def run(seed):
         a = plan.arm(random.Random(seed))
-        calls = [call(op, "write" if op % 3 else "fsync", nbytes=op * 7) for op in range(1, 150)]
+        calls = [call(op, ("write", "fsync", "open")[op % 3], nbytes=op * 7, writes=op % 3 == 2)
+                 for op in range(1, 150)]
         return [a.decide(c) for c in calls], a.fired, dict(a.fired_by_kind)
 
     assert run(11) == run(11)

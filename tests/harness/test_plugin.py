@@ -65,9 +65,10 @@ from harness.faults import DiskFull
 @pytest.mark.faults(DiskFull(after_bytes=3))
 def test_short_write(fault_shim, tmp_path):
     shim = fault_shim()
-    with shim.processor(0), pytest.raises(OSError):
-        with open(tmp_path / "f", "wb", buffering=0) as f:
-            f.write(b"0123456789")
+    with shim.processor(0), open(tmp_path / "f", "wb", buffering=0) as f:
+        assert f.write(b"0123456789") == 3  # write(2): the short count, no error yet
+        with pytest.raises(OSError):
+            f.write(b"3456789")  # nothing fits any more: ENOSPC
     assert (tmp_path / "f").read_bytes() == b"012"
 
 def test_seed_is_passed(fault_shim):

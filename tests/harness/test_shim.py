@@ -288,11 +288,10 @@ def test_short_write_lands_exactly_the_prefix(sandbox):
                                     errno=errno.ENOSPC))
     with bound(sandbox, plan=plan) as (shim, h):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-        with pytest.raises(OSError) as info:
-            os.write(fd, b"0123456789")
+        assert os.write(fd, b"0123456789") == 4  # write(2)'s short count, no error
         os.close(fd)
-    assert info.value.errno == errno.ENOSPC and tree(sandbox)["j"] == b"0123"
-    assert ("write", "j", None, 4, "ENOSPC") in fs_log(h)
+    assert tree(sandbox)["j"] == b"0123"
+    assert ("write", "j", None, 4, "ok") in fs_log(h)
 
 
 def test_kill_mid_write_lands_prefix_and_the_processor_stays_dead(sandbox):
@@ -429,9 +428,11 @@ def test_one_injected_error_is_recorded_and_counted_once(sandbox, mode):
     # a text file flushes twice as it closes (TextIOWrapper, then its buffer); the
     # buffer's flush wraps the failed write: neither is a second ENOSPC
     assert info.value.errno == errno.ENOSPC
-    assert fs_log(h) == [("open", "x", None, None, "ok"), ("write", "x", None, 10, "ENOSPC"),
-                         ("close", "x", None, None, "ok")]
-    assert armed.fired == 1 and shim.faults_fired == 1 and tree(sandbox)["x"] == b"a" * 10
+    # write(2) on a filling disk: the short count (10 of 30), then ENOSPC for the rest
+    assert fs_log(h) == [("open", "x", None, None, "ok"), ("write", "x", None, 10, "ok"),
+                         ("write", "x", None, 20, "ENOSPC"), ("close", "x", None, None, "ok")]
+    # two firings: the short write and the ENOSPC; the repeated flush is not a third
+    assert armed.fired == 2 and shim.faults_fired == 2 and tree(sandbox)["x"] == b"a" * 10
 
 
 def test_a_retry_after_other_calls_is_a_new_failure(sandbox):

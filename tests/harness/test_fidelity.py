@@ -1,0 +1,214 @@
+"""Verdicts the real system could produce: errors the kernel returns, harness bugs kept apart.
+
+Each test here is one false alarm or false pass found on third-party code (issue 11):
+it failed before the fix and asserts what a user relies on now.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+
+import pytest
+
+from harness import faults
+from harness.errnos import INJECTED, natural_error, table_rows
+from harness.faults import DiskFull, FaultSpecError, PermissionDenied
+from harness.history import History
+from harness.runner import run_scenario
+from harness.scenarios import Scenario, Workload
+from harness.shim import installed
+
+
+def scenario(*fs, entries=8, processors=1, seed=3):
+    plan = faults.Plan(faults=tuple(fs))
+    return Scenario(name="t", description="test", fault=fs[0].kind, plan=plan,
+                    workload=Workload(entries=entries, processors=processors), seed=seed)
+
+
+def armed(*fs):
+    return faults.Plan(faults=tuple(fs)).arm(random.Random(1))
+
+
+# -- 1. the shim's own exceptions are not the target's failures -------------------------
+
+
+def test_os_write_on_a_file_opened_through_open_is_not_a_shim_error(tmp_path):
+    h = History()
+    with installed(sandbox=tmp_path, history=h) as shim, shim.processor(0):
+        with open(tmp_path / "x", "wb") as f:
+            assert os.write(f.fileno(), b"hello") == 5
+    assert (tmp_path / "x").read_bytes() == b"hello"
+    assert [r.outcome for r in h.fs_ops() if r.call == "write"] == ["ok"]
+    assert not shim.harness_errors
+
+
+class _BrokenModel:
+    """A durability model with a bug: the harness's, not the target's."""
+
+    def file_synced(self, fd):
+        raise TypeError("a bug in the durability model")
+
+    dir_synced = file_synced
+
+
+def test_an_exception_in_the_harness_is_a_harness_error_not_a_failed_call(tmp_path):
+    h = History()
+    with installed(sandbox=tmp_path, history=h, model=_BrokenModel()) as shim, \
+            shim.processor(0):
+        fd = os.open(tmp_path / "x", os.O_WRONLY | os.O_CREAT)
+        try:
+            # what a target's `except Exception` would do: it cannot take it for its own
+            with pytest.raises(BaseException) as info:
+                try:
+                    os.fsync(fd)
+                except Exception:  # noqa: BLE001
+                    pytest.fail("the target's except Exception caught the harness's bug")
+        finally:
+            os.close(fd)
+    assert type(info.value).__name__ == "HarnessError"
+    assert "harness error" in str(info.value) and "durability model" in str(info.value)
+    assert shim.harness_errors
+
+
+class _SwallowingQueue:
+    """Catches everything, as a careless target does; its enqueues all 'succeed'."""
+
+    def __init__(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        self.d, self.n, self.items = directory, 0, []
+
+    def enqueue(self, payload):
+        self.n += 1
+        try:
+            with open(os.path.join(self.d, f"{self.n}"), "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # noqa: BLE001 - the point of this target
+            pass
+        self.items.append((str(self.n), payload))
+        return str(self.n)
+
+    def claim(self, worker):
+        return self.items.pop(0) if self.items else None
+
+    def ack(self, ident):
+        pass
+
+    def recover(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_a_run_with_a_harness_error_ends_as_error_naming_the_harness(monkeypatch):
+    from harness import durability
+
+    def broken(self, fd):
+        raise TypeError("planted harness bug")
+
+    monkeypatch.setattr(durability.DurabilityModel, "file_synced", broken)
+    run = run_scenario("t:t", scenario(faults.PowerLoss(at_op=30)), factory=_SwallowingQueue)
+    assert run.status == "error"
+    assert run.error.startswith("harness error (a bug in the harness")
+    assert "planted harness bug" in run.error
+
+
+# -- 2. disk full: short counts, as write(2) -------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["wb", "w"])
+def test_disk_full_mid_write_lands_each_byte_once(tmp_path, mode):
+    data = bytes(range(256)) * 40 if mode == "wb" else "x" * 10240
+    h = History()
+    with installed(sandbox=tmp_path, history=h, plan=armed(DiskFull(after_bytes=5000))) as shim:
+        with shim.processor(0), pytest.raises(OSError) as info:
+            with open(tmp_path / "f", mode) as f:
+                f.write(data)
+    assert info.value.errno == errno.ENOSPC
+    # before: the short write raised, the buffer kept everything and wrote the prefix again
+    raw = data if mode == "wb" else data.encode()
+    assert (tmp_path / "f").read_bytes() == raw[:5000]
+    writes = [(r.nbytes, r.outcome) for r in h.fs_ops() if r.call == "write"]
+    assert writes[0] == (5000, "ok") and writes[1][1] == "ENOSPC"
+
+
+def test_os_write_returns_the_short_count_then_enospc(tmp_path):
+    with installed(sandbox=tmp_path, history=History(),
+                   plan=armed(DiskFull(after_bytes=3))) as shim, shim.processor(0):
+        fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+        assert os.write(fd, b"0123456789") == 3
+        with pytest.raises(OSError) as info:
+            os.write(fd, b"3456789")
+        os.close(fd)
+    assert info.value.errno == errno.ENOSPC and (tmp_path / "f").read_bytes() == b"012"
+
+
+# -- 3. errors in the kernel's order ------------------------------------------------------
+
+
+def test_mkdir_of_an_existing_directory_answers_eexist_on_a_full_disk(tmp_path):
+    (tmp_path / "q").mkdir()
+    plan = armed(DiskFull(after_bytes=0))
+    with installed(sandbox=tmp_path, history=(h := History()), plan=plan) as shim, \
+            shim.processor(0):
+        with pytest.raises(FileExistsError):
+            os.mkdir(tmp_path / "q")
+        os.makedirs(tmp_path / "q", exist_ok=True)  # the stdlib tolerates EEXIST: no error
+        with pytest.raises(OSError) as info:
+            os.mkdir(tmp_path / "new")
+    assert info.value.errno == errno.ENOSPC
+    assert [(r.call, r.outcome, bool(r.fault)) for r in h.fs_ops() if r.call == "mkdir"] == [
+        ("mkdir", "EEXIST", False), ("mkdir", "EEXIST", False), ("mkdir", "ENOSPC", True)]
+    assert plan.fired == 1
+
+
+def test_permission_denied_on_a_missing_file_answers_enoent(tmp_path):
+    plan = armed(PermissionDenied(calls=("unlink", "open_read")))
+    with installed(sandbox=tmp_path, history=History(), plan=plan) as shim, shim.processor(0):
+        with pytest.raises(FileNotFoundError):
+            os.unlink(tmp_path / "absent")
+        with pytest.raises(FileNotFoundError):
+            open(tmp_path / "absent", "rb")  # noqa: SIM115
+        (tmp_path / "here").write_bytes(b"")
+        with pytest.raises(PermissionError):
+            os.unlink(tmp_path / "here")
+    assert plan.fired == 1
+
+
+@pytest.mark.parametrize("kind, fault", [("write", "permission_denied"),
+                                         ("fsync", "permission_denied"),
+                                         ("read", "permission_denied")])
+def test_a_fault_cannot_name_a_call_the_kernel_never_fails_that_way(kind, fault):
+    with pytest.raises(FaultSpecError, match=f"calls=.*{kind}.*kernel"):
+        PermissionDenied(calls=(kind,))
+
+
+def test_the_errno_table_names_real_errnos_and_real_call_kinds():
+    from harness.actions import CALL_KINDS
+
+    for fault, call, errs in table_rows():
+        assert fault in INJECTED
+        assert call in CALL_KINDS or call in ("open_read", "open_write", "link", "symlink",
+                                              "setattr")
+        for e in errs.split(", "):
+            assert isinstance(getattr(errno, e), int)
+
+
+@pytest.mark.parametrize("kind, flags, exists, want", [
+    ("mkdir", 0, True, "EEXIST"), ("mkdir", 0, False, None),
+    ("open", 0, False, "ENOENT"), ("open", os.O_CREAT, False, None),
+    ("open", os.O_CREAT | os.O_EXCL, True, "EEXIST"), ("open", os.O_CREAT, True, None),
+    ("unlink", 0, False, "ENOENT"), ("unlink", 0, True, None),
+    ("replace", 0, False, "ENOENT"), ("listdir", 0, False, "ENOENT"),
+])
+def test_natural_error(tmp_path, kind, flags, exists, want):
+    path = tmp_path / "p"
+    if exists:
+        path.mkdir() if kind in ("mkdir", "listdir") else path.write_bytes(b"")
+    got = natural_error(kind, str(path), str(tmp_path / "dst") if kind == "replace" else None,
+                        flags=flags, lstat=os.lstat, dirname=os.path.dirname)
+    assert got == want
