@@ -10,8 +10,9 @@ alike:
   came, while only processor switches did, tested something else;
 - the target must open on an empty directory before any fault fired (`refused_open`):
   a constructor that raises there breaks the contract, and is not "stuck" entries;
-- some enqueue of the workload must have returned ok (`never_ran`): with none, the
-  checker has nothing to judge;
+- some enqueue must have returned ok, of the workload or the drain's liveness probe
+  (`never_ran`): a queue that took nothing, faults or no faults, is a broken target or
+  adapter, or a scenario firing from the first op; there is nothing to judge;
 - an exception in the harness's own code (`harness.shim.HarnessError`) ends the run as
   an error naming the harness.
 """
@@ -51,18 +52,17 @@ def refused_open(history: History) -> str | None:
     return None
 
 
-def never_ran(history: History, counts: dict[str, int]) -> str | None:
-    """"the workload never ran" when no enqueue of the workload returned ok."""
-    if counts.get("enqueue_ok", 0):
+def never_ran(history: History) -> str | None:
+    """"the workload never ran" when no enqueue returned ok, the drain's probe included."""
+    enqueues = [op for op in history.ops() if op.f == "enqueue"]
+    if any(op.type == "ok" for op in enqueues):
         return None
-    tried = sum(1 for op in history.ops()
-                if op.f == "enqueue" and op.type == "invoke" and op.process != DRAIN)
-    errors = [op.error for op in history.ops()
-              if op.f == "enqueue" and op.type == "info" and op.error and op.process != DRAIN]
+    tried = sum(1 for op in enqueues if op.type == "invoke" and op.process != DRAIN)
+    errors = [op.error for op in enqueues if op.type == "info" and op.error]
     why = f"; the first error: {errors[0]}" if errors else ""
-    return (f"the workload never ran: none of its {tried} enqueues returned ok{why}; a "
-            "scenario in which nothing got into the queue tests nothing (is the fault "
-            "firing from the first op, or is the target broken?)")
+    return (f"the workload never ran: none of its {tried} enqueues returned ok, nor the "
+            f"final drain's{why}; a run in which nothing got into the queue tests nothing "
+            "(is the target or its adapter broken, or the fault firing from the first op?)")
 
 
 def harness_error(messages: Sequence[str]) -> str | None:

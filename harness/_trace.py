@@ -339,15 +339,17 @@ class _Walker:
             return  # None: the queue was empty
         payload, ident, at = _payload(value), _id_of(value), call.done.index
         key = entry_key(payload)
+        if call.process == DRAIN and payload is not None and payload.startswith(PROBE):
+            return  # the drain's own liveness probe (checked by the drain itself)
         entry = self.entries.get(key or "")
         if entry is None and key is None and ident in self.id_map:
             # Its bytes no longer carry a key, but the queue id is one an enqueue returned
-            # (or a claim showed): that entry came out with wrong bytes, which is corrupt,
-            # not a loss plus a phantom.
-            entry = self.entries[self.id_map[ident]]
+            # (or a claim showed) for an entry still owed: that entry came out with wrong
+            # bytes, which is corrupt, not a loss plus a phantom. (Once it was consumed a
+            # queue may hand its id to a new entry.)
+            known = self.entries[self.id_map[ident]]
+            entry = known if known.status != "done" else None
         if entry is None:
-            if call.process == DRAIN and payload is not None and payload.startswith(PROBE):
-                return  # the drain's own liveness probe (checked by the drain itself)
             name = ident if ident is not None else f"claim@{at}"
             if name in self.entries:  # a queue id spelled like an entry key: keep both apart
                 name = f"id {name}"

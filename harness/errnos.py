@@ -27,7 +27,6 @@ returns the number of bytes written" before it fails with ENOSPC), and fs/namei.
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 import stat as _stat
 from collections.abc import Callable

@@ -68,7 +68,6 @@ from harness._armed import State as _State
 from harness._armed import kind_matches as _kind_matches
 from harness._armed import path_matches as _path_matches
 from harness._validate import MATCH_KINDS, FaultSpecError
-from harness.errnos import INJECTED as _INJECTED
 from harness._validate import Rule as _Rule
 from harness._validate import chance as _chance
 from harness._validate import errnos as _errnos
@@ -89,6 +88,7 @@ from harness.actions import (
     RemoveDirectory,
     ShortWrite,
 )
+from harness.errnos import INJECTED as _INJECTED
 
 __all__ = [
     "FAULT_KINDS", "FAULTS", "MATCH_KINDS", "ArmedPlan", "ConcurrentProcessors", "DiskFull",

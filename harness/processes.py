@@ -168,8 +168,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             if conductor.errors:
                 run.error = "; ".join(conductor.errors)
             # not a verdict about the target: nothing was exercised
-            run.error = run.error or refused_open(run.history) or never_ran(
-                run.history, run.result.counts)
+            run.error = run.error or refused_open(run.history) or never_ran(run.history)
             if run.unfired and run.status == "no_fault_fired":
                 run.observations.append("never fired: " + ", ".join(run.unfired))
         except (TargetError, Hung) as exc:

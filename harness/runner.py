@@ -268,7 +268,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                                   tuple(repr(f) for f in scenario.plan.faults))
         # not a verdict about the target: the harness broke, or nothing was exercised
         run.error = (harness_error(shim.harness_errors) or refused_open(run.history)
-                     or never_ran(run.history, run.result.counts))
+                     or never_ran(run.history))
         run.observations[:0] = observe_fs(run.history)
         if "retention" in scenario.checks:
             run.observations.append(retention(run.history))

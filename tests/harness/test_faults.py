@@ -229,8 +229,8 @@ def test_probability_is_seeded():
 
 def test_once_and_persistent():
     once = armed(PermissionDenied(calls=("open_write",), once=True))
-    assert [once.decide(call(op, "open", writes=True)) is not None for op in range(1, 5)] == [True, False, False,
-                                                                          False]
+    fired = [once.decide(call(op, "open", writes=True)) is not None for op in range(1, 5)]
+    assert fired == [True, False, False, False]
     always = armed(PermissionDenied(calls=("open_write",)))
     assert all(always.decide(call(op, "open", writes=True)) is not None for op in range(1, 5))
     assert not always.exhausted

@@ -36,9 +36,9 @@ def armed(*fs):
 
 def test_os_write_on_a_file_opened_through_open_is_not_a_shim_error(tmp_path):
     h = History()
-    with installed(sandbox=tmp_path, history=h) as shim, shim.processor(0):
-        with open(tmp_path / "x", "wb") as f:
-            assert os.write(f.fileno(), b"hello") == 5
+    with installed(sandbox=tmp_path, history=h) as shim, shim.processor(0), open(
+            tmp_path / "x", "wb") as f:
+        assert os.write(f.fileno(), b"hello") == 5
     assert (tmp_path / "x").read_bytes() == b"hello"
     assert [r.outcome for r in h.fs_ops() if r.call == "write"] == ["ok"]
     assert not shim.harness_errors
@@ -124,10 +124,10 @@ def test_a_run_with_a_harness_error_ends_as_error_naming_the_harness(monkeypatch
 def test_disk_full_mid_write_lands_each_byte_once(tmp_path, mode):
     data = bytes(range(256)) * 40 if mode == "wb" else "x" * 10240
     h = History()
-    with installed(sandbox=tmp_path, history=h, plan=armed(DiskFull(after_bytes=5000))) as shim:
-        with shim.processor(0), pytest.raises(OSError) as info:
-            with open(tmp_path / "f", mode) as f:
-                f.write(data)
+    plan = armed(DiskFull(after_bytes=5000))
+    with installed(sandbox=tmp_path, history=h, plan=plan) as shim, shim.processor(0), \
+            pytest.raises(OSError) as info, open(tmp_path / "f", mode) as f:
+        f.write(data)
     assert info.value.errno == errno.ENOSPC
     # before: the short write raised, the buffer kept everything and wrote the prefix again
     raw = data if mode == "wb" else data.encode()
@@ -212,3 +212,183 @@ def test_natural_error(tmp_path, kind, flags, exists, want):
     got = natural_error(kind, str(path), str(tmp_path / "dst") if kind == "replace" else None,
                         flags=flags, lstat=os.lstat, dirname=os.path.dirname)
     assert got == want
+
+
+# -- 4-6. the checker: retried calls, corrupt by id, overlapping claims -------------------
+
+from harness.checker import check  # noqa: E402
+from harness.history import DRAIN  # noqa: E402
+
+
+def _enq(h, p, key, ident, *, fs=()):
+    h.op("invoke", p, "enqueue", key=key, value={"payload": f"{key}|x".encode()})
+    for call, outcome, fault in fs:
+        h.fs(p, call, path="q/j", outcome=outcome, fault=fault)
+    h.op("ok", p, "enqueue", key=key, value={"id": ident})
+
+
+def _drain_empty(h):
+    for f in ("open", "recover"):
+        h.op("invoke", DRAIN, f)
+        h.op("ok", DRAIN, f)
+    h.op("invoke", DRAIN, "claim")
+    h.op("ok", DRAIN, "claim")
+
+
+def test_a_failed_write_retried_inside_the_call_is_not_a_swallowed_error():
+    h = History()
+    _enq(h, 0, "e1", "1", fs=[("write", "ENOSPC", "DiskFull()"), ("write", "ok", None)])
+    _drain_empty(h)
+    (v,) = check(h).violations
+    assert v.kind == "lost"  # lost, but not "the error was swallowed": it was retried
+
+
+def test_a_failed_write_not_retried_is_still_a_swallowed_error():
+    h = History()
+    _enq(h, 0, "e1", "1", fs=[("write", "ENOSPC", "DiskFull()"), ("fsync", "ok", None)])
+    _drain_empty(h)
+    (v,) = check(h).violations
+    assert v.kind == "silent_error" and "swallowed" in v.detail
+
+
+@pytest.mark.parametrize("payload", [b"", b"garbage", b"\x00" * 8])
+def test_a_known_queue_id_with_wrong_bytes_is_corrupt_not_lost_and_phantom(payload):
+    h = History()
+    _enq(h, 0, "e1", "7")
+    h.op("invoke", DRAIN, "claim")
+    h.op("ok", DRAIN, "claim", value={"id": "7", "payload": payload})
+    h.op("invoke", DRAIN, "ack", value={"id": "7"})
+    h.op("ok", DRAIN, "ack", value={"id": "7"})
+    result = check(h)
+    assert result.entries == {"e1": "corrupt"}
+    assert [v.kind for v in result.violations] == ["corrupt"]
+
+
+def _overlap(release: bool) -> History:
+    h = History()
+    _enq(h, 0, "e1", "1")
+    h.op("invoke", 1, "claim")
+    h.op("ok", 1, "claim", key="e1", value={"id": "1", "payload": b"e1|x"})
+    if release:  # p2 restarts: the contract lets recover() hand every claim out again
+        h.op("invoke", 2, "recover")
+        h.op("ok", 2, "recover")
+    h.op("invoke", 2, "claim")  # p2's claim is under way ...
+    h.op("invoke", 1, "ack", key="e1", value={"id": "1"})
+    h.op("ok", 1, "ack", key="e1", value={"id": "1"})  # ... when p1's ack returns
+    h.op("ok", 2, "claim", key="e1", value={"id": "1", "payload": b"e1|x"})
+    _drain_empty(h)
+    return h
+
+
+def test_a_claim_overlapping_an_ack_may_be_ordered_before_it():
+    # recover released p1's claim; p2's claim may have taken e1 before p1's ack consumed
+    # it: a valid history (before: "duplicate", by completion order)
+    result = check(_overlap(release=True))
+    assert result.valid, result.violations
+    assert result.entries == {"e1": "delivered"}
+
+
+def test_a_claim_overlapping_an_ack_of_an_entry_still_held_is_a_duplicate():
+    result = check(_overlap(release=False))
+    assert [v.kind for v in result.violations] == ["duplicate"]
+    assert "still held it" in result.violations[0].detail
+
+
+# -- 7, 8, 10. runs that exercised nothing, queues that never recover, broken targets ----
+
+
+class _DirStore:
+    """Each entry a file under ``<dir>/entries``, which it creates only on the very first
+    open (when ``<dir>`` is new): once that subdirectory is gone it never comes back."""
+
+    def __init__(self, directory):
+        self.entries = os.path.join(directory, "entries")
+        if not os.path.isdir(directory):
+            os.makedirs(self.entries)
+        names = os.listdir(self.entries) if os.path.isdir(self.entries) else []
+        self.n = max((int(n[:6]) for n in names if n[:6].isdigit()), default=0)
+
+    def enqueue(self, payload):
+        self.n += 1
+        name = f"{self.n:06d}"
+        tmp = os.path.join(self.entries, f"{name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, os.path.join(self.entries, name))
+        return name
+
+    def claim(self, worker):
+        names = sorted(n for n in os.listdir(self.entries) if len(n) == 6)
+        if not names:
+            return None
+        os.rename(os.path.join(self.entries, names[0]),
+                  os.path.join(self.entries, names[0] + ".taken"))
+        with open(os.path.join(self.entries, names[0] + ".taken"), "rb") as f:
+            return names[0], f.read()
+
+    def ack(self, ident):
+        os.unlink(os.path.join(self.entries, ident + ".taken"))
+
+    def recover(self):
+        for n in os.listdir(self.entries):
+            if n.endswith(".taken"):
+                os.rename(os.path.join(self.entries, n), os.path.join(self.entries, n[:-6]))
+
+    def close(self):
+        pass
+
+
+def test_a_queue_that_never_recreates_its_directory_is_unavailable():
+    # before: entries deleted with the directory were "destroyed", later enqueues raised
+    # ("failed"), and the scenario passed; now the healed queue must take a new entry
+    sc = scenario(faults.MissingDirectory(path="q/entries", at_op=60), entries=10)
+    run = run_scenario("t:t", sc, factory=_DirStore)
+    assert run.status == "fail", run.to_dict()
+    kinds = [v.kind for v in run.result.violations]
+    assert "unavailable" in kinds
+    (v,) = [v for v in run.result.violations if v.kind == "unavailable"]
+    assert "could not take a new entry" in v.detail
+
+
+def test_the_same_store_passes_when_its_directory_stays():
+    run = run_scenario("t:t", scenario(faults.KillMidWrite(at_op=20), entries=10),
+                       factory=_DirStore)
+    assert run.status == "pass", run.to_dict()
+
+
+class _RaisingConstructor:
+    def __init__(self, directory):
+        raise RuntimeError("cannot open: no config file")
+
+
+def test_a_constructor_that_raises_is_an_error_not_stuck_entries():
+    run = run_scenario("t:t", scenario(faults.KillMidWrite(at_op=20)),
+                       factory=_RaisingConstructor)
+    assert run.status == "error"
+    assert "could not be opened" in run.error and "no config file" in run.error
+
+
+class _NeverEnqueues(_DirStore):
+    def enqueue(self, payload):
+        raise OSError(errno.EROFS, "read-only file system")
+
+
+def test_a_workload_in_which_no_enqueue_returned_ok_is_an_error():
+    run = run_scenario("t:t", scenario(faults.KillMidWrite(at_op=2)), factory=_NeverEnqueues)
+    assert run.status == "error"
+    assert run.error.startswith("the workload never ran") and "read-only" in run.error
+
+
+def test_every_fault_of_the_plan_must_fire():
+    # switches happened, the power loss (op 10**6) never came: that tested something else
+    sc = scenario(faults.ConcurrentProcessors(processors=2), faults.PowerLoss(at_op=10**6),
+                  entries=10, processors=2)
+    sc = Scenario(name="t", description="t", fault="power_loss", plan=sc.plan,
+                  workload=sc.workload, seed=3)
+    run = run_scenario("robust", sc)
+    assert run.faults_fired > 0  # the switches
+    assert run.status == "no_fault_fired"
+    assert run.unfired == ["PowerLoss(at_op=1000000)"]
+    assert any("never fired: PowerLoss(at_op=1000000)" in o for o in run.observations)
