@@ -91,10 +91,14 @@ class Violation:
     ops: tuple[int, ...]
     faults: tuple[str, ...]
     detail: str
+    tags: tuple[str, ...] = ()  # "released": it had been claimed and the claim let go
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "entry": self.entry, "detail": self.detail,
-                "ops": list(self.ops), "faults": list(self.faults)}
+        d = {"kind": self.kind, "entry": self.entry, "detail": self.detail,
+             "ops": list(self.ops), "faults": list(self.faults)}
+        if self.tags:
+            d["tags"] = list(self.tags)
+        return d
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,8 @@ def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
             body += "; no fault fired around it"
             if earlier is not None:
                 body += f" (the last one before it: {cite(earlier)})"
-    return kind, Violation(kind, entry.key, ops, faults, f"entry {entry.key}: {body}")
+    tags = ("released",) if entry.released else ()
+    return kind, Violation(kind, entry.key, ops, faults, f"entry {entry.key}: {body}", tags)
 
 
 def _phantom(phantom: Phantom, facts: Trace) -> Violation:

@@ -44,6 +44,7 @@ from harness._reaper import interruptible, make_sandbox, remove_sandbox
 from harness._worker import Spec
 from harness.durability import DurabilityModel
 from harness.history import DRAIN
+from harness.promises import PromiseError, promises_of
 from harness.runner import (
     JOIN_TIMEOUT_S,
     QUEUE_DIR,
@@ -106,6 +107,12 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     nproc = max(wl.processors, plan.processors)
     if concurrency is not None:
         nproc = max(nproc, MIN_CONCURRENCY)
+    run.processors = nproc
+    try:
+        run.promises = promises_of(factory)
+    except PromiseError as exc:
+        run.error = f"target={target!r}: {exc}"
+        return run
     progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
                      payload_max=wl.payload_max, rng=_stream(seed, "workload"),
                      hold=getattr(wl, "hold", 0))

@@ -211,7 +211,7 @@ def _md_run(run: Mapping[str, Any]) -> str:
                  len(s.get("violations") or [])]
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     for s in scenarios:
-        if s.get("status") != "pass":
+        if s.get("status") != "pass" or s.get("outside_promises"):
             out += ["", *_md_details(s)]
     return "\n".join(out) + "\n"
 
@@ -246,9 +246,21 @@ def _md_details(s: Mapping[str, Any]) -> list[str]:
             out.append(f"- ... and {len(violations) - _MAX_LISTED} more (see the JSON report)")
     elif s.get("status") == "no_fault_fired":
         out += ["", _md(_NO_FAULT)]
+    out += _md_outside(s)
     if s.get("observations"):
         out += ["", "Observations:", ""] + [f"- {_md(o)}" for o in s["observations"]]
     out += ["", "Replay:", "", "```sh", str(s.get("replay", "")), "```"]
+    return out
+
+
+def _md_outside(s: Mapping[str, Any]) -> list[str]:
+    """Findings outside the target's declared promises: shown, never failing the gate."""
+    beyond = s.get("outside_promises") or []
+    if not beyond:
+        return []
+    out = ["", f"Outside its promises ({len(beyond)}, not counted against it):", ""]
+    for v in beyond[:_MAX_LISTED]:
+        out.append(f"- {_md(v.get('kind'))} `{_md(v.get('entry'))}`: {_md(v.get('outside'))}")
     return out
 
 
@@ -300,6 +312,12 @@ def _explain_one(target: str, s: Mapping[str, Any]) -> str:
             lines.append(f"  {v.get('entry')}: {v.get('detail')}")
         if len(violations) > 3:
             lines.append(f"  ... {len(violations) - 3} more in the report.")
+    beyond = s.get("outside_promises") or []
+    if beyond:
+        kinds = Counter(str(v.get("kind")) for v in beyond)
+        lines.append(f"Outside its promises (not counted against it): "
+                     f"{', '.join(f'{k}={n}' for k, n in sorted(kinds.items()))}; "
+                     f"{beyond[0].get('outside')}.")
     lines += [f"  observed: {o}" for o in s.get("observations") or []]
     if status != "pass":
         lines.append(f"  replay: {s.get('replay', '')}")

@@ -38,6 +38,7 @@ from harness._reaper import interruptible
 from harness.client import Client
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, FsOp, History
+from harness.promises import PromiseError, Promises, outside, promises_of
 from harness.schedule import Baton, OpBudgetExceeded, programs
 from harness.shim import DeadlockError, installed
 from harness.targets import TargetError, resolve
@@ -73,6 +74,8 @@ class ScenarioRun:
         self.observations: list[str] = []
         self.error: str | None = None
         self.unfired: list[str] = []  # faults of the plan that never fired (harness._outcome)
+        self.promises = Promises()  # what the target declares it promises (harness.promises)
+        self.processors = 1
         self.replay_diverged: int | None = None  # set by a stress replay that lost its track
         self.duration_s = 0.0
 
@@ -80,15 +83,30 @@ class ScenarioRun:
     def status(self) -> str:
         if self.error is not None:
             return "error"
-        if self.result is not None and not self.result.valid:
+        if self.result is not None and self.graded()[0]:
             return "fail"
         if self.faults_fired == 0 or self.unfired:
             return "no_fault_fired"
         return "pass"
 
+    def graded(self) -> tuple[list[dict], list[dict]]:
+        """The violations within the target's promises, and those outside them (each with
+        ``outside``: why)."""
+        within: list[dict] = []
+        beyond: list[dict] = []
+        for v in self.result.violations if self.result is not None else ():
+            d = v.to_dict()
+            why = outside(self.promises, self.processors, d)
+            if why is None:
+                within.append(d)
+            else:
+                beyond.append({**d, "outside": why})
+        return within, beyond
+
     def to_dict(self) -> dict[str, Any]:
         sc = self.scenario
         result = self.result
+        within, beyond = self.graded()
         return {
             "name": sc.name,
             "description": sc.description,
@@ -100,7 +118,10 @@ class ScenarioRun:
             "entries": sc.workload.entries,
             "seed": self.seed,
             "status": self.status,
-            "violations": [v.to_dict() for v in result.violations] if result else [],
+            "violations": within,
+            **({"outside_promises": beyond} if beyond else {}),
+            **({"promises": self.promises.to_dict()} if not self.promises.whole_contract
+               else {}),
             "counts": dict(result.counts) if result else {},
             "observations": list(self.observations) + ([self.error] if self.error else []),
             "replay": replay_command(self.target, sc.name, self.seed),
@@ -186,6 +207,12 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     wl = scenario.workload
     concurrency = scenario.plan.concurrency
     nproc = max(wl.processors, concurrency.processors if concurrency else 1)
+    run.processors = nproc
+    try:
+        run.promises = promises_of(factory)
+    except PromiseError as exc:
+        run.error = f"target={target!r}: {exc}"
+        return run
     progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
                      payload_max=wl.payload_max, rng=_stream(seed, "workload"), hold=wl.hold)
     baton = Baton(schedule_rng or _stream(seed, "schedule"), list(range(nproc)),
