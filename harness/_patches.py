@@ -400,7 +400,40 @@ def patch_all(make_shim):
             own = vars(obj)
             saved.append((obj, name, name in own, own.get(name)))
             setattr(obj, name, fn)
+        if patcher is None:
+            _rebind_imported_names(plan, saved)
     except BaseException:
         undo()
         raise
     return undo, shim
+
+
+# Modules whose names bound with `from os import ...` are the harness's or the test
+# runner's own, not the target's: left alone.
+_NOT_TARGETS = ("harness", "pyfakefs", "_pytest", "pytest", "pluggy", "hypothesis",
+                "multiprocess", "dill", "xdist", "execnet")
+
+
+def _rebind_imported_names(plan, saved) -> None:
+    """A target that did ``from os import fsync`` (femtoqueue does) holds the original
+    function, which patching ``os`` does not reach: its fsyncs would escape the shim and
+    the durability model would roll back data the kernel made durable (a false alarm).
+    So every module outside the standard library and the harness gets such names rebound
+    to the wrappers while the shim is installed; ``saved`` undoes it."""
+    wrapper_of = {}
+    for obj, name, fn in plan:
+        if isinstance(obj, types.ModuleType) and obj.__name__ in ("os", "posix", "shutil",
+                                                                   "fcntl", "time"):
+            old = next((o for (m, n, _had, o) in saved if m is obj and n == name), None)
+            if callable(old):
+                wrapper_of[id(old)] = (old, fn)
+    for modname, module in list(sys.modules.items()):
+        top = modname.partition(".")[0]
+        if (module is None or top in sys.stdlib_module_names or top.startswith(_NOT_TARGETS)
+                or not isinstance(getattr(module, "__dict__", None), dict)):
+            continue
+        for key, value in list(vars(module).items()):
+            hit = wrapper_of.get(id(value))
+            if hit is not None and hit[0] is value:
+                saved.append((module, key, True, value))
+                setattr(module, key, hit[1])

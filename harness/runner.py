@@ -35,7 +35,7 @@ from typing import Any
 from harness import checker, timeline
 from harness._outcome import harness_error, never_ran, refused_open, unfired
 from harness._reaper import interruptible
-from harness.client import Client
+from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, FsOp, History
 from harness.promises import PromiseError, Promises, outside, promises_of
@@ -283,8 +283,15 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             drain = Client(process=DRAIN, factory=factory, target=target, directory=queue_dir,
                            history=run.history, shim=shim, baton=None)
             shim.revive(DRAIN)
+            shim.drain_budget = wl.max_ops
             with shim.processor(DRAIN):
-                problem = drain.drain(bound=4 * wl.entries + 10)
+                try:
+                    problem = drain.drain(bound=4 * wl.entries + 10)
+                except OpBudgetExceeded:
+                    problem = DrainProblem(
+                        f"final drain: the queue was still making file calls after "
+                        f"{wl.max_ops} of them once every fault was healed (spinning on "
+                        "something that never comes?)", kind="stuck")
             if problem:
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 blocked.append(("queue", problem))

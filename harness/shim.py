@@ -37,6 +37,7 @@ from ._shimfds import Fd as _Fd
 from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
 from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
+from .schedule import OpBudgetExceeded
 
 __all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "Shim", "ShimError",
            "installed"]
@@ -129,6 +130,8 @@ class Shim(_Descriptors):
         self._locks: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
         self._lock_key: dict[int, tuple[int, int]] = {}
         self.harness_errors: list[str] = []  # HarnessError messages: the run is an ERROR
+        self.drain_budget: int | None = None  # file calls the final drain may make
+        self._drain_ops = 0
         self._graves: list[tuple[int, _Fd]] = []  # killed processors' descriptors
         self._null: int | None = None  # the placeholder dup2'd over them
         # (st_dev, st_ino) of a copy -> of its original: explore's fork children run on a
@@ -268,6 +271,11 @@ class Shim(_Descriptors):
         if self.scheduler is not None:
             self.scheduler.switch_point(p)
             self._check_alive(p)
+        if p == DRAIN and self.drain_budget is not None:
+            # the baton does not count the drain: a target spinning there would hang the run
+            self._drain_ops += 1
+            if self._drain_ops > self.drain_budget:
+                raise OpBudgetExceeded(p, self.drain_budget)
         with self._own():
             with self._cond:
                 if p != DRAIN:

@@ -392,3 +392,40 @@ def test_every_fault_of_the_plan_must_fire():
     assert run.status == "no_fault_fired"
     assert run.unfired == ["PowerLoss(at_op=1000000)"]
     assert any("never fired: PowerLoss(at_op=1000000)" in o for o in run.observations)
+
+
+# -- names bound at import, and a drain that never ends ------------------------------------
+
+from os import fsync as _fsync_bound_at_import  # noqa: E402 - as femtoqueue does
+
+
+def test_os_functions_bound_by_from_import_are_intercepted_too(tmp_path):
+    # before: the shim patched os.fsync only; this fsync escaped it, and the durability
+    # model rolled back data the kernel had made durable (a false alarm on power loss)
+    h = History()
+    with installed(sandbox=tmp_path, history=h) as shim, shim.processor(0):
+        fd = os.open(tmp_path / "x", os.O_WRONLY | os.O_CREAT)
+        _fsync_bound_at_import(fd)
+        os.close(fd)
+    assert [r.call for r in h.fs_ops()] == ["open", "fsync", "close"]
+    assert _fsync_bound_at_import is os.fsync  # put back on uninstall
+
+
+class _SpinsWhenDraining(_DirStore):
+    """Its claim waits for a marker file that nobody ever writes, once it sees one entry
+    it cannot parse: in the drain that is for ever (one stat per turn)."""
+
+    def claim(self, worker):
+        while worker == "drain" and not os.path.exists(os.path.join(self.entries, "go")):
+            pass
+        return super().claim(worker)
+
+
+def test_a_target_spinning_in_the_final_drain_ends_as_stuck_not_a_hang():
+    sc = Scenario(name="t", description="t", fault="killed_mid_write",
+                  plan=faults.Plan((faults.KillMidWrite(at_op=20),)),
+                  workload=Workload(entries=6, max_ops=3000), seed=3)
+    run = run_scenario("t:t", sc, factory=_SpinsWhenDraining)
+    assert run.status == "fail"
+    (v,) = [v for v in run.result.violations if v.entry == "queue"]
+    assert v.kind == "stuck" and "still making file calls after 3000" in v.detail
