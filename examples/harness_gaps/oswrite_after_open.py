@@ -7,7 +7,7 @@ target's enqueue failing. With every enqueue "failed", scenarios pass.
 queuelib's FifoDiskQueue writes exactly this way.
 
     harness run --target examples.harness_gaps.oswrite_after_open:open_queue \
-        --scenario disk-full permission-denied       # PASS, with "25x TypeError on write"
+        --scenario disk-full permission-denied   # PASS; NO FAULT FIRED, "25x TypeError on write"
 """
 
 from __future__ import annotations

@@ -40,16 +40,18 @@ def consumer(cmd: str) -> str:
                           text=True, check=True).stdout.strip()
 
 
-print("consumer (nobody) creates queue/:", consumer("setup"))
-os.umask(0o077)                                       # the producer's umask
-FileStorage("repro", qdir).enqueue(b"important task")
-queue = os.path.join(qdir, "queue")
-print("producer (root, umask 077) enqueued; queue/ =", sorted(os.listdir(queue)))
-print("consumer, 1st try:", consumer("dequeue"))
-print("consumer, 2nd try:", consumer("dequeue"))
-again = FileStorage("repro", qdir).dequeue()          # even root cannot get it back
-print("root dequeue ->", again, "; queue/ =", sorted(os.listdir(queue)))
-subprocess.run(["rm", "-rf", root], check=False)
+try:
+    print("consumer (nobody) creates queue/:", consumer("setup"))
+    os.umask(0o077)                                   # the producer's umask
+    FileStorage("repro", qdir).enqueue(b"important task")
+    queue = os.path.join(qdir, "queue")
+    print("producer (root, umask 077) enqueued; queue/ =", sorted(os.listdir(queue)))
+    print("consumer, 1st try:", consumer("dequeue"))
+    print("consumer, 2nd try:", consumer("dequeue"))
+    again = FileStorage("repro", qdir).dequeue()      # even root cannot get it back
+    print("root dequeue ->", again, "; queue/ =", sorted(os.listdir(queue)))
+finally:
+    subprocess.run(["rm", "-rf", root], check=False)
 if again is None:
     print("CONFIRMED: the failed dequeue left the task as .tmp, which no dequeue returns")
     sys.exit(1)
