@@ -6,13 +6,16 @@ faults. These rules turn the other cases into ``error`` or ``no_fault_fired`` in
 a verdict, for thread mode (`harness.runner`) and process mode (`harness.processes`)
 alike:
 
-- every fault of the plan must have fired (`unfired`): a scenario whose power loss never
-  came, while only processor switches did, tested something else;
-- the target must open on an empty directory before any fault fired (`refused_open`):
-  a constructor that raises there breaks the contract, and is not "stuck" entries;
-- some enqueue must have returned ok, of the workload or the drain's liveness probe
-  (`never_ran`): a queue that took nothing, faults or no faults, is a broken target or
-  adapter, or a scenario firing from the first op; there is nothing to judge;
+- the scenario's own fault (its ``fault`` key: the kind it is about) must have fired
+  (`own_fired`): a power-loss scenario whose power loss never came, while only processor
+  switches did, tested something else; other faults of the plan that never fired are
+  named in the observations (`unfired`);
+- the target must open on an empty directory, and take its first entry, before any
+  fault fired (`refused_open`): a constructor or an adapter that raises there breaks the
+  contract, and is not "stuck" or "unavailable" entries;
+- some enqueue of the workload must have returned ok (`never_ran`), unless the checker
+  found a violation (a queue that broke at the first fault and stayed unavailable is a
+  finding): otherwise there was nothing to judge;
 - an exception in the harness's own code (`harness.shim.HarnessError`) ends the run as
   an error naming the harness.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 from harness.history import DRAIN, FaultEvent, FsOp, History, Op
 
-__all__ = ["unfired", "refused_open", "never_ran", "harness_error"]
+__all__ = ["unfired", "own_fired", "refused_open", "never_ran", "harness_error"]
 
 
 def unfired(faults: Sequence[Any], counts: Sequence[int], switches: int) -> list[str]:
@@ -38,31 +41,48 @@ def unfired(faults: Sequence[Any], counts: Sequence[int], switches: int) -> list
     return out
 
 
+def own_fired(kind: str, faults: Sequence[Any], counts: Sequence[int], switches: int) -> bool:
+    """Did any fault of the scenario's own kind fire?"""
+    return any(f.kind == kind for f in faults) and not all(
+        repr(f) in unfired([f], [n], switches) for f, n in zip(faults, counts, strict=True)
+        if f.kind == kind)
+
+
 def refused_open(history: History) -> str | None:
-    """The target's exception if its very first open raised before any fault had fired."""
+    """The target's exception if its very first open, or its very first enqueue, raised
+    before any fault had fired: it breaks the contract with nothing wrong on the disk."""
     for rec in history.records:
         if isinstance(rec, FaultEvent) or (isinstance(rec, FsOp) and rec.fault):
             return None
-        if isinstance(rec, Op) and rec.f == "open" and rec.type != "invoke":
-            if rec.type == "ok":
+        if not isinstance(rec, Op) or rec.type == "invoke" or rec.f not in ("open",
+                                                                            "enqueue"):
+            continue
+        if rec.type == "ok":
+            if rec.f == "enqueue":
                 return None
+            continue
+        if rec.f == "open":
             return (f"the target could not be opened on a new, empty directory before any "
                     f"fault had fired (processor {rec.process}): {rec.error}; it breaks the "
                     "target contract (check the target's constructor)")
+        return (f"the target's first enqueue raised before any fault had fired (processor "
+                f"{rec.process}): {rec.error}; it breaks the target contract (check the "
+                "target or its adapter)")
     return None
 
 
-def never_ran(history: History) -> str | None:
-    """"the workload never ran" when no enqueue returned ok, the drain's probe included."""
-    enqueues = [op for op in history.ops() if op.f == "enqueue"]
-    if any(op.type == "ok" for op in enqueues):
+def never_ran(history: History, valid: bool) -> str | None:
+    """"the workload never ran" when no enqueue of the workload returned ok and the
+    checker found nothing wrong (a queue unavailable once healed is a finding)."""
+    enqueues = [op for op in history.ops() if op.f == "enqueue" and op.process != DRAIN]
+    if not valid or any(op.type == "ok" for op in enqueues):
         return None
-    tried = sum(1 for op in enqueues if op.type == "invoke" and op.process != DRAIN)
+    tried = sum(1 for op in enqueues if op.type == "invoke")
     errors = [op.error for op in enqueues if op.type == "info" and op.error]
     why = f"; the first error: {errors[0]}" if errors else ""
-    return (f"the workload never ran: none of its {tried} enqueues returned ok, nor the "
-            f"final drain's{why}; a run in which nothing got into the queue tests nothing "
-            "(is the target or its adapter broken, or the fault firing from the first op?)")
+    return (f"the workload never ran: none of its {tried} enqueues returned ok{why}; a run "
+            "in which nothing got into the queue tests nothing (does the fault fire from "
+            "the first op?)")
 
 
 def harness_error(messages: Sequence[str]) -> str | None:

@@ -37,7 +37,7 @@ from typing import Any
 import multiprocess
 
 from harness import _mounts, checker
-from harness._outcome import never_ran, refused_open, unfired
+from harness._outcome import never_ran, own_fired, refused_open, unfired
 from harness._parent import Conductor, Hung
 from harness._realfaults import RealFaults
 from harness._reaper import interruptible, make_sandbox, remove_sandbox
@@ -161,6 +161,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             fired = armed.fired + (conductor.overlaps if concurrency else 0)
             run.faults_fired, run.kills, run.restarts = fired, conductor.kills, conductor.restarts
             run.unfired = unfired(plan.faults, armed.fired_counts(), conductor.overlaps)
+            run.own_fired = own_fired(scenario.fault, plan.faults, armed.fired_counts(),
+                                      conductor.overlaps)
             blocked = [(f"processor {p}" if isinstance(p, int) else p, why)
                        for p, why in conductor.blocked]
             run.result = with_blocked(checker.check(run.history), blocked,
@@ -175,8 +177,9 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             if conductor.errors:
                 run.error = "; ".join(conductor.errors)
             # not a verdict about the target: nothing was exercised
-            run.error = run.error or refused_open(run.history) or never_ran(run.history)
-            if run.unfired and run.status == "no_fault_fired":
+            run.error = run.error or refused_open(run.history) or never_ran(
+                run.history, run.result.valid)
+            if run.unfired:
                 run.observations.append("never fired: " + ", ".join(run.unfired))
         except (TargetError, Hung) as exc:
             run.error = str(exc)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness import checker, timeline
-from harness._outcome import harness_error, never_ran, refused_open, unfired
+from harness._outcome import harness_error, never_ran, own_fired, refused_open, unfired
 from harness._reaper import interruptible
 from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
@@ -74,6 +74,7 @@ class ScenarioRun:
         self.observations: list[str] = []
         self.error: str | None = None
         self.unfired: list[str] = []  # faults of the plan that never fired (harness._outcome)
+        self.own_fired = True  # the scenario's own fault fired (harness._outcome)
         self.promises = Promises()  # what the target declares it promises (harness.promises)
         self.processors = 1
         self.replay_diverged: int | None = None  # set by a stress replay that lost its track
@@ -85,7 +86,7 @@ class ScenarioRun:
             return "error"
         if self.result is not None and self.graded()[0]:
             return "fail"
-        if self.faults_fired == 0 or self.unfired:
+        if self.faults_fired == 0 or not self.own_fired:
             return "no_fault_fired"
         return "pass"
 
@@ -298,11 +299,13 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
         run.faults_fired = armed.fired + (baton.mid_call_switches if concurrency else 0)
         run.unfired = unfired(scenario.plan.faults, armed.fired_counts(),
                               baton.mid_call_switches)
+        run.own_fired = own_fired(scenario.fault, scenario.plan.faults, armed.fired_counts(),
+                                  baton.mid_call_switches)
         run.result = with_blocked(checker.check(run.history), blocked,
                                   tuple(repr(f) for f in scenario.plan.faults))
         # not a verdict about the target: the harness broke, or nothing was exercised
         run.error = (harness_error(shim.harness_errors) or refused_open(run.history)
-                     or never_ran(run.history))
+                     or never_ran(run.history, run.result.valid))
         run.observations[:0] = observe_fs(run.history)
         if "retention" in scenario.checks:
             run.observations.append(retention(run.history))
@@ -317,7 +320,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     run.observations.extend(logs.summary())
     if errors and run.error is None:
         run.error = "; ".join(errors)
-    if run.unfired and run.status == "no_fault_fired":
+    if run.unfired:
         run.observations.append("never fired: " + ", ".join(run.unfired))
     return run
 

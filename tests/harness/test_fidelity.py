@@ -375,13 +375,27 @@ class _NeverEnqueues(_DirStore):
         raise OSError(errno.EROFS, "read-only file system")
 
 
-def test_a_workload_in_which_no_enqueue_returned_ok_is_an_error():
-    run = run_scenario("t:t", scenario(faults.KillMidWrite(at_op=2)), factory=_NeverEnqueues)
+def test_a_target_whose_first_enqueue_raises_before_any_fault_is_an_error():
+    run = run_scenario("t:t", scenario(faults.KillMidWrite(at_op=2000)),
+                       factory=_NeverEnqueues)
     assert run.status == "error"
-    assert run.error.startswith("the workload never ran") and "read-only" in run.error
+    assert "first enqueue raised before any fault" in run.error and "read-only" in run.error
 
 
-def test_every_fault_of_the_plan_must_fire():
+class _FullFromTheStart(_DirStore):
+    """Correct: it refuses what it cannot store, and works again once space is back."""
+
+
+def test_a_workload_in_which_no_enqueue_returned_ok_is_an_error():
+    # the disk is full from the first op: every enqueue fails, correctly; nothing was
+    # tested (before: PASS)
+    run = run_scenario("t:t", scenario(faults.DiskFull(after_bytes=0)),
+                       factory=_FullFromTheStart)
+    assert run.status == "error", run.to_dict()
+    assert run.error.startswith("the workload never ran")
+
+
+def test_the_scenarios_own_fault_must_fire():
     # switches happened, the power loss (op 10**6) never came: that tested something else
     sc = scenario(faults.ConcurrentProcessors(processors=2), faults.PowerLoss(at_op=10**6),
                   entries=10, processors=2)
