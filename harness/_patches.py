@@ -77,11 +77,8 @@ def _path_wrapper(shim, orig, kind: str, writes: bool):
 
 
 def _checked(check, perform):
-    """``perform`` after ``check`` (a `_windows` rule, which raises what Windows refuses)."""
-    def run():
-        check()
-        return perform()
-    return run
+    """``perform`` after ``check`` (a `_windows` rule: it raises what Windows refuses)."""
+    return lambda: (check(), perform())[1]
 
 
 def _fd_wrapper(shim, real, orig, name: str):
@@ -268,8 +265,7 @@ def _other_wrappers(shim, o) -> dict[str, Any]:
     def rmtree(*args, **kwargs):
         if shim.windows is None or shim._bound() is None:
             return o.rmtree(*args, **kwargs)
-        # shutil.rmtree on Windows walks by name (scandir, unlink, rmdir); Linux's opens each
-        # directory, which Windows refuses (W6): run the walk Windows runs
+        # Windows' rmtree walks by name; Linux's opens each directory, refused there (W6)
         name = "_rmtree_impl" if hasattr(shutil, "_rmtree_impl") else "_use_fd_functions"
         walk = getattr(shutil, "_rmtree_unsafe", None) if name == "_rmtree_impl" else False
         saved = getattr(shutil, name)
@@ -282,8 +278,7 @@ def _other_wrappers(shim, o) -> dict[str, Any]:
             if not by_name[0]:
                 setattr(shutil, name, saved)
 
-    def system():
-        # a processor asking at call time takes its Windows branch (see `_windows`)
+    def system():  # a processor asking at call time takes its Windows branch (`_windows`)
         if shim.windows is not None and shim._bound() is not None:
             return "Windows"
         return o.system()

@@ -16,14 +16,14 @@ closes (before the close) to the parent, which answers "is it held?" from the ta
 every process's handles: that table is never larger than what is really open, so a
 refusal is never invented, though a race may let one call through that Windows refused.
 
-Rules (W1-W6) and sources:
+Rules (W1-W7) and sources:
 
 W1. Delete (``os.unlink``/``os.remove``) of a file another handle holds open:
     ``PermissionError [WinError 32]`` (ERROR_SHARING_VIOLATION). DeleteFile opens the file
     for DELETE access, which an existing open must share (FILE_SHARE_DELETE); the C
     runtime, and so CPython's ``open()`` and ``os.open()``, share read and write only.
-    Sources: Microsoft, "DeleteFile" remarks ("fails if an application attempts to delete
-    a file that has other handles open for normal I/O"), CreateFile ``dwShareMode``
+    Sources: Microsoft, "DeleteFile" remarks (it "fails if an application attempts to
+    delete a file that is open for normal I/O"), CreateFile ``dwShareMode``
     (FILE_SHARE_DELETE); Eryk Sun, python-list 2017-03 "When will os.remove fail?" (no
     shared delete access: sharing violation, 32); Mercurial wiki "UnlinkingFilesOnWindows"
     (os.unlink/os.rename of a file opened with Python's open: Error 32).
@@ -47,8 +47,9 @@ W5. ``os.replace`` (MoveFileExW with MOVEFILE_REPLACE_EXISTING) onto a file anot
     WinError 5 reported from os.replace in chia-blockchain PR #8589 and numba PR #2041
     ("replacing a file ... being read by another process raises a permission error").
     ``shutil.move`` runs as CPython's Lib/shutil.py does: ``os.rename`` (W3, W4), and when
-    that raises, ``copy2`` onto the destination (a CRT open shares write, so an open
-    destination does not stop it) then ``os.unlink`` of the source (W1, W2).
+    that raises, ``copy2`` onto the destination (CRT opens share read and write, so an
+    open destination does not stop it) then ``os.unlink`` of the source (W1, W2).
+    ``shutil.rmtree`` walks by name, as it does on Windows (no directory is opened).
 W6. A directory cannot be opened: ``os.open`` and ``open()`` of a directory raise
     ``PermissionError [Errno 13] Permission denied`` (CPython opens through the C
     runtime's ``_wopen``, whose CreateFile lacks FILE_FLAG_BACKUP_SEMANTICS, the flag a
@@ -79,9 +80,11 @@ Not modelled: LockFileEx/msvcrt.locking (``fcntl.flock`` is kept, with flock's s
 so POSIX locking code runs; Windows' byte-range locks would also refuse other handles'
 reads and writes, ERROR_LOCK_VIOLATION 33); renaming a directory while a file in it is
 open; delete-pending files (only opens that share delete access create them, and
-CPython's never do); a target's own platform checks of ``os.name``/``sys.platform`` (read
-at import, they stay POSIX). ``platform.system()`` answers ``"Windows"`` to a processor,
-so code that asks at call time takes its Windows branch.
+CPython's never do); NTFS's case-insensitive names and the characters it forbids in
+them; a target's own platform checks of ``os.name``/``sys.platform`` (read at import,
+they stay POSIX) and the POSIX-only calls it may make (``os.fchmod``, ``O_NOFOLLOW``...).
+``platform.system()`` answers ``"Windows"`` to a processor, so code that asks at call
+time takes its Windows branch.
 """
 
 from __future__ import annotations

@@ -347,9 +347,8 @@ class Shim(_Descriptors):
             sentences = ["no durability model: nothing rolled back"]
         else:
             with self._quiet():
-                # names only when asked: models that know one flavour keep working;
-                # on Windows no directory can be fsynced and NTFS journals names (`_windows`)
-                names = "eager" if self.windows is not None else action.names
+                # names only when asked: models that know one flavour keep working
+                names = "eager" if self.windows is not None else action.names  # `_windows`
                 eager = {"names": names} if names != "strict" else {}
                 sentences = self.model.power_loss(self.rng, action.torn, **eager)
         effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
@@ -392,7 +391,6 @@ class Shim(_Descriptors):
 def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
               scheduler=None, platform: str = "linux") -> Iterator[Shim]:
     """Patch the file API for the block and yield the `Shim`; every patch is undone on exit.
-
     ``platform``: ``"linux"`` (the kernel's own semantics) or ``"windows"`` (`_windows`)."""
     with _ACTIVE_LOCK:
         if _ACTIVE:
