@@ -86,6 +86,9 @@ class Conductor:
         self._crashes: collections.Counter[int] = collections.Counter()
         self._cut: PowerCut | None = None
         self._resume: dict[int, int] = {}  # processor -> the step its fresh process starts at
+        # --platform windows: the files each live process holds open, (st_dev, st_ino) ->
+        # count, as its workers report them (harness._windows)
+        self._handles: dict[int, collections.Counter] = {}
         self.on_kill: Any = None  # called with the processor number after each plan kill
 
     # -- the run
@@ -161,6 +164,8 @@ class Conductor:
         elif what == "synced":
             self._synced(c, *args)
             c.conn.send(None)
+        elif what == "handle":
+            c.conn.send(self._handle(c.process, *args))
         elif what == "removed":
             if self.model is not None:
                 self.model.removed_by_fault(args[0])
@@ -186,10 +191,12 @@ class Conductor:
                 self.drain_problem = problem
             self.logs.update(logs)
             c.done = True
+            self._handles.pop(c.process, None)  # it exits: Windows closes what it held
             c.conn.send(None)
         elif what == "error":
             self.errors.append(args[0])
             c.done = True
+            self._handles.pop(c.process, None)
             c.conn.send(None)
 
     def _record(self, c: _Child, what: str, args: list) -> None:
@@ -233,6 +240,13 @@ class Conductor:
         c.fired = fired
         return handed
 
+    def _handle(self, p: int, op: str, ident: tuple) -> bool | None:
+        if op == "held":
+            return any(held[tuple(ident)] > 0 for held in self._handles.values())
+        held = self._handles.setdefault(p, collections.Counter())
+        held[tuple(ident)] += 1 if op == "opened" else -1
+        return None
+
     def _synced(self, c: _Child, fd: int, is_dir: bool) -> None:
         if self.model is None:
             return
@@ -258,6 +272,7 @@ class Conductor:
         c.conn.close()
         self._children.pop(c.process, None)
         self._parked.pop(c.process, None)
+        self._handles.pop(c.process, None)  # a dead process's handles are closed
         self.kills += 1
 
     def _info(self, c: _Child, why: str) -> None:
@@ -328,6 +343,7 @@ class Conductor:
                     self._record(c, what, args)
         self._children.pop(c.process, None)
         self._parked.pop(c.process, None)
+        self._handles.pop(c.process, None)
         with contextlib.suppress(OSError):
             c.conn.close()
         if not c.done:

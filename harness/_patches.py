@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import io
 import os
+import platform
 import random
 import shutil
 import stat as _stat
@@ -75,8 +76,15 @@ def _path_wrapper(shim, orig, kind: str, writes: bool):
             with shim._own():
                 return shim.alias(st)
         call = stat_call if kind == "stat" else (lambda: orig(*args, **kwargs))
+        if kind == "unlink" and shim.windows is not None:
+            call = _checked(lambda: shim.windows.unlink(path), call)
         return shim._run(p, kind, path, call, writes=writes, creates=kind == "mkdir")
     return wrapper
+
+
+def _checked(check, perform):
+    """``perform`` after ``check`` (a `_windows` rule: it raises what Windows refuses)."""
+    return lambda: (check(), perform())[1]
 
 
 def _fd_wrapper(shim, real, orig, name: str):
@@ -96,6 +104,8 @@ def _fd_wrapper(shim, real, orig, name: str):
                     with shim._quiet():
                         (shim.model.dir_synced if info.is_dir else shim.model.file_synced)(fd)
             return result
+        if kind == "fsync" and shim.windows is not None:
+            perform = _checked(lambda: shim.windows.fsync(info), perform)
         if name == "read":
             return shim._run(p, kind, info.path, perform, nbytes=args[0], count=len)
         if name == "ftruncate":
@@ -117,11 +127,15 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
         flags = _arg(args, kwargs, 1, "flags", 0)
 
         def perform() -> int:
+            if shim.windows is not None:
+                shim.windows.open(path)
             with shim._quiet():  # pyfakefs's open calls its own (patched) chmod: one call
                 fd = o.open(*args, **kwargs)
             is_dir = _stat.S_ISDIR(o.fstat(fd).st_mode)
             with shim._own():
                 shim._track_fd(fd, path, p, is_dir, flags)
+                if shim.windows is not None:
+                    shim.windows.note(fd, opened=True)
             return fd
         creates = bool(flags & os.O_CREAT) and shim._creates(path)  # looked before asking
         return shim._run(p, "open", path, perform, writes=bool(flags & _WRITE_FLAGS),
@@ -160,6 +174,8 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
 
         def perform():
             ran.append(True)
+            if shim.windows is not None:
+                shim.windows.note(fd, opened=False)  # told before: never held when closed
             return o.close(fd)
         try:
             return shim._run(p, "close", info.path, perform)
@@ -171,7 +187,7 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                         o.close(fd)
                 shim._untrack(fd, info)
 
-    def two_paths(orig, kind, quiet=False, a="src", b="dst"):
+    def two_paths(orig, kind, quiet=False, a="src", b="dst", windows=None):
         def wrapper(*args, **kwargs):
             p = shim._bound()
             src, dst = _arg(args, kwargs, 0, a), _arg(args, kwargs, 1, b)
@@ -186,8 +202,11 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                     return orig(*args, **kwargs)
                 with shim._quiet():  # one call in the history, not its inner os calls
                     return orig(*args, **kwargs)
-            return shim._run(p, kind, shim._abs(src, kwargs.get("src_dir_fd")), perform,
-                             path2=shim._abs(dst, kwargs.get("dst_dir_fd")), writes=True)
+            path, path2 = (shim._abs(src, kwargs.get("src_dir_fd")),
+                           shim._abs(dst, kwargs.get("dst_dir_fd")))
+            if shim.windows is not None and windows is not None:
+                perform = _on_windows(shim, windows, path, path2, perform)
+            return shim._run(p, kind, path, perform, path2=path2, writes=True)
         return wrapper
 
     def os_truncate(path, length):
@@ -238,12 +257,21 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                          count=len)
 
     w.update(open=os_open, write=os_write, close=os_close,
-             replace=two_paths(o.replace, "replace"), rename=two_paths(o.rename, "replace"),
+             replace=two_paths(o.replace, "replace", windows="replace"),
+             rename=two_paths(o.rename, "replace", windows="rename"),
              link=two_paths(o.link, "link"), symlink=os_symlink, truncate=os_truncate,
              pwrite=os_pwrite, writev=os_writev, pread=os_pread)
-    w.update({name: two_paths(getattr(o, name), kind, quiet=True)
+    w.update({name: two_paths(getattr(o, name), kind, quiet=True,
+                              windows="move" if name == "move" else None)
               for name, kind in _SHUTIL_CALLS.items()})
     return w
+
+
+def _on_windows(shim, how: str, src, dst, perform):
+    """``perform`` as Windows runs it: os.replace, os.rename or shutil.move (`_windows`)."""
+    if how == "move":
+        return lambda: shim.windows.move(src, dst, perform)
+    return _checked(lambda: shim.windows.rename(src, dst, replace=how == "replace"), perform)
 
 
 def _other_wrappers(shim, o) -> dict[str, Any]:
@@ -292,13 +320,37 @@ def _other_wrappers(shim, o) -> dict[str, Any]:
         return shim._run(p, "fsync", None, perform)
     entropy_lock = threading.Lock()
 
+    by_name = [0]  # nested rmtree calls walking by name (no lock: a lock would hold the baton)
+
+    def rmtree(*args, **kwargs):
+        if shim.windows is None or shim._bound() is None:
+            return o.rmtree(*args, **kwargs)
+        # Windows' rmtree walks by name; Linux's opens each directory, refused there (W6)
+        name = "_rmtree_impl" if hasattr(shutil, "_rmtree_impl") else "_use_fd_functions"
+        walk = getattr(shutil, "_rmtree_unsafe", None) if name == "_rmtree_impl" else False
+        saved = getattr(shutil, name)
+        by_name[0] += 1
+        setattr(shutil, name, walk)
+        try:
+            return o.rmtree(*args, **kwargs)
+        finally:
+            by_name[0] -= 1
+            if not by_name[0]:
+                setattr(shutil, name, saved)
+
+    def system():  # a processor asking at call time takes its Windows branch (`_windows`)
+        if shim.windows is not None and shim._bound() is not None:
+            return "Windows"
+        return o.system()
+
     def urandom(n):
         # Real processes keep real entropy: seeded alike, they would mint the same names.
         if shim.real_processes or shim._bound() is None:
             return o.urandom(n)
         with entropy_lock:
             return shim.entropy.randbytes(n)
-    return {"flock": flock, "sleep": sleep, "open": open_, "sync": sync, "urandom": urandom}
+    return {"flock": flock, "sleep": sleep, "open": open_, "sync": sync, "urandom": urandom,
+            "system": system, "rmtree": rmtree}
 
 
 def _fake_path_wrappers(pathmod, osmod) -> dict[str, Any]:
@@ -369,6 +421,7 @@ def patch_all(make_shim):
                                  builtin_open=builtins.open, flock=fcm.flock,
                                  sync=getattr(osm, "sync", None),
                                  sleep=time.sleep, makedirs=osm.makedirs, urandom=os.urandom,
+                                 system=platform.system, rmtree=shm.rmtree,
                                  # a kill dup2s a placeholder over the dead descriptors,
                                  # on the real disk only (pyfakefs keeps them open)
                                  dup2=getattr(osm, "dup2", None), fake=patcher is not None)
@@ -378,7 +431,8 @@ def patch_all(make_shim):
             if name in _SHUTIL_CALLS or getattr(real, name, None) is not None]
     other = _other_wrappers(shim, real)
     plan += [(fcm, "flock", other["flock"]), (time, "sleep", other["sleep"]),
-             (os, "urandom", other["urandom"]), (random, "_urandom", other["urandom"])]
+             (os, "urandom", other["urandom"]), (random, "_urandom", other["urandom"]),
+             (platform, "system", other["system"]), (shm, "rmtree", other["rmtree"])]
     if real.sync is not None:
         plan.append((osm, "sync", other["sync"]))
     plan += [(target, "open", other["open"]) for target in open_targets]

@@ -73,6 +73,8 @@ class Descriptors:
                 self._fds[fd] = Fd(path, p, False, None, raw)
             else:  # open(fd): the file object now owns the descriptor
                 info.file = raw
+        if info is None and self.windows is not None:
+            self.windows.note(fd, opened=True)  # process mode: the parent's table
 
     def _untrack(self, fd: int, info: Fd | None = None) -> None:
         """Forget ``fd``; given ``info``, only if the number still means that descriptor
@@ -89,6 +91,8 @@ class Descriptors:
         except (OSError, ValueError):
             return
         info = self._fds.get(fd)
+        if self.windows is not None and raw.closefd:
+            self.windows.note(fd, opened=False)  # told before the close, never after
         try:
             self._file_op(raw, "close", raw._under.close)
         finally:

@@ -208,6 +208,8 @@ def open_file(shim: Any, process: int, path: str, builtin_open, file, mode: str 
         buffering = -1
 
     def perform() -> ShimRawFile:
+        if shim.windows is not None:
+            shim.windows.open(path)  # a directory cannot be opened there
         under = builtin_open(file, raw_mode, buffering=0, closefd=closefd, opener=opener)
         with shim._own():
             raw = ShimRawFile(shim, under, path, process, closefd)

@@ -50,6 +50,7 @@ class Spec:
     model: bool = False  # report fsyncs to the parent's durability model
     real_processes: bool = True
     unprivileged: bool = False  # obey permission bits even as root (a permission fault)
+    platform: str = "linux"  # "windows": Windows' file semantics (harness._windows)
     bound: int = 1000  # the drain's claim budget
     parent: int = field(default_factory=os.getpid)
 
@@ -111,6 +112,23 @@ class _Plan:
         return self._link.ask("decide", call)
 
 
+class _Handles:
+    """Windows semantics across processes: every process's open files are in the parent's
+    table; we report ours (opens after, closes before) and ask it who holds a file."""
+
+    def __init__(self, link: _Link) -> None:
+        self._link = link
+
+    def opened(self, ident: tuple[int, int]) -> None:
+        self._link.ask("handle", "opened", ident)
+
+    def closed(self, ident: tuple[int, int]) -> None:
+        self._link.ask("handle", "closed", ident)
+
+    def held(self, ident: tuple[int, int]) -> bool:
+        return self._link.ask("handle", "held", ident)
+
+
 class _Model:
     """The parent reads a synced inode through /proc/<our pid>/fd/<fd> while we wait."""
 
@@ -152,8 +170,11 @@ def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
     history = _History(link, spec.process)
     with installed(sandbox=spec.sandbox, history=history,
                    plan=_Plan(link) if spec.plan else None,
-                   model=_Model(link) if spec.model else None) as shim:
+                   model=_Model(link) if spec.model else None,
+                   platform=spec.platform) as shim:
         shim.real_processes = spec.real_processes
+        if shim.windows is not None:
+            shim.windows.handles = _Handles(link)
         client = Client(process=spec.process, factory=factory, target=spec.target,
                         directory=spec.directory, history=history, shim=shim, baton=None)
         with shim.processor(spec.process):

@@ -41,6 +41,7 @@ from harness._outcome import never_ran, own_fired, refused_open, unfired
 from harness._parent import Conductor, Hung
 from harness._realfaults import RealFaults
 from harness._reaper import interruptible, make_sandbox, remove_sandbox
+from harness._windows import LABEL as _WINDOWS
 from harness._worker import Spec
 from harness.durability import DurabilityModel
 from harness.history import DRAIN
@@ -51,6 +52,7 @@ from harness.runner import (
     ScenarioRun,
     log_summary,
     observe_fs,
+    platform_of,
     retention,
     with_blocked,
 )
@@ -85,7 +87,8 @@ class ProcessRun(ScenarioRun):
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d.update(mode="process", kills=self.kills, restarts=self.restarts,
-                 replay=replay_command(self.target, self.scenario.name, self.seed))
+                 replay=replay_command(self.target, self.scenario.name, self.seed)
+                 + self.platform_flag())
         return d
 
 
@@ -97,10 +100,12 @@ def _real_os() -> types.SimpleNamespace:
 
 
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
-                 factory: Callable[[str], Any] | None = None) -> ProcessRun:
+                 factory: Callable[[str], Any] | None = None,
+                 platform: str | None = None) -> ProcessRun:
     """Run one scenario on real processes; never raises for target misbehaviour."""
     seed = scenario.seed if seed is None else seed
     run = ProcessRun(target=target, scenario=scenario, seed=seed)
+    run.platform = platform_of(scenario, platform)
     factory = factory or resolve(target)
     wl, plan = scenario.workload, scenario.plan
     concurrency = plan.concurrency
@@ -132,7 +137,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             real = RealFaults(sandbox=sandbox, queue_dir=queue_dir, history=run.history,
                               model=model, faults=plan.faults, tmpfs=tmpfs, chmod=chmod)
             base = Spec(process=0, target=target, directory=queue_dir, sandbox=sandbox,
-                        unprivileged=unprivileged)
+                        unprivileged=unprivileged, platform=run.platform)
             conductor = Conductor(
                 ctx=multiprocess.get_context("fork"), history=run.history, armed=armed,
                 model=model, real=real, disk_rng=_stream(seed, "disk"), base=base,
@@ -171,6 +176,11 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             notes.append(f"{conductor.kills} processes SIGKILLed, {conductor.restarts} "
                          f"restarted, {conductor.overlaps} calls overlapped another "
                          "processor's call")
+            run.platform_refusals = sum(1 for r in run.history.fs_ops()
+                                        if (r.fault or "").startswith(_WINDOWS))
+            if run.platform != "linux":
+                notes.append(f"platform {run.platform}: the workers' shims applied its file "
+                             f"semantics; it refused {run.platform_refusals} calls")
             run.observations = observe_fs(run.history) + notes + log_summary(conductor.logs)
             if "retention" in scenario.checks:
                 run.observations.append(retention(run.history))

@@ -35,6 +35,7 @@ from typing import Any
 from harness import checker, timeline
 from harness._outcome import harness_error, never_ran, own_fired, refused_open, unfired
 from harness._reaper import interruptible
+from harness._windows import shown
 from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, FsOp, History
@@ -54,6 +55,21 @@ QUEUE_DIR = "q"
 
 def replay_command(target: str, scenario: str, seed: int) -> str:
     return f"harness run --target {target} --scenario {scenario} --seed {seed}"
+
+
+def platform_of(scenario: Any, platform: str | None) -> str:
+    """The platform a run emulates: the one asked for, else the scenario's own."""
+    return platform or getattr(scenario, "platform", "linux")
+
+
+def _platform_notes(run: ScenarioRun, refused: int, copied: int) -> None:
+    """``--platform windows``: the run says so, and how often Windows said no."""
+    if run.platform == "linux":
+        return
+    run.observations.append(
+        f"platform {run.platform}: the shim applied its file semantics; it refused "
+        f"{refused} calls (not faults of the scenario: see the EACCES/EEXIST lines)"
+        + (f"; shutil.move fell back to copy + delete {copied} times" if copied else ""))
 
 
 def _stream(seed: int, name: str) -> random.Random:
@@ -78,6 +94,8 @@ class ScenarioRun:
         self.promises = Promises()  # what the target declares it promises (harness.promises)
         self.processors = 1
         self.replay_diverged: int | None = None  # set by a stress replay that lost its track
+        self.platform = getattr(scenario, "platform", "linux")  # the run's, if overridden
+        self.platform_refusals = 0  # calls the platform refused (not faults: _windows)
         self.duration_s = 0.0
 
     @property
@@ -125,7 +143,9 @@ class ScenarioRun:
                else {}),
             "counts": dict(result.counts) if result else {},
             "observations": list(self.observations) + ([self.error] if self.error else []),
-            "replay": replay_command(self.target, sc.name, self.seed),
+            "replay": self.replay(),
+            **({"platform": self.platform, "platform_refusals": self.platform_refusals}
+               if self.platform != "linux" else {}),
             "duration_s": round(self.duration_s, 3),
             # Only a scenario that did not pass has a story worth drawing (the HTML report).
             **({"timeline": timeline.compact(self.history)}
@@ -133,12 +153,22 @@ class ScenarioRun:
         }
 
 
+    def platform_flag(self) -> str:
+        """`` --platform X`` when the run overrode its scenario's platform, else ``""``."""
+        same = self.platform == getattr(self.scenario, "platform", "linux")
+        return "" if same else f" --platform {self.platform}"
+
+    def replay(self) -> str:
+        """The command that runs this again."""
+        return replay_command(self.target, self.scenario.name, self.seed) + self.platform_flag()
+
+
 def observe_fs(history: History) -> list[str]:
     """Failed file calls of the run, grouped, as people would grep a log for them."""
     failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
     for r in history.records:
         if isinstance(r, FsOp) and r.outcome not in ("ok", "killed") and r.process != DRAIN:
-            failures[(r.outcome, r.call, r.path or "")] += 1
+            failures[(shown(r.outcome, r.fault), r.call, r.path or "")] += 1
     return [f"{n}x {outcome} on {call} {path}".rstrip()
             for (outcome, call, path), n in sorted(failures.items(), key=lambda kv: -kv[1])[:8]]
 
@@ -190,20 +220,23 @@ def drain_queue(client: Client, history: History | None = None, bound: int = 0) 
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                  factory: Callable[[str], Any] | None = None,
                  schedule_rng: random.Random | None = None,
-                 mode: str | None = None) -> ScenarioRun:
+                 mode: str | None = None, platform: str | None = None) -> ScenarioRun:
     """Run one scenario against one target; never raises for target misbehaviour.
 
     ``schedule_rng`` replaces the seeded stream the baton draws its interleaving from
     (hypothesis passes one it controls, so a race shrinks to its smallest interleaving).
     ``mode`` (default: the scenario's own) is ``"thread"`` or ``"process"``; process
     mode runs in `harness.processes` (real processes: no baton, no schedule_rng).
+    ``platform`` (default: the scenario's own) is ``"linux"`` or ``"windows"``.
     """
     if (mode or getattr(scenario, "mode", "thread")) == "process":
         from harness import processes  # it builds on this module
 
-        return processes.run_scenario(target, scenario, seed=seed, factory=factory)
+        return processes.run_scenario(target, scenario, seed=seed, factory=factory,
+                                      **({"platform": platform} if platform else {}))
     seed = scenario.seed if seed is None else seed
     run = ScenarioRun(target=target, scenario=scenario, seed=seed)
+    run.platform = platform_of(scenario, platform)
     factory = factory or resolve(target)
     wl = scenario.workload
     concurrency = scenario.plan.concurrency
@@ -232,7 +265,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     try:
         # SIGTERM as well as SIGINT unwinds through here: the sandbox goes in `finally`.
         with interruptible(), installed(sandbox=sandbox, history=run.history, plan=armed,
-                                        rng=_stream(seed, "disk"), scheduler=baton) as shim:
+                                        rng=_stream(seed, "disk"), scheduler=baton,
+                                        platform=run.platform) as shim:
             model = DurabilityModel(sandbox, shim.real)
             model.snapshot_all()
             shim.model = model
@@ -301,6 +335,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                               baton.mid_call_switches)
         run.own_fired = own_fired(scenario.fault, scenario.plan.faults, armed.fired_counts(),
                                   baton.mid_call_switches)
+        run.platform_refusals = shim.platform_refusals
+        _platform_notes(run, shim.platform_refusals, shim.windows.copied if shim.windows else 0)
         run.result = with_blocked(checker.check(run.history), blocked,
                                   tuple(repr(f) for f in scenario.plan.faults))
         # not a verdict about the target: the harness broke, or nothing was exercised
@@ -353,12 +389,12 @@ def with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
 
 def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
                       factory: Callable[[str], Any] | None = None,
-                      mode: str | None = None) -> dict[str, Any]:
+                      mode: str | None = None, platform: str | None = None) -> dict[str, Any]:
     """A scenario over its ``runs`` seeds -> one scenario dict: the worst run's verdicts,
     figures and replay (a failure first), with totals over all runs beside them."""
     base = scenario.seed if seed is None else seed
-    runs = [run_scenario(target, scenario, seed=base + i, factory=factory,
-                         mode=mode).to_dict()
+    runs = [run_scenario(target, scenario, seed=base + i, factory=factory, mode=mode,
+                         **({"platform": platform} if platform else {})).to_dict()
             for i in range(getattr(scenario, "runs", 1))]
     if len(runs) == 1:
         return runs[0]
@@ -388,14 +424,16 @@ def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
 
 def run_suite(target: str, scenarios: list[Any], *, seed: int | None = None,
               progress: Callable[[str, dict], None] | None = None,
-              mode: str | None = None) -> dict[str, Any]:
+              mode: str | None = None, platform: str | None = None) -> dict[str, Any]:
     """Every scenario against one target -> the run JSON dict (see docs/harness-design.md).
 
-    ``mode``: ``"thread"`` or ``"process"`` for every scenario (default: each its own)."""
+    ``mode``: ``"thread"`` or ``"process"`` for every scenario (default: each its own);
+    ``platform``: ``"linux"`` or ``"windows"`` for every scenario (likewise)."""
     factory = resolve(target)
     results = []
     for sc in scenarios:
-        d = run_scenario_runs(target, sc, seed=seed, factory=factory, mode=mode)
+        d = run_scenario_runs(target, sc, seed=seed, factory=factory, mode=mode,
+                              platform=platform)
         results.append(d)
         if progress is not None:
             progress(sc.name, d)

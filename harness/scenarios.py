@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness._windows import PLATFORMS
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
 
 __all__ = [
     "CHECKS",
     "MODES",
+    "PLATFORMS",
     "Scenario",
     "ScenarioError",
     "Workload",
@@ -37,7 +39,8 @@ MODES = ("thread", "process")
 CHECKS = ("stale_locks", "retention")
 """Extra observations a scenario may ask the runner for (beyond the checker's verdicts)."""
 
-_TOP_KEYS = ("description", "fault", "seed", "runs", "mode", "checks", "workload", "faults")
+_TOP_KEYS = ("description", "fault", "seed", "runs", "mode", "checks", "workload", "faults",
+             "platform")
 _WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "hold", "max_ops")
 _FIX = "fix the file and run again"
 
@@ -80,6 +83,7 @@ class Scenario:
     mode: str = "thread"
     checks: tuple[str, ...] = ()
     source: str = ""
+    platform: str = "linux"  # "windows": the shim applies Windows' file semantics
 
 
 def default_dir() -> Path:
@@ -190,6 +194,10 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
     mode = raw.get("mode", "thread")
     if mode not in MODES:
         raise bad("mode", mode, f"one of {', '.join(MODES)}")
+    platform = raw.get("platform", "linux")
+    if platform not in PLATFORMS:
+        raise bad("platform", platform, f"one of {', '.join(PLATFORMS)} (whose file "
+                  "semantics the shim applies)")
     checks = raw.get("checks", [])
     if not isinstance(checks, list) or any(c not in CHECKS for c in checks):
         raise bad("checks", checks, f"a list drawn from {list(CHECKS)}")
@@ -201,7 +209,7 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
                   " because 'fault' names the primary fault of the plan")
     return Scenario(name=name, description=description.strip(), fault=fault, plan=plan,
                     workload=workload, seed=seed, runs=runs, mode=mode,
-                    checks=tuple(checks), source=source)
+                    checks=tuple(checks), source=source, platform=platform)
 
 
 def _workload(table: Any, where: str, bad) -> Workload:

@@ -17,6 +17,7 @@ Under pyfakefs the target's modules hold fake module *objects* instead of ``os``
 ``io``, ``shutil`` and ``fcntl``; the shim then patches the attributes of those fake
 objects (and ``builtins.open``), and the "original" calls it captures are the fake ones,
 so the real disk is never touched.
+``platform="windows"`` adds Windows' refusals (rules and sources in `_windows`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from . import _patches
 from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
+from ._windows import PLATFORMS, Rules
 from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
 from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
@@ -104,7 +106,10 @@ class Shim(_Descriptors):
     kernel's flock decides and ``time.sleep`` really sleeps (there is no one to yield to)."""
 
     def __init__(self, sandbox, history: History, plan=None, rng=None, model=None,
-                 scheduler=None, *, real: types.SimpleNamespace, pathmod) -> None:
+                 scheduler=None, *, real: types.SimpleNamespace, pathmod,
+                 platform: str = "linux") -> None:
+        if platform not in PLATFORMS:
+            raise ShimError(f"platform={platform!r}; expected one of {', '.join(PLATFORMS)}")
         self.history, self.plan, self.rng = history, plan, rng
         # The target's own entropy (os.urandom: uuid4, secrets, SystemRandom), drawn in
         # thread mode from the run's seed: random names it makes (temp files, owner
@@ -122,6 +127,9 @@ class Shim(_Descriptors):
         self._cond = threading.Condition(threading.RLock())
         self._ops = 0
         self._fired = 0
+        self.platform_refusals = 0  # calls the platform's rules refused: not faults
+        self.platform = platform
+        self.windows = Rules(self) if platform == "windows" else None
         self._known: set[int] = set()
         self._dead: set[int] = set()
         self._threads: dict[int, list[int]] = {}
@@ -303,10 +311,10 @@ class Shim(_Descriptors):
             elif action is not None:
                 self._fired += 1
 
-        def record(outcome: str, n=nbytes) -> None:
+        def record(outcome: str, n=nbytes, label=None) -> None:
             with self._own():
                 self.history.fs(p, kind, path=rel, path2=rel2, nbytes=n, outcome=outcome,
-                                fault=fault)
+                                fault=label or fault)
 
         if action is None or isinstance(action, RemoveDirectory):
             if action is not None:
@@ -319,7 +327,9 @@ class Shim(_Descriptors):
             except BaseException as exc:
                 # a call inside this one (a flush's raw write) already recorded it
                 if not getattr(exc, "_shim_recorded", False):
-                    record(_errname(exc))
+                    rule = getattr(exc, "_shim_platform", None)  # refused by `_windows`
+                    self.platform_refusals += rule is not None
+                    record(_errname(exc), label=rule)
                     _mark(exc)
                 raise
             record("ok", count(result) if count is not None else nbytes)
@@ -410,7 +420,8 @@ class Shim(_Descriptors):
         else:
             with self._quiet():
                 # names only when asked: models that know one flavour keep working
-                eager = {"names": action.names} if action.names != "strict" else {}
+                names = "eager" if self.windows is not None else action.names  # `_windows`
+                eager = {"names": names} if names != "strict" else {}
                 sentences = self.model.power_loss(self.rng, action.torn, **eager)
         effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
         self.history.fault(NEMESIS, "power_loss", action.fault, effect, crashed=crashed)
@@ -450,15 +461,16 @@ class Shim(_Descriptors):
 
 @contextlib.contextmanager
 def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
-              scheduler=None) -> Iterator[Shim]:
-    """Patch the file API for the block and yield the `Shim`; every patch is undone on exit."""
+              scheduler=None, platform: str = "linux") -> Iterator[Shim]:
+    """Patch the file API for the block and yield the `Shim`; every patch is undone on exit.
+    ``platform``: ``"linux"`` (the kernel's own semantics) or ``"windows"`` (`_windows`)."""
     with _ACTIVE_LOCK:
         if _ACTIVE:
             raise ShimError("the shim is already installed (installed() is not re-entrant; "
                             f"active sandbox {_ACTIVE[0].sandbox!r})")
         undo, shim = _patches.patch_all(
             lambda real, pathmod: Shim(sandbox, history, plan, rng, model, scheduler,
-                                       real=real, pathmod=pathmod))
+                                       real=real, pathmod=pathmod, platform=platform))
         _ACTIVE.append(shim)
     try:
         yield shim

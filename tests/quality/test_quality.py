@@ -1,7 +1,9 @@
 """The harness judged from outside: independently written queues, correct and buggy.
 
 Every CORRECT queue (tests/quality/queues/correct_*.py) must come through every
-scenario of scenarios/ with status "pass": no violation, and a fault that fired. None
+scenario of scenarios/ (and of scenarios/windows/, whose platform is Windows: their
+directory fsyncs ask platform.system(), as portable code does) with status "pass": no
+violation, and a fault that fired. None
 of them needs a "no_fault_fired" exemption: every scenario's fault reaches every design
 here (all of them write, fsync, rename/replace or list inside q/, and every one opens
 files for reading), so "no_fault_fired" would itself be a finding.
@@ -33,6 +35,9 @@ from harness.scenarios import default_dir, load_dir
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = Path(__file__).resolve().parent / "queues"
 SCENARIOS = {sc.name: sc for sc in load_dir(ROOT / "scenarios")}
+LINUX = sorted(SCENARIOS)
+# platform = "windows": not in the default gate, which robust (POSIX-only) must pass
+SCENARIOS.update({sc.name: sc for sc in load_dir(ROOT / "scenarios" / "windows")})
 ALL = sorted(SCENARIOS)
 
 CORRECT = sorted(p.stem for p in QUEUES.glob("correct_*.py"))
@@ -60,8 +65,9 @@ def describe(d: dict) -> str:
 
 
 def test_every_scenario_is_loaded():
-    assert len(ALL) >= 13, ALL
-    assert {sc.name for sc in load_dir(default_dir())} == set(ALL)
+    assert len(LINUX) >= 13, LINUX
+    assert {sc.name for sc in load_dir(default_dir())} == set(LINUX)
+    assert {SCENARIOS[n].platform for n in set(ALL) - set(LINUX)} == {"windows"}
 
 
 # -- correct queues: no false alarm anywhere ------------------------------------------
@@ -143,6 +149,8 @@ EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     # plain logic bugs
     "bug_nonunique_ids": (tuple(ALL), frozenset({"lost"})),
     "bug_short_read": (("large-payloads",), frozenset({"corrupt", "stuck"})),
+    # Windows semantics: os.replace onto a file a handle holds open is refused
+    "bug_replace_open": (("windows-concurrent",), frozenset({"stuck", "lost"})),
 }
 
 
@@ -173,6 +181,17 @@ def test_buggy_queue_never_passes_everything(module):
     """The suite verdict (what a CI gate reads) is not pass for a buggy queue."""
     statuses = {run(module, sc)["status"] for sc in ALL}
     assert statuses != {"pass"}, f"{module}: every scenario says pass"
+
+
+def test_replace_open_is_caught_only_on_windows():
+    """Correct on Linux (a replaced file stays readable through its old handle): every
+    Linux scenario passes it; only Windows' refusal (WinError 5) shows the bug."""
+    linux = [run("bug_replace_open", sc) for sc in LINUX]
+    assert {d["status"] for d in linux} == {"pass"}, "\n".join(
+        describe(d) for d in linux if d["status"] != "pass")
+    d = run("bug_replace_open", "windows-concurrent")
+    assert d["violations"], describe(d)
+    assert any("(WinError 5)" in o for o in d["observations"]), describe(d)
 
 
 # -- through the real CLI ------------------------------------------------------------

@@ -5,11 +5,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import platform
 import uuid
 
 
 def fsync_dir(path: str) -> None:
     """Make the entries of directory ``path`` durable."""
+    if platform.system() == "Windows":
+        # Python cannot open a directory there (os.open raises PermissionError), so there
+        # is nothing to fsync; NTFS journals name changes itself.
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
