@@ -76,3 +76,8 @@ class PersistQueueFile:
 def open_queue(directory: str) -> Any:
     """The harness's target factory: ``--target examples.persistqueue_file:open_queue``."""
     return PersistQueueFile(directory)
+
+
+# Thread-safe, not process-safe (no lock between processes): graded on one process; what
+# several processes on one directory do to it is listed apart, as outside its promises.
+open_queue.promises = {"processes": 1}  # type: ignore[attr-defined]

@@ -93,8 +93,9 @@ def test_violation_names_entry_ops_and_fault(name, entry, ops, faults, words):
     assert (v.ops, v.faults) == (ops, faults)
     for word in words:
         assert word in v.detail, (word, v.detail)
+    tags = {"tags": list(v.tags)} if v.tags else {}  # "released": it had been claimed
     assert v.to_dict() == {"kind": v.kind, "entry": entry, "detail": v.detail,
-                           "ops": list(ops), "faults": list(faults)}
+                           "ops": list(ops), "faults": list(faults), **tags}
 
 
 # -- literal in-Python histories for the edge cases

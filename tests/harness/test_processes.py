@@ -108,10 +108,31 @@ def test_disk_full_says_why_when_the_tmpfs_variant_is_skipped(monkeypatch):
     assert r.status == "pass"
 
 
-def test_permission_denied_is_a_real_eacces_from_the_kernel():
-    r = run("legacy", "permission-denied")
+def _permission_scenario(calls):
+    return Scenario(name="perm", description="t", fault="permission_denied",
+                    plan=faults.Plan((faults.PermissionDenied(calls=calls, at_op=30,
+                                                              heal_after_ops=60),)),
+                    workload=Workload(entries=12), seed=1)
+
+
+def test_permission_denied_is_a_real_eacces_from_the_kernel_where_mode_bits_say_it():
+    # every change of a directory entry refused: the w bits off say exactly that
+    r = run_scenario("legacy", _permission_scenario(("replace", "mkdir", "unlink", "rmdir")),
+                     mode="process")
     assert any("real EACCES from the kernel" in o for o in r.observations), r.observations
     assert any(x.outcome == "EACCES" for x in r.history.fs_ops())
+
+
+def test_a_permission_fault_on_reads_only_refuses_reads_only_in_process_mode():
+    # before: chmod 000 of the directory, which refused every write too, so a bug needing
+    # "read refused, write allowed" was never reached in process mode
+    r = run_scenario("robust", _permission_scenario(("open_read",)), mode="process")
+    assert not any("real EACCES from the kernel" in o for o in r.observations)
+    refused = {x.call for x in r.history.fs_ops() if x.outcome == "EACCES"}
+    assert refused == {"open"}
+    assert all(x.outcome == "ok" for x in r.history.fs_ops()
+               if x.call in ("write", "replace", "mkdir") and x.process >= 0)
+    assert r.status == "pass", r.to_dict()["violations"][:3]
 
 
 def test_missing_directory_is_deleted_by_the_parent():
