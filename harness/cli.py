@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import faults, html, report, scenarios
-from harness._windows import PLATFORMS, refusals, refused_lines
+from harness._incident import incident_expectations, passed, refused, side_by_side
+from harness._windows import PLATFORMS, refusals
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
 from harness.scenarios import ScenarioError
@@ -180,7 +181,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                      md=args.markdown, only_explicit=True)
     if args.html:
         written.append(html.write_html(run, args.html))
-    ok = _passed(run)
+    ok = passed(run)
     print(_verdict(run, ok))
     if written:
         print("reports: " + ", ".join(str(p) for p in written))
@@ -230,11 +231,6 @@ def _scenario_lines(s: dict) -> str:
     return report.printable("\n".join(lines))
 
 
-def _passed(run: dict) -> bool:
-    statuses = [s.get("status") for s in run.get("scenarios", [])]
-    return bool(statuses) and all(st == "pass" for st in statuses)
-
-
 def _verdict(run: dict, ok: bool) -> str:
     statuses = [s.get("status") for s in run.get("scenarios", [])]
     counts = ", ".join(f"{statuses.count(k)} {report.STATUS_WORDS[k].lower()}"
@@ -261,15 +257,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print()
     print(report.explain(list(runs.values())))
     print()
-    print(_side_by_side(runs))
+    print(side_by_side(runs))
     print()
     if windows:
-        print(_refused(runs) + "\n")
+        print(refused(runs) + "\n")
     combined = {"targets": runs}
     # JUnit and Markdown always go to the report dir here: --json only moves the JSON.
     written = _write(combined, args, stem="reproduce-incident", junit=None, md=None,
                      only_explicit=False)
-    failed = _incident_expectations(runs, windows=windows)
+    failed = incident_expectations(runs, windows=windows)
     if written:
         print("reports: " + ", ".join(str(p) for p in written))
     if failed:
@@ -282,65 +278,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print("verdict: REPRODUCED: the legacy design lost or stalled entries under the "
           "incident's conditions, and robust delivered every one.")
     return 0
-
-
-def _refused(runs: dict[str, dict]) -> str:
-    """Under --platform windows: what Windows refused, per target, and the incident's 5."""
-    lines = [*refused_lines(runs),
-             "The incident's '[WinError 5] Access is denied: queue.json.tmp -> queue.json' is "
-             "os.replace/os.rename onto a queue.json another process holds open; the legacy "
-             "model deletes it first (WinError 32 while a reader holds it) and moves with "
-             "shutil.move, which catches os.rename's error and copies."]
-    return report.printable("\n".join(lines))
-
-
-def _incident_expectations(runs: dict[str, dict], windows: bool = False) -> list[str]:
-    """Which of 'legacy has violations' and 'robust has none' failed, in words; under
-    Windows semantics robust (a POSIX design: it opens and flocks its directory, which
-    Windows refuses) is shown, not expected to pass, and legacy must meet refusals."""
-    failed = []
-    legacy, robust = runs["legacy"], runs["robust"]
-    if not _violations(legacy):
-        failed.append(f"expected legacy to lose or stall entries, it had no violation "
-                      f"(status {_statuses(legacy)}); try another --seed or more entries")
-    if windows:
-        if not refusals(legacy):
-            failed.append("expected Windows to refuse some of legacy's calls, none was")
-        print(f"robust under Windows semantics: {_statuses(robust)} (persistence is "
-              "POSIX-only: its commit lock is an flock on a descriptor of the queue "
-              "directory, and Windows cannot open a directory)")
-    elif _violations(robust) or not _passed(robust):
-        failed.append(f"expected robust to pass, it had {_violations(robust)} violations "
-                      f"(status {_statuses(robust)}); see its replay command above")
-    seedfix = _violations(runs["legacy-seedfix"])
-    print(f"the shipped fix (legacy-seedfix): {seedfix} violations"
-          + (" - the check-then-act race survives it." if seedfix else
-             " in this run (its race is timing-dependent; other seeds may show it)."))
-    return failed
-
-
-_KINDS_SHOWN = ("lost", "stuck", "duplicate", "corrupt", "phantom", "silent_error",
-                "unavailable")
-
-
-def _side_by_side(runs: dict[str, dict]) -> str:
-    """One row per target: its status and how many entries of each violation kind."""
-    rows = [("target", "status", *_KINDS_SHOWN)]
-    for target, run in runs.items():
-        kinds = [v.get("kind") for s in run.get("scenarios", []) for v in s.get("violations")
-                 or []]
-        rows.append((target, _statuses(run), *(str(kinds.count(k)) for k in _KINDS_SHOWN)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
-
-
-def _violations(run: dict) -> int:
-    return sum(len(s.get("violations") or []) for s in run.get("scenarios", []))
-
-
-def _statuses(run: dict) -> str:
-    return ", ".join(str(s.get("status")) for s in run.get("scenarios", [])) or "none ran"
 
 
 # -- report -------------------------------------------------------------------------------
