@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness._damage import at_rest
 from harness.history import History, entry_key
 from harness.schedule import Baton, Step
 from harness.shim import ProcessorKilled, Shim
-from harness.targets import check_queue
+from harness.targets import check_queue, repair_for
 
 __all__ = ["Client", "RESTART_LIMIT"]
 
@@ -50,6 +51,7 @@ class Client:
         self._shim = shim
         self._baton = baton
         self.queue: Any = None
+        self._repair = repair_for(target, factory)  # the drain's way past damage, if any
         self.crashes = 0
         self.last_error: str | None = None  # of the latest call: None when it returned
 
@@ -153,7 +155,20 @@ class Client:
         """The final drain: open, recover, claim + ack until empty, states.
 
         Returns None, or a sentence saying why the queue could not be drained (every fault
-        is healed by then, so that is a queue that never recovers)."""
+        is healed by then, so that is a queue that never recovers). A queue that refuses
+        to open, recover or claim after damage at rest is repaired once with the target's
+        ``repair(directory)`` (see `harness.targets.repair_for`), then drained again."""
+        problem = self._drain(bound)
+        if problem is None or not self._refused or self._repair is None:
+            return problem
+        if self.queue is not None:
+            self.close()
+        ok, _ = self._call("repair", lambda: self._repair(self._directory),
+                                complete=lambda r: (None, None if r is None else str(r)[:300]))
+        return self._drain(bound) if ok else f"{problem}; its repair raised: {self.last_error}"
+
+    def _drain(self, bound: int) -> str | None:
+        self._refused = True  # until the claims run dry: the queue raised
         if not self.open():
             return "final drain: the queue could not be opened after the faults were healed"
         self.recover()
@@ -165,6 +180,7 @@ class Client:
                 break
             self.ack(got[0], entry_key(got[1]))
         else:
+            self._refused = False
             return (f"final drain: still delivering after {bound} claims "
                     "(an entry keeps coming back)")
         self.states()
@@ -179,6 +195,7 @@ class Client:
             try:
                 if self._baton is not None:
                     with self._baton.exclusive(self.process):
+                        at_rest(self._shim, "restart")  # Corruption(before="restart")
                         if self.open():
                             self.recover()
                 elif self.open():

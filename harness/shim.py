@@ -30,11 +30,11 @@ import threading
 import types
 from collections.abc import Iterator
 
-from . import _patches
+from . import _damage, _patches
 from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
-from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
+from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, RemoveFiles, ShortWrite
 from .history import DRAIN, NEMESIS, History
 
 __all__ = ["DeadlockError", "ProcessorKilled", "Shim", "ShimError", "installed"]
@@ -271,8 +271,10 @@ class Shim(_Descriptors):
             self.history.fs(p, kind, path=rel, path2=rel2, nbytes=n, outcome=outcome,
                             fault=fault)
 
-        if action is None or isinstance(action, RemoveDirectory):
-            if action is not None:
+        if action is None or isinstance(action, RemoveDirectory | RemoveFiles):
+            if isinstance(action, RemoveFiles):
+                _damage.in_shim(self, p, action)  # another program removes files: harness._damage
+            elif action is not None:
                 self._remove_directory(p, action)
             try:
                 result = perform()
