@@ -207,6 +207,7 @@ class Trace:
     states: Op | None = None
     drain_start: int | None = None
     errors: list[FsOp] = field(default_factory=list)  # file calls that failed, in order
+    reports: dict[int, str] = field(default_factory=dict)  # damage at rest -> how reported
 
 
 WRITES = frozenset({"write", "truncate", "replace", "unlink", "mkdir", "rmdir", "copy"})
