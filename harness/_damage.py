@@ -212,8 +212,9 @@ def _write(files: _Files, rel: str, new: bytes | None, ranges: list[tuple[int, i
             view = memoryview(new)[a:b]
             while view:
                 view = view[real.write(fd, view):]
+        real.fsync(fd)  # damage at rest is on the medium: a power loss keeps it
         if model is not None:
-            model.file_synced(fd)  # damage at rest is on the medium: a power loss keeps it
+            model.file_synced(fd)
     finally:
         real.close(fd)
 

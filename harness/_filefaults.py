@@ -61,8 +61,9 @@ class Corruption(Fault):
 
     It fires at quiet points only: ``before="restart"`` at the restart of a crashed
     processor (every other processor parked between two calls), ``"drain"`` once, after
-    every processor closed the queue and before the final drain opens it; not before op
-    ``at_op``; ``times`` / ``probability`` as for the other faults.
+    every processor closed the queue and before the final drain opens it; only once at
+    least ``at_op`` file calls were made; ``times`` / ``probability`` as for the other
+    faults.
 
     Sources: Bairavasundaram et al., "An Analysis of Data Corruption in the Storage
     Stack" (FAST 2008: checksum mismatches, misdirected and lost writes, found on 400,000
