@@ -89,6 +89,29 @@ class ArmedPlan:
         if not self.fired_by_kind[kind]:
             del self.fired_by_kind[kind]
 
+    def at_rest(self, where: str, op: int) -> list[Action]:
+        """Damage at rest due at a quiet point: ``where`` is ``"restart"`` (a crashed
+        processor is about to open again, every other one parked between two calls) or
+        ``"drain"`` (every processor closed, the drain not started); ``op`` is the number of
+        calls made so far. Only faults with an ``_at_rest`` hook (`Corruption`) answer."""
+        out: list[Action] = []
+        if self.healed:
+            return out
+        for fault, st in zip(self.plan.faults, self._states, strict=True):
+            hook = getattr(fault, "_at_rest", None)
+            if st.done or hook is None:
+                continue
+            action = hook(st, where, op, self._rng)
+            if action is None:
+                continue
+            out.append(action)
+            st.fired += 1
+            limit = fault._limit()
+            st.done = limit is not None and st.fired >= limit
+            self.fired += 1
+            self.fired_by_kind[fault.kind] = self.fired_by_kind.get(fault.kind, 0) + 1
+        return out
+
     def decide(self, call: Call) -> Action | None:
         """The action for this call, or None to let it through."""
         if self.healed:

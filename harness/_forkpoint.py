@@ -101,11 +101,16 @@ class ForkStates:
         self.results: list[tuple[Any, dict]] = []
         self._child_pipe: int | None = None
         self._parked: tuple[str, str] | None = None
+        self._forking = False
 
     def in_child(self) -> bool:
         return self._real_getpid() != self.parent
 
     def hook(self, rec: Any, call: Any) -> Any:
+        if self._forking:
+            # A file call made by an at-fork handler of the target (robust detaches its
+            # handles in the child) inside os.fork(): it is no state of its own.
+            return None
         armed = self.make_plan(call.op).arm(random.Random(f"{self.seed}:{call.op}"))
         action = armed.decide(call)
         if action is None:
@@ -115,7 +120,11 @@ class ForkStates:
         real = rec.shim.real
         parked = rec.sandbox + ".parked"
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        self._forking = True
+        try:
+            pid = os.fork()
+        finally:
+            self._forking = False
         if pid == 0:
             os.close(read_end)
             self._child_pipe, self._parked = write_end, (rec.sandbox, parked)

@@ -14,7 +14,10 @@ the parent can do:
   wait there, and lets them go when it says ``restarted``;
 - a `PowerCut`: SIGKILL every child, roll the sandbox back with the durability model,
   record the power loss, restart every processor that had not finished;
-- real faults (a full tmpfs, chmod, a deleted directory) through `RealFaults`.
+- real faults (a full tmpfs, chmod, a deleted directory, removed files) through
+  `RealFaults`; damage at rest (`Corruption`) at the quiet points, `at_rest`: before a
+  restart's fresh process starts (the others wait between two calls) and, called by
+  `harness.processes`, before the final drain.
 
 Interleaving between processes is the kernel's, not the seed's: a process-mode run is
 not deterministic in its order. The seed still fixes the workload and the plan.
@@ -33,6 +36,7 @@ from typing import Any
 
 import multiprocess.connection
 
+from harness import _damage
 from harness._reaper import reap, spawning
 from harness._worker import Spec, main
 from harness.actions import PowerCut
@@ -313,9 +317,17 @@ class Conductor:
             return
         others = [c for c in self._children.values() if not c.done and c.process != p]
         if all(c.process in self._parked for c in others):
+            self.at_rest("restart")
             self._spawned = True
             self.restarts += 1
             self._spawn(p, start=self._resume.get(p, 0), restart=True)
+
+    def at_rest(self, where: str) -> None:
+        """A quiet point (``"restart"``, ``"drain"``): the damage at rest due, done here."""
+        for action in self.armed.at_rest(where, self.ops):
+            done = _damage.damage(action, root=self.real.sandbox, records=self.history.records,
+                                  model=self.model)
+            self.history.fault(NEMESIS, action.kind, action.fault, **done)
 
     def _power_loss(self, torn: str | None, names: str = "strict") -> None:
         victims = sorted(c.process for c in self._children.values() if not c.done)

@@ -5,7 +5,8 @@ but where the machine allows it the parent makes the fault real instead of handi
 shim an exception to raise:
 
 - `MissingDirectory`: the parent deletes the real directory between two of the worker's
-  file calls; the worker's call then meets whatever the kernel says;
+  file calls; the worker's call then meets whatever the kernel says; `FileRemoved`: the
+  parent unlinks the real files (`harness._damage`), the same way;
 - `DiskFull`, on a tmpfs sandbox: the parent cuts the tmpfs down to the pages in use, so
   the worker's write ends short or with ENOSPC from the kernel; space comes back when
   the fault heals (``heal_after_ops``) and always before the final drain;
@@ -28,8 +29,8 @@ import os
 import shutil
 from typing import Any
 
-from harness import _mounts
-from harness.actions import Action, Call, Raise, RemoveDirectory, ShortWrite
+from harness import _damage, _mounts
+from harness.actions import Action, Call, Raise, RemoveDirectory, RemoveFiles, ShortWrite
 from harness.history import History
 
 __all__ = ["RealFaults"]
@@ -66,6 +67,10 @@ class RealFaults:
         """(the action the worker's shim carries out, or None; the fault made real, or None)."""
         if isinstance(action, RemoveDirectory):
             self._remove(p, action)
+            return None, action.fault
+        if isinstance(action, RemoveFiles):
+            self.history.fault(p, action.kind, action.fault, **_damage.remove(
+                action, root=self.sandbox, records=self.history.records, model=self.model))
             return None, action.fault
         if isinstance(action, Raise | ShortWrite):
             if action.kind == "disk_full" and self.tmpfs is not None:

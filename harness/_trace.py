@@ -211,6 +211,7 @@ class Trace:
     # (process, call, path, path2) -> indexes of its calls that succeeded: a failed call
     # followed by the same call succeeding inside one client call was retried, not swallowed
     retried: dict[tuple, list[int]] = field(default_factory=dict)
+    reports: dict[int, str] = field(default_factory=dict)  # damage at rest -> how reported
 
 
 WRITES = frozenset({"write", "truncate", "replace", "unlink", "mkdir", "rmdir", "copy"})

@@ -10,7 +10,7 @@ from bisect import bisect_left
 from typing import Any
 
 from harness._trace import Call, EntryTrace, FaultMark, Trace
-from harness.history import DRAIN, NEMESIS, FaultEvent, FsOp
+from harness.history import DRAIN, NEMESIS, FaultEvent, FsOp, Op
 
 __all__ = [
     "who",
@@ -21,6 +21,8 @@ __all__ = [
     "explaining_fault",
     "destroyer",
     "destroyed_between",
+    "damager",
+    "damage_reports",
     "swallowed_fault",
     "saw_error",
     "symptom_detail",
@@ -82,7 +84,8 @@ def _best(marks: list[FaultMark], lo: int, hi: int) -> FaultMark | None:
     """
     found = _window(marks, lo + 1, hi)
     tiers = (
-        lambda r: isinstance(r, FaultEvent) and (r.destroyed or r.kind == "power_loss"),
+        lambda r: isinstance(r, FaultEvent) and (r.destroyed or r.kind in (
+            "power_loss", "corruption")),
         lambda r: True,
     )
     for tier in tiers:
@@ -107,18 +110,72 @@ def explaining_fault(entry: EntryTrace, facts: Trace, symptom: str) -> FaultMark
     return _best(marks, entry.last_seen, facts.end) or _best(marks, entry.first - 1, facts.end)
 
 
-def destroyed_between(facts: Trace, lo: int, hi: int) -> bool:
-    """Did a fault delete data in ``(lo, hi)``?"""
-    return any(isinstance(m.record, FaultEvent) and m.record.destroyed
-               for m in _window(facts.marks, lo + 1, hi))
+def _destroys(rec: FsOp | FaultEvent, key: str | None) -> bool:
+    # A fault that names the entries it may have taken (a removed file) took only those.
+    return isinstance(rec, FaultEvent) and rec.destroyed and (
+        not rec.entries or key is None or key in rec.entries)
+
+
+def destroyed_between(facts: Trace, lo: int, hi: int, key: str | None = None) -> bool:
+    """Did a fault delete data (of entry ``key``, when given) in ``(lo, hi)``?"""
+    return any(_destroys(m.record, key) for m in _window(facts.marks, lo + 1, hi)) or (
+        damager(key, facts, lo, hi) is not None)
 
 
 def destroyer(entry: EntryTrace, facts: Trace) -> FaultMark | None:
-    """A fault that deleted data after the entry was last seen (so it took the only copy)."""
+    """A fault that deleted data after the entry was last seen (so it took the only copy),
+    or damage at rest that may have held it and that the target reported. (Not "after it
+    was last seen" for damage: a claim handed out of memory afterwards wrote no new copy of
+    its bytes, and where they lay was looked up when the damage struck.)"""
     for mark in _window(facts.marks, entry.last_seen + 1, facts.end):
-        if isinstance(mark.record, FaultEvent) and mark.record.destroyed:
+        if _destroys(mark.record, entry.key):
+            return mark
+    return damager(entry.key, facts, entry.first, facts.end)
+
+
+def damager(key: str | None, facts: Trace, lo: int, hi: int) -> FaultMark | None:
+    """Damage at rest in ``(lo, hi)`` whose bytes may have held entry ``key`` and that the
+    target reported (see harness._damage): it destroyed the entry; unreported, it did not."""
+    for mark in _window(facts.marks, lo + 1, hi):
+        rec = mark.record
+        if (isinstance(rec, FaultEvent) and rec.kind == "corruption" and key in rec.entries
+                and rec.index in facts.reports):
             return mark
     return None
+
+
+def damage_reports(records: list, marks: list[FaultMark]) -> dict[int, str]:
+    """For each damage at rest (its index), how the target reported it, if it did: a call
+    that raised (not in a crash, no injected error inside it), or a file call that set the
+    damaged file aside (replace or copy from it) or cut the damaged bytes off (truncate)."""
+    events = [m.record for m in marks if isinstance(m.record, FaultEvent)
+              and m.record.kind == "corruption" and m.record.ranges]
+    out: dict[int, str] = {}
+    for ev in events:
+        start = {}
+        for path, a, _b in ev.ranges:
+            start[path] = min(a, start.get(path, a))
+        hit: dict[int, bool] = {}  # process -> a fault struck inside its call in flight
+        for rec in records:
+            if rec.index <= ev.index or rec.process == NEMESIS:
+                continue
+            if isinstance(rec, Op) and rec.type == "invoke":
+                hit[rec.process] = False
+            elif isinstance(rec, FaultEvent) or (isinstance(rec, FsOp) and rec.fault):
+                hit[rec.process] = True
+            if isinstance(rec, Op) and rec.type == "info" and rec.f != "repair" and not (
+                    hit.get(rec.process) or (rec.error or "").startswith("processor ")):
+                out[ev.index] = (f"{who(rec.process)}'s {rec.f} raised at op {rec.index} "
+                                 f"({(rec.error or '')[:100]})")
+            elif (isinstance(rec, FsOp) and rec.outcome == "ok" and rec.path in start and (
+                    rec.call in ("replace", "copy") or (
+                        rec.call == "truncate" and rec.nbytes is not None
+                        and rec.nbytes <= start[rec.path]))):
+                what = "set it aside" if rec.call != "truncate" else "cut the damaged bytes off"
+                out[ev.index] = f"{who(rec.process)} {what} at op {rec.index} ({rec.call})"
+            if ev.index in out:
+                break
+    return out
 
 
 # Failures that are questions, not failed writes: probing for a file, a lock held by

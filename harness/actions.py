@@ -19,6 +19,8 @@ __all__ = [
     "Kill",
     "PowerCut",
     "RemoveDirectory",
+    "RemoveFiles",
+    "Damage",
 ]
 
 CALL_KINDS = (
@@ -139,3 +141,31 @@ class RemoveDirectory(Action):
     fault: str
     kind: str
     path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFiles(Action):
+    """Another program unlinks every regular file whose sandbox-relative path matches the
+    glob ``path`` (a tmp cleaner, an operator), then the call goes on."""
+
+    fault: str
+    kind: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Damage(Action):
+    """Damage at rest, at a quiet point (no processor inside a call): one file matching the
+    glob ``path``, chosen with a generator seeded by ``seed`` (in proportion to its size, as
+    bit rot strikes bytes), gets ``damage``: ``"bitflip"`` (``flips`` random bits),
+    ``"sector"`` (one aligned ``sector``-byte sector zeroed), ``"truncate"`` (cut at a random
+    length) or ``"delete"`` (unlinked). Never asked of the plan at a call: see
+    `harness.faults.ArmedPlan.at_rest`."""
+
+    fault: str
+    kind: str
+    damage: str
+    path: str
+    seed: int
+    flips: int = 1
+    sector: int = 512

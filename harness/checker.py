@@ -10,8 +10,11 @@ queue with claims and acks; the rules are those of docs/harness-design.md:
 - ``recovered``: its enqueue ended unknown or failed, yet it came out intact
   and was delivered;
 - ``destroyed``: it would be lost, but a fault that deleted data
-  (``FaultEvent.destroyed``) came after the last time it was seen; or it came out
-  again after an ack ok (or while claimed), with such a fault in between;
+  (``FaultEvent.destroyed``; of this entry, when the event names its entries) came
+  after the last time it was seen; or it came out again after an ack ok (or while
+  claimed), with such a fault in between. Damage at rest (``corruption``) counts
+  only for the entries that may have lain in it, and only once the target reported
+  it (a call raised, or it set the file aside or cut the damage off: harness._damage);
 - ``indeterminate``: its enqueue ended unknown and it never came out;
 - ``failed``: its enqueue failed and it never came out (the call kept its word);
 - ``lost``: it had to come out (enqueue ok, or a claim of it released by a
@@ -44,6 +47,7 @@ from typing import Any
 from harness._trace import Call, EntryTrace, FaultMark, Phantom, Trace, trace
 from harness._verdicts import (
     cite,
+    damage_reports,
     destroyed_between,
     destroyer,
     explaining_fault,
@@ -118,6 +122,7 @@ class Result:
 def check(history: History) -> Result:
     """Every entry's verdict and the violations of `history` (which should end with a drain)."""
     facts = trace(history)
+    facts.reports = damage_reports(history.records, facts.marks)
     entries: dict[str, str] = {}
     violations: list[Violation] = []
     for entry in facts.entries.values():
@@ -163,7 +168,7 @@ def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
     if swallowed is None and symptom == "lost" and destroyer(entry, facts) is not None:
         return "destroyed", None
     if swallowed is None and symptom == "duplicate" and all(
-            destroyed_between(facts, d.earlier, d.claim) for d in entry.duplicates):
+            destroyed_between(facts, d.earlier, d.claim, entry.key) for d in entry.duplicates):
         # The record of its ack (or of the claim held) went with the deleted files: a
         # queue rebuilding from what survived, or from memory, cannot know of it.
         return "destroyed", None
@@ -187,6 +192,10 @@ def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
         reason = explaining_fault(entry, facts, symptom)
         if reason is not None:
             body += f"; {cite(reason)}"
+            rec = reason.record
+            if getattr(rec, "kind", "") == "corruption" and rec.index not in facts.reports:
+                body += (": the target never reported that damage (no call raised, the file "
+                         "was neither set aside nor cut)")
         else:
             # An earlier fault can still be the cause (a stale lock left by a kill).
             earlier = last_fault_before(facts.marks, entry.first)

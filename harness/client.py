@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness._damage import at_rest
 from harness.history import PROBE, History, entry_key
 from harness.schedule import Baton, Step
 from harness.shim import ProcessorKilled, Shim
-from harness.targets import check_queue
+from harness.targets import check_queue, repair_for
 
 __all__ = ["Client", "DrainProblem", "RESTART_LIMIT"]
 
@@ -64,6 +65,7 @@ class Client:
         self._shim = shim
         self._baton = baton
         self.queue: Any = None
+        self._repair = repair_for(target, factory)  # the drain's way past damage, if any
         self.crashes = 0
         self.last_error: str | None = None  # of the latest call: None when it returned
 
@@ -171,7 +173,22 @@ class Client:
         fault is healed by then, so that is a queue that never recovers): ``unavailable``
         when it cannot be opened, take the probe, hand it out or accept its ack (the
         liveness phase: a fresh processor must get a new entry through), ``stuck`` when
-        an entry keeps coming back."""
+        an entry keeps coming back. A queue that refuses to open, recover, claim or take
+        the probe after damage at rest is repaired once with the target's
+        ``repair(directory)`` (see `harness.targets.repair_for`), then drained again."""
+        problem = self._drain(bound)
+        if problem is None or not self._refused or self._repair is None:
+            return problem
+        if self.queue is not None:
+            self.close()
+        ok, _ = self._call("repair", lambda: self._repair(self._directory),
+                           complete=lambda r: (None, None if r is None else str(r)[:300]))
+        if not ok:
+            return DrainProblem(f"{problem}; its repair raised: {self.last_error}")
+        return self._drain(bound)
+
+    def _drain(self, bound: int) -> str | None:
+        self._refused = True  # until the claims run dry: the queue raised
         if not self.open():
             return DrainProblem("final drain: the queue could not be opened after the faults "
                                 f"were healed: {self.last_error}")
@@ -195,8 +212,10 @@ class Client:
             if bytes(got[1]) == probe:
                 probed = acked
         else:
+            self._refused = False
             return DrainProblem(f"final drain: still delivering after {bound} claims "
                                 "(an entry keeps coming back)", kind="stuck")
+        self._refused = False
         if probed is None:
             return DrainProblem("final drain: the new entry enqueued once every fault was "
                                 f"healed (id {result}) never came out of the queue")
@@ -215,6 +234,7 @@ class Client:
             try:
                 if self._baton is not None:
                     with self._baton.exclusive(self.process):
+                        at_rest(self._shim, "restart")  # Corruption(before="restart")
                         if self.open():
                             self.recover()
                 elif self.open():

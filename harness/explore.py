@@ -19,6 +19,10 @@ and the violations found (the run JSON of ``harness run``, plus ``states`` per s
   the baton (preemption bound 1, as CHESS): processor 0 runs until the chosen point,
   processor 1 runs to its end, then processor 0 finishes. Deeper interleavings are what
   ``harness stress`` searches.
+- ``corruption``: at every quiet point (between two queue calls) of the crash states'
+  recording run, each kind of damage at rest to each file holding entries, then the
+  drain (`harness._damagestates`); ``file_removed``: the file a call names is removed by
+  another program just before that call, at every call, through a fork as for the errors.
 
 Cost grows linearly with the workload: no state re-runs the prefix, and each state is
 checked on a reduced history (`harness._ledger`), with the same verdicts as the full one.
@@ -27,8 +31,11 @@ checked on a reduced history (`harness._ledger`), with the same verdicts as the 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
 import random
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +43,8 @@ from typing import Any
 
 from harness import report
 from harness._crashstates import CrashStates, take_point
+from harness._damagestates import TEMPLATE as _DAMAGE_TEMPLATE
+from harness._damagestates import DamageStates
 from harness._forkpoint import ForkStates
 from harness._recording import Recording, quiet_logs, scratch_root, workload
 from harness.checker import check
@@ -44,6 +53,7 @@ from harness.faults import (
     FAULT_KINDS,
     ConcurrentProcessors,
     DiskFull,
+    FileRemoved,
     MissingDirectory,
     PermissionDenied,
     Plan,
@@ -61,6 +71,8 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
     "permission_denied": ("once", "persistent"),
     "missing_directory": (None,),
     "concurrent_processors": (None,),
+    "corruption": (None,),
+    "file_removed": (None,),
 }
 """The scenarios one ``--fault`` explores (a torn variant, once/persistent)."""
 
@@ -173,15 +185,72 @@ def _explore_crash(target, factory, program, root, seed, fault, at, replay) -> l
     return out
 
 
+def _explore_damage(target, factory, program, root, seed, at, replay) -> list[dict]:
+    points: list = []
+    started = time.perf_counter()
+    rec = Recording(target=target, factory=factory, program=program, root=root, camera=True,
+                    hook=lambda r, call: points.append(take_point(r, call)))
+    with quiet_logs():
+        rec.run()
+        baseline = check(rec.history)
+        states = DamageStates(recording=rec, points=points, root=root, seed=seed)
+        tally = _Tally("explore-corruption", "corruption", _DAMAGE_TEMPLATE, replay)
+        try:
+            for i in states.quiet():
+                op = points[i].call.op
+                if at is not None and op != at:
+                    continue
+                for label, mark, suffix, problem in states.states(i):
+                    result = rec.ledger.check(mark, suffix)
+                    tally.add(label, op, result.valid, result.counts, True,
+                              _full_violations(rec.ledger, mark, suffix), problem)
+        finally:
+            states.close()
+        tally.add("no fault (the run that injects nothing)", None, baseline.valid,
+                  baseline.counts, False, _violations_of(baseline), rec.drain_problem)
+    return [tally.to_dict(ops=rec.ops, entries=_entries(program), seed=seed,
+                          duration=time.perf_counter() - started,
+                          extra={"disks_drained": states.drains})]
+
+
+class _CallsFile:
+    """``make_plan`` of the file_removed states: the file the call at op k names (the
+    hook tells it the call before the fork decides)."""
+
+    def __init__(self) -> None:
+        self.call: Any = None
+        self.present = False  # the call names a regular file that exists
+
+    def see(self, rec: Any, call: Any) -> None:
+        self.call, self.present = call, False
+        if call.path is not None:
+            try:  # the unpatched stat: this runs inside the shim's call
+                mode = rec.shim.real.stat(os.path.join(rec.sandbox, *call.path.split("/")))
+                self.present = stat.S_ISREG(mode.st_mode)
+            except OSError:
+                pass
+
+    def __call__(self, op: int) -> Plan:
+        if not self.present or self.call.op != op:
+            return Plan()  # a call on no regular file: nothing another program could remove
+        path = self.call.path
+        return Plan((FileRemoved(path=glob.escape(path), at_op=op),))
+
+
 def _explore_fork(target, factory, program, root, seed, fault, at, replay) -> list[dict]:
     out = []
     for variant in VARIANTS[fault]:
         t0 = time.perf_counter()
-        make = _ERRNO_PLANS[(fault, variant)]
+        make = _ERRNO_PLANS.get((fault, variant)) or _CallsFile()
         forks = ForkStates(make if at is None else (
             lambda op, make=make: make(op) if op == at else Plan()), seed)
+        hook = forks.hook
+        if isinstance(make, _CallsFile):
+            def hook(r, call, make=make, forks=forks):
+                make.see(r, call)
+                return forks.hook(r, call)
         rec = Recording(target=target, factory=factory, program=program, root=root,
-                        hook=forks.hook)
+                        hook=hook)
         with quiet_logs():
             try:
                 rec.run()
@@ -189,7 +258,9 @@ def _explore_fork(target, factory, program, root, seed, fault, at, replay) -> li
                 if forks.in_child():
                     forks.child_exit({"error": "the child raised before its verdict"})
         name = f"explore-{fault}" + (f"-{variant}" if variant else "")
-        template = repr(make(999_999).faults[0]).replace("999999", "k")
+        template = ("FileRemoved(path=<the file the call at op k names>, at_op=k)"
+                    if isinstance(make, _CallsFile) else
+                    repr(make(999_999).faults[0]).replace("999999", "k"))
         tally = _Tally(name, fault, template, replay)
         for call, res in forks.results:
             label = f"op {call.op} {call.kind} {call.path}"
@@ -266,6 +337,8 @@ def explore(target: str, fault: str, *, ops: int = 200, seed: int = 1,
     program = workload(ops, random.Random(f"{seed}:explore-workload"))
     if fault in ("killed_mid_write", "power_loss"):
         scenarios = _explore_crash(target, factory, program, root, seed, fault, at, replay)
+    elif fault == "corruption":
+        scenarios = _explore_damage(target, factory, program, root, seed, at, replay)
     elif fault == "concurrent_processors":
         scenarios = _explore_interleavings(target, factory, seed, at, replay)
     else:

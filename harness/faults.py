@@ -31,6 +31,10 @@ Vocabulary (class, ``kind``, what it does):
 - `ConcurrentProcessors` ("concurrent_processors"): not a disk fault. Several
   processors run the workload at once and the schedule may switch between them at each
   shim op. It never acts through `ArmedPlan.decide`; the runner reads `Plan.concurrency`.
+- `Corruption` ("corruption") and `FileRemoved` ("file_removed"), defined in
+  `harness._filefaults`: damage at rest to one file at a quiet point (a flipped bit, a
+  zeroed sector, a truncation, a deletion; `ArmedPlan.at_rest`), and files of the target
+  removed by another program just before a matching call (`RemoveFiles`).
 
 Triggers, shared by the faults where they make sense:
 
@@ -93,7 +97,7 @@ from harness.errnos import INJECTED as _INJECTED
 __all__ = [
     "FAULT_KINDS", "FAULTS", "MATCH_KINDS", "ArmedPlan", "ConcurrentProcessors", "DiskFull",
     "Fault", "FaultSpecError", "KillMidWrite", "MissingDirectory", "PermissionDenied", "Plan",
-    "PowerLoss", "fault_from_spec",
+    "PowerLoss", "fault_from_spec", "Corruption", "FileRemoved", "DAMAGES",
 ]
 
 
@@ -311,9 +315,13 @@ class ConcurrentProcessors(Fault):
         return None
 
 
+# They subclass Fault, so they can only be imported once it is defined (and only from here:
+# importing harness._filefaults first would be a circular import).
+from harness._filefaults import DAMAGES, Corruption, FileRemoved  # noqa: E402
+
 FAULTS: dict[str, type[Fault]] = {c.kind: c for c in (
     DiskFull, PermissionDenied, MissingDirectory, KillMidWrite, PowerLoss,
-    ConcurrentProcessors)}
+    ConcurrentProcessors, Corruption, FileRemoved)}
 FAULT_KINDS = tuple(FAULTS)
 
 

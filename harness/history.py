@@ -28,7 +28,8 @@ Conventions the checker relies on:
 - ``ack``: invoke and completion ``value={"id": queue_id}``, ``key`` the entry
   the client claimed under that id.
 - ``open``, ``recover``, ``close``: ``value=None``; ``states``: ok
-  ``value={queue_id: state}``.
+  ``value={queue_id: state}``; ``repair`` (the drain's call of the target's
+  ``repair(directory)`` after damage): ok ``value`` its result as text, or None.
 - Process ``DRAIN`` is the final drain: faults healed, every processor closed,
   a fresh queue opened, ``recover()``, one new entry enqueued (the liveness probe,
   payload ``PROBE + ...``, no key: it is no entry of the workload), claim + ack until
@@ -69,7 +70,7 @@ NEMESIS = -2
 """Process number of faults that hit every processor at once (power loss)."""
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
-CLIENT_FUNCTIONS = ("open", "enqueue", "claim", "ack", "recover", "close", "states")
+CLIENT_FUNCTIONS = ("open", "enqueue", "claim", "ack", "recover", "close", "states", "repair")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,11 @@ class FaultEvent:
     ``crashed`` names the processors that died here (a kill, a power loss);
     ``destroyed`` is true when the fault itself removed data that may have
     been the only durable copy of entries (a deleted directory).
+    ``ranges`` and ``entries`` say what a fault that hit single files touched: the
+    byte ranges it damaged or removed, ``(sandbox-relative file, start, end)``, and
+    the keys of the entries whose bytes may have lain there (`Corruption`,
+    `FileRemoved`; see harness._damage). When ``entries`` is given, ``destroyed``
+    concerns those entries only.
     """
 
     index: int
@@ -125,6 +131,8 @@ class FaultEvent:
     effect: str
     crashed: tuple[int, ...] = ()
     destroyed: bool = False
+    ranges: tuple[tuple[str, int, int], ...] = ()
+    entries: tuple[str, ...] = ()
 
 
 Record = Op | FsOp | FaultEvent
@@ -167,11 +175,14 @@ class History:
             lambda i: FsOp(i, process, call, path, path2, nbytes, outcome, fault))
 
     def fault(self, process: int, kind: str, fault: str, effect: str, *,
-              crashed: Iterable[int] = (), destroyed: bool = False) -> FaultEvent:
+              crashed: Iterable[int] = (), destroyed: bool = False,
+              ranges: Iterable[tuple[str, int, int]] = (),
+              entries: Iterable[str] = ()) -> FaultEvent:
         """Append what a fault did."""
-        crashed = tuple(crashed)
-        return self._append(
-            lambda i: FaultEvent(i, process, kind, fault, effect, crashed, destroyed))
+        crashed, entries = tuple(crashed), tuple(entries)
+        ranges = tuple((str(f), int(a), int(b)) for f, a, b in ranges)
+        return self._append(lambda i: FaultEvent(i, process, kind, fault, effect, crashed,
+                                                 destroyed, ranges, entries))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -214,6 +225,8 @@ class History:
             if kind == "fault":
                 d["kind"] = d.pop("fault_kind", "unknown")
                 d["crashed"] = tuple(d.get("crashed", ()))
+                d["entries"] = tuple(d.get("entries", ()))
+                d["ranges"] = tuple(tuple(r) for r in d.get("ranges", ()))
             h.records.append(_KINDS[kind](**d))
         return h
 

@@ -16,8 +16,11 @@ it unchanged. What differs from thread mode:
   fired" counts the calls that started while another processor was inside one;
 - `DiskFull` and `PermissionDenied` come from the kernel where the machine allows it
   (a tmpfs cut down to size, chmod against unprivileged workers), `MissingDirectory`
-  from the parent deleting the real directory; see `harness._realfaults`. A variant the
-  machine does not allow is reported as skipped, with the reason, in the observations.
+  from the parent deleting the real directory, `FileRemoved` from the parent unlinking the
+  real files; see `harness._realfaults`. A variant the machine does not allow is reported
+  as skipped, with the reason, in the observations;
+- `Corruption` (damage at rest) is done by the parent to the real files at the quiet
+  points: before a restart's fresh process starts, and before the final drain.
 
 Nothing is left behind: children reaped, tmpfs unmounted, sandbox removed, also on
 SIGINT/SIGTERM (`harness._reaper`).
@@ -153,6 +156,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 conductor.errors.append(str(exc))
                 conductor.reap()
             run.ops = conductor.ops
+            conductor.at_rest("drain")  # Corruption(before="drain"): every worker is done
             armed.heal()
             real.heal_all()
             if "stale_locks" in scenario.checks:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness import checker, timeline
+from harness import _damage, checker, timeline
 from harness._outcome import harness_error, never_ran, own_fired, refused_open, unfired
 from harness._reaper import interruptible
 from harness._windows import shown
@@ -309,6 +309,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 errors.append(f"a processor was still running after {JOIN_TIMEOUT_S:.0f} s "
                               "(the target blocked outside the shim's sight)")
             run.ops = shim.ops
+            _damage.at_rest(shim, "drain")  # Corruption(before="drain"): nobody is in a call
             armed.heal()
             shim.kill_all("every processor stops before the final drain")
             if "stale_locks" in scenario.checks:

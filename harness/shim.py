@@ -31,12 +31,12 @@ import threading
 import types
 from collections.abc import Iterator
 
-from . import _patches
+from . import _damage, _patches
 from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
 from ._windows import PLATFORMS, Rules
-from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
+from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, RemoveFiles, ShortWrite
 from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
 from .schedule import OpBudgetExceeded
@@ -316,8 +316,11 @@ class Shim(_Descriptors):
                 self.history.fs(p, kind, path=rel, path2=rel2, nbytes=n, outcome=outcome,
                                 fault=label or fault)
 
-        if action is None or isinstance(action, RemoveDirectory):
-            if action is not None:
+        if action is None or isinstance(action, RemoveDirectory | RemoveFiles):
+            if isinstance(action, RemoveFiles):
+                with self._own():
+                    _damage.in_shim(self, p, action)  # another program removes files
+            elif action is not None:
                 with self._own():
                     self._remove_directory(p, action)
             try:

@@ -1,6 +1,6 @@
 """Hypothesis strategies for the harness: workloads, fault plans, schedules, whole scenarios.
 
-Everything is built from the harness's own classes (`Workload`, the six faults of
+Everything is built from the harness's own classes (`Workload`, the faults of
 `harness.faults`, `Plan`, `Scenario`), so whatever hypothesis draws is a scenario the
 runner can run and whose ``repr`` replays it. Strategies shrink towards the small: one
 entry, one processor, one fault, early triggers; `schedules` gives the baton a
@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 
 from harness._machine import QueueMachine
 from harness.faults import (
+    DAMAGES,
     FAULT_KINDS,
     ConcurrentProcessors,
+    Corruption,
     DiskFull,
+    FileRemoved,
     KillMidWrite,
     MissingDirectory,
     PermissionDenied,
@@ -67,6 +70,14 @@ _BY_KIND: dict[str, st.SearchStrategy[Any]] = {
     "concurrent_processors": st.builds(ConcurrentProcessors,
                                        processors=st.integers(2, 4),
                                        switch_probability=st.sampled_from([0.5, 0.1, 0.9])),
+    # before="restart" only fires after a crash: the plan may draw one, or it never fires
+    "corruption": st.builds(Corruption, damage=st.sampled_from(DAMAGES) | st.just(DAMAGES),
+                            before=st.sampled_from(["drain", "restart"]), at_op=_at,
+                            times=st.integers(1, 3)),
+    "file_removed": st.builds(FileRemoved, path=st.sampled_from(["q/*lock*", "q/*tmp*", "q/*"]),
+                              at_op=_at, times=st.integers(1, 3),
+                              calls=st.none() | st.sampled_from([("lock",), ("open",),
+                                                                 ("replace",), ("write",)])),
 }
 
 

@@ -5,6 +5,13 @@ that takes the queue's directory (a ``str``; it may not exist yet) and returns a
 object with ``enqueue(payload: bytes) -> str``, ``claim(worker: str) ->
 tuple[str, bytes] | None``, ``ack(entry_id: str) -> None``, ``recover() -> None``,
 ``close() -> None`` and, optionally, ``states() -> dict[str, str]``.
+
+Optionally, the module that defines the callable may define ``repair(directory: str)``:
+what an operator runs on a queue that refuses to open after damage at rest (the robust
+queue's `persistence.salvage`). When the final drain's open, recover or claim raised, the
+drain calls it once (recorded as a ``repair`` op), then opens the queue again and drains
+it: a queue that reports damage and offers a way past it is not "stuck". `repair_for`
+finds it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BUILTIN", "REQUIRED_METHODS", "TargetError", "resolve", "check_queue"]
+__all__ = ["BUILTIN", "REQUIRED_METHODS", "TargetError", "resolve", "check_queue", "repair_for"]
 
 BUILTIN: dict[str, str] = {
     "robust": "persistence.open_queue: journal + CRC framing, fsync and directory fsync, "
@@ -50,6 +57,14 @@ def _legacy_seedfix(directory: str) -> Any:
 
     return open_legacy(directory, seed_fix=True)
 
+
+def _robust_repair(directory: str) -> Any:
+    import persistence
+
+    return persistence.salvage(directory)
+
+
+_REPAIRS: dict[str, Callable[[str], Any]] = {"robust": _robust_repair}
 
 _FACTORIES: dict[str, Callable[[str], Any]] = {
     "robust": _robust,
@@ -107,3 +122,13 @@ def check_queue(queue: Any, spec: str) -> None:
             f"target={spec!r} returned a {type(queue).__name__} without "
             f"{', '.join(missing)}: the contract needs {', '.join(REQUIRED_METHODS)} "
             "(states() optional); see the README's 'Target contract'")
+
+
+def repair_for(spec: str, factory: Callable[[str], Any] | None) -> Callable[[str], Any] | None:
+    """The target's ``repair(directory)``: a built-in's, else a callable named ``repair`` in
+    the module that defines ``factory``; None when there is none."""
+    if spec in _REPAIRS and factory is _FACTORIES.get(spec):
+        return _REPAIRS[spec]
+    module = sys.modules.get(getattr(factory, "__module__", None) or "")
+    repair = getattr(module, "repair", None)
+    return repair if callable(repair) else None

@@ -40,3 +40,21 @@ def test_a_queue_missing_contract_methods_is_refused_by_name():
 
     with pytest.raises(TargetError, match="claim, ack, recover, close"):
         check_queue(Half(), "x:y")
+
+
+def test_the_repair_of_a_target_is_its_modules_repair_or_the_builtin_one(tmp_path, monkeypatch):
+    import persistence
+    from harness.targets import repair_for
+
+    (tmp_path / "withrepair_for_test.py").write_text(
+        "def open_queue(d):\n    return d\n\ndef repair(d):\n    return 'fixed ' + d\n")
+    (tmp_path / "norepair_for_test.py").write_text("def open_queue(d):\n    return d\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fixable = resolve("withrepair_for_test:open_queue")
+    assert repair_for("withrepair_for_test:open_queue", fixable)("q") == "fixed q"
+    assert repair_for("norepair_for_test:open_queue",
+                      resolve("norepair_for_test:open_queue")) is None
+    assert repair_for("legacy", resolve("legacy")) is None
+    calls = []
+    monkeypatch.setattr(persistence, "salvage", lambda d: calls.append(d) or "report")
+    assert repair_for("robust", resolve("robust"))("q") == "report" and calls == ["q"]

@@ -91,5 +91,42 @@ def flocked(lock_path: str, ensure=None):
     raise OSError(f"could not lock {lock_path}: it keeps disappearing")
 
 
+@contextlib.contextmanager
+def dir_flocked(directory: str, ensure=None):
+    """Exclusive flock on the queue's directory itself for the block.
+
+    No lock file: one removed while held (a tmp cleaner, an operator deleting a "stale"
+    lock) lets the next processor create a new one and lock that, and two processors hold
+    "the" lock at once (`flocked` has that weakness). The directory itself may be removed
+    and re-created between our open and our flock: then we hold a lock nobody else can
+    see, so check the inode and retry. ``ensure`` as for `flocked`.
+    """
+    for _ in range(100):
+        if ensure is not None:
+            ensure()
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(directory).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if not same:
+            os.close(fd)
+            continue
+        try:
+            yield
+        finally:
+            os.close(fd)
+        return
+    raise OSError(f"could not lock {directory}: it keeps disappearing")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}.{os.getpid()}.{uuid.uuid4().hex}"

@@ -2,38 +2,67 @@
 
 Each record is one line ``<crc32 hex 8> <json>\\n``; the json is {"op": "enq"|"claim"|
 "ack"|"requeue", "id": ..., "p": base64 payload (enq only)}. Every append is fsynced
-before the call returns; the log file is created once and the directory fsynced. On
-read, the first line that is unterminated or fails its checksum ends the valid log (a
-torn tail from a crash: nothing after it was ever acknowledged), and it is cut off
-before the next append so new records never glue onto garbage. All of it under an
-flock on q/log.lock.
+before the call returns. The directory is born with its (empty) log, built aside and
+renamed into place, so a log missing from an existing directory is damage, not a new
+queue. On read, a line that is unterminated or fails its checksum, with no valid line
+after it, is a torn tail from a crash (nothing after it was ever acknowledged): it is
+cut off before the next append so new records never glue onto garbage. A bad line with a
+valid one after it is damage at rest (a crash only ever tears the end): every call
+raises EBADMSG until `repair` rebuilds the log from every valid line. (A flipped bit in
+the last line cannot be told from a torn write; it is cut like one. A power cut that
+leaves holes in a multi-record append is taken for damage: the queue then refuses until
+repaired, which loses nothing acknowledged.) All of it under an flock on the directory q/
+itself (no lock file that someone could delete while it is held).
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
+import shutil
 import uuid
 import zlib
 
-from tests.quality.queues._util import ensure_dir, flocked, fsync_dir
+from tests.quality.queues._util import dir_flocked, fsync_dir, unique, write_synced
+
+LOG = "queue.log"
 
 
 class LogQueue:
     SYNC_ACK = True
     CHECKSUM = True
+    DAMAGE_IS_TORN = False  # the planted bug: a bad line anywhere is taken for a torn tail
 
     def __init__(self, directory: str) -> None:
         self.dir = os.path.abspath(directory)
-        self.log_path = os.path.join(self.dir, "queue.log")
-        self.lock_path = os.path.join(self.dir, "log.lock")
+        self.log_path = os.path.join(self.dir, LOG)
+        self.lock_path = os.path.join(self.dir, "log.lock")  # for variants with a lock file
 
     def _ensure(self) -> None:
-        ensure_dir(self.dir)
+        if os.path.isdir(self.dir):
+            return
+        parent = os.path.dirname(self.dir)
+        os.makedirs(parent, exist_ok=True)
+        aside = os.path.join(parent, unique(".init-" + os.path.basename(self.dir)))
+        os.mkdir(aside)
+        try:
+            write_synced(os.path.join(aside, LOG), b"")
+            fsync_dir(aside)
+            try:
+                os.rename(aside, self.dir)
+            except OSError:
+                if not os.path.isdir(self.dir):
+                    raise
+                return  # someone else created it first
+            fsync_dir(parent)
+        finally:
+            if os.path.isdir(aside):
+                shutil.rmtree(aside, ignore_errors=True)
 
     def _lock(self):
-        return flocked(self.lock_path, ensure=self._ensure)
+        return dir_flocked(self.dir, ensure=self._ensure)
 
     # -- records ---------------------------------------------------------------------
 
@@ -58,11 +87,7 @@ class LogQueue:
             return None
 
     def _read_all(self) -> bytes:
-        try:
-            fd = os.open(self.log_path, os.O_RDONLY)
-        except FileNotFoundError:
-            self._create_log()
-            return b""
+        fd = os.open(self.log_path, os.O_RDONLY)  # missing: damage, the error propagates
         try:
             chunks = []
             while chunk := os.read(fd, 1 << 16):
@@ -70,14 +95,6 @@ class LogQueue:
             return b"".join(chunks)
         finally:
             os.close(fd)
-
-    def _create_log(self) -> None:
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(self.dir)
 
     def _replay(self) -> tuple[dict, int, int]:
         """(id -> [state, payload b64, order], valid length, file length)."""
@@ -92,10 +109,19 @@ class LogQueue:
                 end = len(data)
             rec = self._decode(data[pos:end])
             if rec is None:
+                if not self.DAMAGE_IS_TORN and self._valid_after(data, end + 1):
+                    raise OSError(errno.EBADMSG, f"damaged record at offset {pos}, valid "
+                                  "records after it (run repair)", self.log_path)
                 break
             self._apply(entries, rec, pos)
             pos = end + 1
         return entries, min(pos, len(data)), len(data)
+
+    def _valid_after(self, data: bytes, pos: int) -> bool:
+        """Is there a whole valid line at or after ``pos``? (Then what went before is
+        damage: a crash only tears the end.)"""
+        return any(self._decode(line) is not None
+                   for line in data[pos:].split(b"\n")[:-1])
 
     @staticmethod
     def _apply(entries: dict, rec: dict, pos: int) -> None:
@@ -171,3 +197,27 @@ class LogQueue:
 
 def open_queue(directory: str) -> LogQueue:
     return LogQueue(directory)
+
+
+def repair(directory: str) -> str:
+    """What an operator runs once the damaged records are given up: the log rebuilt from
+    every valid line (the damaged one kept aside as ``queue.log.corrupt-<n>``), or an empty
+    log if it is gone. The harness's drain calls it (see harness.targets.repair_for)."""
+    q = LogQueue(directory)
+    with q._lock():
+        try:
+            data = q._read_all()
+        except FileNotFoundError:
+            data = None
+        lines = [] if data is None else data.split(b"\n")[:-1]
+        kept = [line + b"\n" for line in lines if q._decode(line) is not None]
+        tmp = os.path.join(q.dir, unique(LOG + ".tmp"))
+        write_synced(tmp, b"".join(kept))
+        if data is not None:
+            n = 1
+            while os.path.exists(f"{q.log_path}.corrupt-{n}"):
+                n += 1
+            os.link(q.log_path, f"{q.log_path}.corrupt-{n}")
+        os.replace(tmp, q.log_path)
+        fsync_dir(q.dir)
+    return f"kept {len(kept)} of {len(lines)} records"

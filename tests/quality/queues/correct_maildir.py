@@ -3,7 +3,7 @@
 q/tmp/ (being written), q/pending/, q/processing/; acked entries are unlinked.
 - enqueue: write tmp/<name> (flush + fsync), rename into pending/, fsync pending/ (and
   tmp/); lock-free: names are unique.
-- claim: under an flock on q/lock, read the oldest pending file, rename it into
+- claim: under an flock on q/ itself, read the oldest pending file, rename it into
   processing/, fsync processing/ then pending/ (so a power loss leaves it in both or in
   pending, never in neither).
 - ack: unlink processing/<name> (or pending/<name> if recover requeued it), fsync.
@@ -17,9 +17,9 @@ import time
 import uuid
 
 from tests.quality.queues._util import (
+    dir_flocked,
     discarded_on_error,
     ensure_dir,
-    flocked,
     fsync_dir,
     write_synced,
 )
@@ -33,7 +33,7 @@ class MaildirQueue:
     def __init__(self, directory: str) -> None:
         self.dir = os.path.abspath(directory)
         self.tmp, self.pending, self.processing = (os.path.join(self.dir, s) for s in SUBDIRS)
-        self.lock_path = os.path.join(self.dir, "lock")
+        self.lock_path = os.path.join(self.dir, "lock")  # for variants with a lock file
 
     def _ensure(self) -> None:
         ensure_dir(self.dir)
@@ -41,7 +41,7 @@ class MaildirQueue:
             ensure_dir(sub)
 
     def _lock(self):
-        return flocked(self.lock_path, ensure=self._ensure)
+        return dir_flocked(self.dir, ensure=self._ensure)
 
     def _new_name(self) -> str:
         return f"{time.time_ns():020d}.{uuid.uuid4().hex}"

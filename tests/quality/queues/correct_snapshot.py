@@ -1,8 +1,9 @@
 """CORRECT: the whole queue state in one JSON file, rewritten atomically under an flock.
 
 Save recipe: unique temp name in the same directory, write, flush, fsync, os.replace,
-fsync the directory. Every load-modify-save holds an exclusive flock on ``queue.lock``
-(opened per call). A read error is an error, never an empty queue. The directory is
+fsync the directory. Every load-modify-save holds an exclusive flock on the directory
+itself (opened per call; no lock file that someone could delete while it is held). A
+read error is an error, never an empty queue. The directory is
 born with its state file (built aside, then renamed into place), so inside an existing
 directory a missing state file is damage, not emptiness. recover() puts every
 PROCESSING entry back to PENDING (no other processor runs then).
@@ -19,8 +20,8 @@ import os
 import shutil
 
 from tests.quality.queues._util import (
+    dir_flocked,
     discarded_on_error,
-    flocked,
     fsync_dir,
     unique,
     write_synced,
@@ -35,7 +36,7 @@ class SnapshotQueue:
     def __init__(self, directory: str) -> None:
         self.dir = os.path.abspath(directory)
         self.state_path = os.path.join(self.dir, STATE)
-        self.lock_path = os.path.join(self.dir, "queue.lock")
+        self.lock_path = os.path.join(self.dir, "queue.lock")  # for variants with a lock file
 
     # -- the directory: born with its state file ------------------------------------
 
@@ -61,7 +62,7 @@ class SnapshotQueue:
                 shutil.rmtree(aside, ignore_errors=True)
 
     def _lock(self):
-        return flocked(self.lock_path, ensure=self._ensure)
+        return dir_flocked(self.dir, ensure=self._ensure)
 
     # -- load / save -------------------------------------------------------------------
 
