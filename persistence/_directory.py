@@ -155,6 +155,7 @@ def attach(directory: str, token: str, create: bool) -> Attachment:
     it, and between our open and our flock the file looks dead to it.
     """
     syncs = 0
+    parent_synced = False  # our make_dirs fsynced the parent after creating the directory
     for _ in range(_ATTACH_TRIES):
         st = _os.lstat_or_none(directory)
         if st is None:
@@ -163,7 +164,9 @@ def attach(directory: str, token: str, create: bool) -> Attachment:
                     errno.ENOENT, "No such file or directory", directory,
                     f"open failed: path={directory!r} errno=ENOENT (create=False); "
                     f"{StorageMissingError.hint}")
-            syncs += make_dirs(directory)
+            made = make_dirs(directory)
+            syncs += made
+            parent_synced = parent_synced or made > 0
             continue
         if not _os.S_ISDIR(st.st_mode):
             raise _unsafe(directory, "not a directory (or a symbolic link put there after "
@@ -190,6 +193,12 @@ def attach(directory: str, token: str, create: bool) -> Attachment:
         held = _os.fstat(dir_fd, directory)
         named = _os.lstat_or_none(directory)
         if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            if not parent_synced:
+                # Another process may have made the directory and not yet made its name
+                # durable (it fsyncs the parent just after its mkdir): do it ourselves,
+                # or a power loss could take the directory and all we commit in it.
+                _os.fsync_dir(os.path.dirname(directory))
+                syncs += 1
             return Attachment(dir_fd, owner_fd, (held.st_dev, held.st_ino), syncs)
         _os.close(owner_fd, owner_path(directory, token))
         _os.close(dir_fd, directory)

@@ -141,6 +141,11 @@ class Store:
         under the lock. ``spend_reserve``: on ENOSPC give back reserved space and retry
         (everything but an enqueue, which must never eat the space drains rely on)."""
         self._append(records, recs, sync, spend_reserve)
+        if not self.journal.linked() and not self._vanished():
+            # Removed by another program while we wrote (no peer supersedes it while we
+            # hold the lock; a vanished directory is handled below): the record went to a
+            # file with no name. Memory holds it: publish from there before returning.
+            self._superseded()
         if self.journal.end > self._compact_at:
             try:
                 self.publish(True)

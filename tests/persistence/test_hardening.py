@@ -341,3 +341,44 @@ def test_threads_sharing_one_handle_deliver_each_entry_once(qdir):
         assert sorted(got) == sorted(ids)  # each exactly once
         assert set(q.states().values()) == {"DELIVERED"}
         assert q.stats()["torn_tail_repairs"] == 0
+
+
+# -- found by the harness (issue 11): a journal removed mid-commit, a directory another
+# process made
+
+
+def test_a_journal_removed_by_another_program_mid_commit_loses_no_acked_write(tmp_path,
+                                                                               monkeypatch):
+    from persistence import _store
+
+    q = persistence.open_queue(tmp_path / "q")
+    q.enqueue(b"e1|before")
+    real = _store.Store.write
+    removed = []
+
+    def write_then_removed(self, journal, records, sync, spend_reserve):
+        real(self, journal, records, sync, spend_reserve)
+        if not removed:  # a tmp cleaner deletes the live journal right after the write
+            os.unlink(journal.path)
+            removed.append(journal.path)
+
+    monkeypatch.setattr(_store.Store, "write", write_then_removed)
+    q.enqueue(b"e2|during")
+    monkeypatch.setattr(_store.Store, "write", real)
+    q.close()
+    assert removed
+    again = persistence.open_queue(tmp_path / "q")
+    got = [c for c in (again.claim("w") for _ in range(3)) if c is not None]
+    assert sorted(payload for _ident, payload in got) == [b"e1|before", b"e2|during"]
+
+
+def test_open_makes_the_name_of_a_directory_another_process_made_durable(tmp_path,
+                                                                        monkeypatch):
+    from persistence import _os
+
+    (tmp_path / "q").mkdir()  # made by a process that has not fsynced the parent yet
+    synced = []
+    real = _os.fsync_dir
+    monkeypatch.setattr(_os, "fsync_dir", lambda path: (synced.append(path), real(path)))
+    persistence.open_queue(tmp_path / "q").close()
+    assert str(tmp_path) in synced
