@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness._snapshot import Tree, tear_write, torn_tree, write_tree
-from harness._trace import StatesValue
+from harness._states import StatesValue
 from harness.client import Client
 from harness.faults import KillMidWrite, PowerLoss
 from harness.history import DRAIN, NEMESIS, FaultEvent, FsOp, History, Op

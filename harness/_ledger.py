@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from harness._trace import live_states
+from harness._states import live_states
 from harness.checker import Result, check
 from harness.history import FaultEvent, FsOp, History, Op, entry_key
 
