@@ -65,13 +65,13 @@ def glob(owner: str, name: str, value: Any) -> str:
     return value
 
 
-def kinds(*, none: bool = False) -> Rule:
+def kinds(*, none: bool = False, only: tuple[str, ...] = MATCH_KINDS) -> Rule:
     def check(owner: str, name: str, value: Any) -> Any:
         if value is None and none:
             return None
         if (isinstance(value, str) or not isinstance(value, tuple | list) or not value
-                or any(k not in MATCH_KINDS for k in value)):
-            fail(owner, name, value, f"a non-empty tuple of call kinds from {MATCH_KINDS}"
+                or any(k not in only for k in value)):
+            fail(owner, name, value, f"a non-empty tuple of call kinds from {only}"
                   + (" or None (any call)" if none else ""))
         return tuple(value)
     return check

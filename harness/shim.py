@@ -34,7 +34,7 @@ from . import _patches
 from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
-from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
+from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite, SyncFailed
 from .history import DRAIN, NEMESIS, History
 
 __all__ = ["DeadlockError", "ProcessorKilled", "Shim", "ShimError", "installed"]
@@ -67,6 +67,7 @@ def _injected(action, path, path2=None) -> BaseException:
     """The OSError an injected `Raise`/`ShortWrite` raises, tagged with its fault."""
     exc = OSError(action.errno, os.strerror(action.errno), path, None, path2)
     exc._shim_fault = action.fault  # type: ignore[attr-defined]  # a retry's repeat=
+    exc._shim_dropped = isinstance(action, SyncFailed)  # type: ignore[attr-defined]
     return _mark(exc)
 
 
@@ -116,6 +117,7 @@ class Shim(_Descriptors):
         self._lock_key: dict[int, tuple[int, int]] = {}
         self._graves: list[tuple[int, _Fd]] = []  # killed processors' descriptors
         self._null: int | None = None  # the placeholder dup2'd over them
+        self._untold: dict[int, tuple[_Fd, str]] = {}  # fsync errors not yet reported
         # (st_dev, st_ino) of a copy -> of its original: explore's fork children run on a
         # copy of the sandbox that must look, to the target, like the directory it had.
         self.identities: dict[tuple[int, int], tuple[int, int]] = {}
@@ -267,9 +269,9 @@ class Shim(_Descriptors):
         elif action is not None:
             self._fired += 1
 
-        def record(outcome: str, n=nbytes) -> None:
+        def record(outcome: str, n=nbytes, cause=None) -> None:
             self.history.fs(p, kind, path=rel, path2=rel2, nbytes=n, outcome=outcome,
-                            fault=fault)
+                            fault=cause or fault)
 
         if action is None or isinstance(action, RemoveDirectory):
             if action is not None:
@@ -279,7 +281,7 @@ class Shim(_Descriptors):
             except BaseException as exc:
                 # a call inside this one (a flush's raw write) already recorded it
                 if not getattr(exc, "_shim_recorded", False):
-                    record(_errname(exc))
+                    record(_errname(exc), cause=getattr(exc, "_shim_fault", None))
                     _mark(exc)
                 raise
             record("ok", count(result) if count is not None else nbytes)

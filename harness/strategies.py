@@ -1,6 +1,6 @@
 """Hypothesis strategies for the harness: workloads, fault plans, schedules, whole scenarios.
 
-Everything is built from the harness's own classes (`Workload`, the six faults of
+Everything is built from the harness's own classes (`Workload`, the faults of
 `harness.faults`, `Plan`, `Scenario`), so whatever hypothesis draws is a scenario the
 runner can run and whose ``repr`` replays it. Strategies shrink towards the small: one
 entry, one processor, one fault, early triggers; `schedules` gives the baton a
@@ -21,6 +21,7 @@ from harness.faults import (
     FAULT_KINDS,
     ConcurrentProcessors,
     DiskFull,
+    FsyncFailure,
     KillMidWrite,
     MissingDirectory,
     PermissionDenied,
@@ -63,10 +64,16 @@ _BY_KIND: dict[str, st.SearchStrategy[Any]] = {
     "killed_mid_write": st.builds(KillMidWrite, at_op=_at, calls=_write_calls,
                                   keep=st.none() | st.sampled_from([0, 0.5, 1.0])),
     "power_loss": st.builds(PowerLoss, at_op=_at,
-                            torn=st.sampled_from([None, "prefix", "sectors"])),
+                            torn=st.sampled_from([None, "prefix", "sectors", "holes"])),
     "concurrent_processors": st.builds(ConcurrentProcessors,
                                        processors=st.integers(2, 4),
                                        switch_probability=st.sampled_from([0.5, 0.1, 0.9])),
+    # its dropped writes show only at a power loss: a plan mixing both is one to find
+    "fsync_failure": st.builds(FsyncFailure, at_op=_at,
+                               calls=st.sampled_from([("fsync", "dirsync"), ("fsync",),
+                                                      ("dirsync",)]),
+                               times=st.sampled_from([1, 2, None]),
+                               probability=st.sampled_from([1.0, 0.3])),
 }
 
 
