@@ -140,6 +140,10 @@ EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
                            frozenset({"silent_error", "lost"})),
     "bug_read_error_empty": (("permission-denied-read", "permission-denied-listdir"),
                              frozenset({"lost", "silent_error"})),
+    # an fsync that failed with EIO, retried and trusted: its dropped pages are lost at
+    # the next power loss, the state file comes back as zeros
+    "bug_fsync_retry_trusted": (("fsync-failure",),
+                                frozenset({"silent_error", "lost", "stuck"})),
     # plain logic bugs
     "bug_nonunique_ids": (tuple(ALL), frozenset({"lost"})),
     "bug_short_read": (("large-payloads",), frozenset({"corrupt", "stuck"})),
@@ -173,6 +177,16 @@ def test_buggy_queue_never_passes_everything(module):
     """The suite verdict (what a CI gate reads) is not pass for a buggy queue."""
     statuses = {run(module, sc)["status"] for sc in ALL}
     assert statuses != {"pass"}, f"{module}: every scenario says pass"
+
+
+def test_fsync_retry_trusted_is_caught_where_its_correct_base_passes():
+    """One change from correct_snapshot (it raises on EIO): retrying the fsync and trusting
+    the retry. The scenario pairs FsyncFailure with a later PowerLoss; the base passes it."""
+    assert run("correct_snapshot", "fsync-failure")["status"] == "pass"
+    d = run("bug_fsync_retry_trusted", "fsync-failure")
+    assert d["status"] == "fail", describe(d)
+    around = {f.split("(")[0] for v in d["violations"] for f in v["faults"]}
+    assert {"FsyncFailure", "PowerLoss"} <= around, describe(d)
 
 
 # -- through the real CLI ------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Each record is one line ``<crc32 hex 8> <json>\\n``; the json is {"op": "enq"|"claim"|
 "ack"|"requeue", "id": ..., "p": base64 payload (enq only)}. Every append is fsynced
-before the call returns; the log file is created once and the directory fsynced. On
+before the call returns; the log file is created once and the directory fsynced (by
+every process before it relies on the name: a failed directory fsync is retried). On
 read, the first line that is unterminated or fails its checksum ends the valid log (a
 torn tail from a crash: nothing after it was ever acknowledged), and it is cut off
 before the next append so new records never glue onto garbage. All of it under an
@@ -17,7 +18,7 @@ import os
 import uuid
 import zlib
 
-from tests.quality.queues._util import ensure_dir, flocked, fsync_dir
+from tests.quality.queues._util import durable_name, ensure_dir, flocked
 
 
 class LogQueue:
@@ -64,6 +65,7 @@ class LogQueue:
             self._create_log()
             return b""
         try:
+            durable_name(self.log_path)  # its creator's directory fsync may have failed
             chunks = []
             while chunk := os.read(fd, 1 << 16):
                 chunks.append(chunk)
@@ -77,7 +79,7 @@ class LogQueue:
             os.fsync(fd)
         finally:
             os.close(fd)
-        fsync_dir(self.dir)
+        durable_name(self.log_path, created=True)
 
     def _replay(self) -> tuple[dict, int, int]:
         """(id -> [state, payload b64, order], valid length, file length)."""

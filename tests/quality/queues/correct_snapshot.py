@@ -20,6 +20,7 @@ import shutil
 
 from tests.quality.queues._util import (
     discarded_on_error,
+    durable_name,
     flocked,
     fsync_dir,
     unique,
@@ -41,6 +42,7 @@ class SnapshotQueue:
 
     def _ensure(self) -> None:
         if os.path.isdir(self.dir):
+            durable_name(self.dir)  # its creator's directory fsync may have failed
             return
         parent = os.path.dirname(self.dir)
         os.makedirs(parent, exist_ok=True)
@@ -55,7 +57,7 @@ class SnapshotQueue:
                 if not os.path.isdir(self.dir):
                     raise
                 return  # someone else created it first
-            fsync_dir(parent)
+            durable_name(self.dir, created=True)
         finally:
             if os.path.isdir(aside):
                 shutil.rmtree(aside, ignore_errors=True)
