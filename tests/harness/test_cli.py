@@ -251,7 +251,7 @@ def test_list_prints_faults_targets_and_scenarios(fake, sdir, capsys):
     out = capsys.readouterr().out
     for kind in FAULT_KINDS:
         assert kind in out
-    assert len(FAULT_KINDS) == 6 and "KillMidWrite" in out
+    assert len(FAULT_KINDS) == 7 and "KillMidWrite" in out and "FsyncFailure" in out
     for name in ("robust", "legacy", "legacy-seedfix", "alpha", "incident"):
         assert name in out
 
