@@ -10,6 +10,10 @@ child's writes never reach the parent's files), takes the fault, finishes the st
 its program in which the error came (a claim's ack still runs), then stops, drains and
 checks, sends its verdict through a pipe and exits. The parent waits, puts its directory
 back and goes on to the next call without the fault. Linux only (``/proc/self/fd``).
+
+With ``power_after`` (an fsync failure's states) the child runs that many further steps,
+then the power goes (the durability model, moved onto the copy, rolls it back), then it
+drains: a failed fsync's dropped writes show only at a power loss.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import shutil
 import stat as _stat
 from collections.abc import Callable
 from typing import Any
+
+from harness.actions import PowerCut
+from harness.faults import PowerLoss
 
 __all__ = ["ForkStates"]
 
@@ -94,8 +101,9 @@ def _reopen_on_copy(real: Any, parked: str, sandbox: str) -> None:
 class ForkStates:
     """The hook of a recording run that forks a child for every call the fault would hit."""
 
-    def __init__(self, make_plan: Callable[[int], Any], seed: int) -> None:
-        self.make_plan, self.seed = make_plan, seed
+    def __init__(self, make_plan: Callable[[int], Any], seed: int,
+                 power_after: int | None = None) -> None:
+        self.make_plan, self.seed, self.power_after = make_plan, seed, power_after
         self._real_getpid = os.getpid
         self.parent = os.getpid()
         self.results: list[tuple[Any, dict]] = []
@@ -135,6 +143,8 @@ class ForkStates:
             # A copy has new inode numbers; a target that checks its directory is still
             # the one it opened (robust re-creates a vanished one) must see no change.
             rec.shim.identities = _identities(real, rec.sandbox, parked)
+            if self.power_after is not None:
+                self._power_after(rec)
             # The child is the target's process continued, not a new user of its handles:
             # a target that refuses handles used after fork (robust does, as SQLite) must
             # see the pid that opened them. Nothing restores it: the child ends in _exit.
@@ -158,6 +168,14 @@ class ForkStates:
             result = {"error": f"the child exploring op {call.op} died without a verdict"}
         self.results.append((call, result))
         return None
+
+    def _power_after(self, rec: Any) -> None:
+        """In the child: the power goes ``power_after`` steps after this one."""
+        if rec.shim.model is not None:
+            rec.shim.model.moved({old[1]: new[1] for new, old in rec.shim.identities.items()})
+        rec.steps.more = self.power_after
+        cut = PowerCut(repr(PowerLoss()), PowerLoss.kind)
+        rec.before_drain = lambda shim: shim._power_cut(cut)
 
     def _report(self, rec: Any, call: Any, mark: tuple, armed: Any) -> None:
         suffix = rec.history.records[mark[0]:]

@@ -17,7 +17,10 @@ the parent can do:
 - real faults (a full tmpfs, chmod, a deleted directory, removed files) through
   `RealFaults`; damage at rest (`Corruption`) at the quiet points, `at_rest`: before a
   restart's fresh process starts (the others wait between two calls) and, called by
-  `harness.processes`, before the final drain.
+  `harness.processes`, before the final drain;
+- a `FsyncFailure`: the child's shim raises EIO; the parent's model drops what that fsync
+  was to write and notes every other child with the file open, whose next fsync of it
+  is answered with the same EIO (Linux's errseq_t: each open file told once).
 
 Interleaving between processes is the kernel's, not the seed's: a process-mode run is
 not deterministic in its order. The seed still fixes the workload and the plan.
@@ -39,7 +42,7 @@ import multiprocess.connection
 from harness import _damage
 from harness._reaper import reap, spawning
 from harness._worker import Spec, main
-from harness.actions import PowerCut
+from harness.actions import PowerCut, SyncFailed
 from harness.client import RESTART_LIMIT
 from harness.history import NEMESIS, History
 
@@ -61,6 +64,7 @@ class _Child:
     invoke: tuple | None = None  # (f, key, value) of its call in flight
     done: bool = False
     fired: str | None = None  # a fault the parent carried out for its current call
+    failing: str | None = None  # the FsyncFailure last handed to it
 
 
 class Conductor:
@@ -93,6 +97,8 @@ class Conductor:
         # --platform windows: the files each live process holds open, (st_dev, st_ino) ->
         # count, as its workers report them (harness._windows)
         self._handles: dict[int, collections.Counter] = {}
+        # (processor, st_dev, st_ino) -> an fsync failure it has not been told of (errseq_t)
+        self._untold: dict[tuple[int, int, int], str] = {}
         self.on_kill: Any = None  # called with the processor number after each plan kill
 
     # -- the run
@@ -117,10 +123,13 @@ class Conductor:
     def _spawn(self, p: int, *, start: int, restart: bool, drain: bool = False,
                bound: int = 0) -> None:
         parent_end, child_end = self.ctx.Pipe()
+        model = self.model is not None and not drain
+        self._untold = {k: f for k, f in self._untold.items() if k[0] != p}  # a new process
         spec = dataclasses.replace(
             self.base, process=p, start=start, restart=restart, drain=drain,
-            steps=() if drain else tuple(self.programs[p]), plan=not drain,
-            model=self.model is not None and not drain, bound=bound, parent=os.getpid())
+            steps=() if drain else tuple(self.programs[p]), plan=not drain, model=model,
+            drops=model and "fsync_failure" in self.armed.plan.kinds, bound=bound,
+            parent=os.getpid())
         proc = self.ctx.Process(target=main, args=(child_end, spec, self.factory),
                                 name=f"harness-p{p}", daemon=True)
         with spawning():
@@ -166,7 +175,9 @@ class Conductor:
         elif what == "decide":
             c.conn.send(self._decide(c, args[0]))
         elif what == "synced":
-            self._synced(c, *args)
+            c.conn.send(self._synced(c, *args))
+        elif what in ("sync_failed", "written"):
+            self._dropped(c, what, *args)
             c.conn.send(None)
         elif what == "handle":
             c.conn.send(self._handle(c.process, *args))
@@ -240,6 +251,8 @@ class Conductor:
             return None
         if isinstance(action, PowerCut):
             self._cut = action
+        if isinstance(action, SyncFailed):
+            c.failing = action.fault
         handed, fired = self.real.carry_out(c.process, call, action)
         c.fired = fired
         return handed
@@ -251,15 +264,35 @@ class Conductor:
         held[tuple(ident)] += 1 if op == "opened" else -1
         return None
 
-    def _synced(self, c: _Child, fd: int, is_dir: bool) -> None:
+    def _synced(self, c: _Child, fd: int, is_dir: bool) -> str | None:
+        """Tell the model; answer the fault of a failed fsync of this file by another
+        process that this one was not told of yet (errseq_t: once per descriptor)."""
         if self.model is None:
-            return
+            return None
         # the child waits for us, so its descriptor still names the inode it synced
         ours = os.open(f"/proc/{c.proc.pid}/fd/{fd}", os.O_RDONLY)
         try:
             (self.model.dir_synced if is_dir else self.model.file_synced)(ours)
+            st = os.fstat(ours)
         finally:
             os.close(ours)
+        return self._untold.pop((c.process, st.st_dev, st.st_ino), None)
+
+    def _dropped(self, c: _Child, what: str, fd: int, *span: Any) -> None:
+        """A failed fsync (the others open on the file are told later) or a write since."""
+        if self.model is None:
+            return
+        ours = os.open(f"/proc/{c.proc.pid}/fd/{fd}", os.O_RDONLY)
+        try:
+            if what == "written":
+                return self.model.file_written(ours, *span)
+            self.model.file_sync_failed(ours)
+            st = os.fstat(ours)
+        finally:
+            os.close(ours)
+        for other in self._children.values():
+            if other is not c and c.failing is not None and _opened(other.proc.pid, st):
+                self._untold[(other.process, st.st_dev, st.st_ino)] = c.failing
 
     # -- deaths and restarts
 
@@ -362,3 +395,19 @@ class Conductor:
             self.errors.append(f"processor {c.process} exited unexpectedly "
                                f"(exit code {c.proc.exitcode})")
             self._info(c, f"processor exited (exit code {c.proc.exitcode})")
+
+
+def _opened(pid: int, st: os.stat_result) -> bool:
+    """Has process ``pid`` a descriptor open on the file ``st`` describes?"""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            other = os.stat(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import fcntl
 import io
 import os
@@ -97,12 +98,24 @@ def _fd_wrapper(shim, real, orig, name: str):
 
         def perform():
             result = orig(fd, *args, **kwargs)
-            with shim._own():
-                if name == "fstat":
+            if name == "fstat":
+                with shim._own():
                     return shim.alias(result)
-                if kind in ("fsync", "dirsync") and shim.model is not None:
-                    with shim._quiet():
-                        (shim.model.dir_synced if info.is_dir else shim.model.file_synced)(fd)
+            if name == "ftruncate":
+                with shim._own():
+                    shim._truncated(fd, args[0])
+            if kind in ("fsync", "dirsync"):
+                with shim._own():
+                    late = None
+                    if shim.model is not None:
+                        with shim._quiet():  # a process-mode model answers for others
+                            late = (shim.model.dir_synced if info.is_dir
+                                    else shim.model.file_synced)(fd)
+                    late = shim._untold_error(fd, info) or late
+                if late:  # written back now, but an earlier failure is reported (errseq_t)
+                    exc = OSError(errno.EIO, os.strerror(errno.EIO), info.path)
+                    exc._shim_fault = late  # type: ignore[attr-defined]
+                    raise exc
             return result
         if kind == "fsync" and shim.windows is not None:
             perform = _checked(lambda: shim.windows.fsync(info), perform)
@@ -110,7 +123,12 @@ def _fd_wrapper(shim, real, orig, name: str):
             return shim._run(p, kind, info.path, perform, nbytes=args[0], count=len)
         if name == "ftruncate":
             return shim._run(p, kind, info.path, perform, nbytes=args[0], writes=True)
-        return shim._run(p, kind, info.path, perform)
+        try:
+            return shim._run(p, kind, info.path, perform)
+        except OSError as exc:
+            if getattr(exc, "_shim_dropped", False):  # an injected fsync failure
+                shim._sync_failed(fd, info, exc._shim_fault)  # type: ignore[attr-defined]
+            raise
     return wrapper
 
 
@@ -136,6 +154,8 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                 shim._track_fd(fd, path, p, is_dir, flags)
                 if shim.windows is not None:
                     shim.windows.note(fd, opened=True)
+                if flags & os.O_TRUNC:
+                    shim._truncated(fd, 0)
             return fd
         creates = bool(flags & os.O_CREAT) and shim._creates(path)  # looked before asking
         return shim._run(p, "open", path, perform, writes=bool(flags & _WRITE_FLAGS),
@@ -150,6 +170,8 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
 
         def perform() -> int:
             n = o.write(fd, view)
+            with shim._own():
+                n = shim._wrote(fd, n)
             # (a file object's descriptor has no flags of ours: open() never sets O_SYNC)
             if (info.flags or 0) & _SYNC_FLAGS and shim.model is not None:
                 # O_SYNC / O_DSYNC: the data is durable when write() returns
@@ -157,7 +179,7 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                     shim.model.file_synced(fd)
             return n
         return shim._run(p, "write", info.path, perform, nbytes=len(view),
-                         writes=True, prefix=lambda keep: o.write(fd, view[:keep]),
+                         writes=True, prefix=lambda keep: shim._wrote(fd, o.write(fd, view[:keep])),
                          count=lambda n: n)
 
     def os_close(fd):

@@ -89,10 +89,12 @@ class StopWorkload(BaseException):  # noqa: N818 - a signal to the driver, not a
 
 
 class Steps:
-    """Stands in for the baton with one processor: it only says when to stop."""
+    """Stands in for the baton with one processor: it only says when to stop (once
+    ``stop`` is set, after ``more`` further steps)."""
 
     def __init__(self) -> None:
         self.stop = False
+        self.more = 0
 
     def begin_call(self, p: int) -> None:
         pass
@@ -101,7 +103,9 @@ class Steps:
         pass
 
     def idle_point(self, p: int) -> None:
-        if self.stop:
+        if self.stop and self.more > 0:
+            self.more -= 1
+        elif self.stop:
             raise StopWorkload
 
     @contextlib.contextmanager
@@ -116,12 +120,13 @@ class Recording:
     """The recording run; also the shim's plan, so it sees each call before it happens."""
 
     def __init__(self, *, target: str, factory: Callable[[str], Any], program: list[Step],
-                 root: str, hook: Hook, camera: bool = False) -> None:
+                 root: str, hook: Hook, camera: bool = False, model: bool = False) -> None:
         self.target, self.factory, self.program = target, factory, program
         self.history = History()
         self.ledger = Ledger(self.history)
         self.hook = hook
         self.want_camera = camera
+        self.want_model = model or camera  # the camera pictures the model's durable image
         self.camera: Camera | None = None
         self.sandbox = tempfile.mkdtemp(prefix="harness-explore-", dir=root)
         self.queue_dir = os.path.join(self.sandbox, QUEUE_DIR)
@@ -133,6 +138,7 @@ class Recording:
         self.drain_problem: str | None = None
         self.stopped = False
         self.done: Callable[[Recording], None] | None = None
+        self.before_drain: Callable[[Any], None] | None = None  # given the shim
 
     # -- the plan protocol (the shim calls decide before every call of processor 0)
 
@@ -149,14 +155,16 @@ class Recording:
 
     def run(self) -> None:
         """Workload, then drain; the sandbox is removed whatever happens."""
+        model = None
         try:
             with installed(sandbox=self.sandbox, history=self.history, plan=self,
                            rng=random.Random(0), scheduler=None) as shim:
                 self.shim = shim
-                if self.want_camera:
+                if self.want_model:
                     model = DurabilityModel(self.sandbox, shim.real)
                     model.snapshot_all()
                     shim.model = model
+                if self.want_camera:
                     self.camera = Camera(self.sandbox, shim.real, model)
                 client = Client(process=0, factory=self.factory, target=self.target,
                                 directory=self.queue_dir, history=self.history, shim=shim,
@@ -173,6 +181,8 @@ class Recording:
                 if self.done is not None:
                     self.done(self)  # a forked state reports and exits here
         finally:
+            if model is not None:
+                model.close()
             shutil.rmtree(self.sandbox, ignore_errors=True)
 
     def finish(self, shim: Any) -> None:
@@ -180,6 +190,8 @@ class Recording:
         plan = shim.plan
         if plan is not self and plan is not None:
             plan.heal()
+        if self.before_drain is not None:
+            self.before_drain(shim)
         shim.kill_all("every processor stops before the final drain")
         drain = Client(process=DRAIN, factory=self.factory, target=self.target,
                        directory=self.queue_dir, history=self.history, shim=shim, baton=None)

@@ -1,9 +1,10 @@
 """The shim's descriptor table and its flock emulation: who opened what, who holds which lock.
 
 `Descriptors` is mixed into `harness.shim.Shim` and works on state that ``Shim.__init__``
-sets up (``_cond``, ``_fds``, ``_locks``, ``_lock_key``, ``_waiting``, ``_threads``) and on
-its ``real`` calls, ``scheduler``, ``lock_timeout``, ``_check_alive``, ``_rel`` and
-``_file_op``. It lives apart so the shim's call pipeline and fault handling stay short.
+sets up (``_cond``, ``_fds``, ``_locks``, ``_lock_key``, ``_waiting``, ``_threads``,
+``_untold``) and on its ``real`` calls, ``model``, ``scheduler``, ``lock_timeout``,
+``_check_alive``, ``_quiet``, ``_rel`` and ``_file_op``. It lives apart so the shim's
+call pipeline and fault handling stay short.
 
 Locks are emulated rather than passed to the real ``flock`` so that a blocked processor
 hands its turn to the schedule (or is reported as deadlocked) instead of sleeping in the
@@ -18,6 +19,11 @@ next open anywhere would get one, and a late ``os.close(n)`` from the dead proce
 (a finaliser, an unwinding ``finally``, the garbage collector) would close a live
 processor's file. Under pyfakefs the fake descriptor itself stays open as the
 placeholder (nothing is on a real disk to release).
+
+An injected fsync failure (`FsyncFailure`) is told, as Linux's errseq_t tells it, to
+the descriptor whose fsync failed and, once each at their next fsync, to the others
+open on the same file then; while the model has dropped bytes, writes and truncations
+are reported to it (``_wrote``, ``_truncated``; crash-model rule 7).
 """
 
 from __future__ import annotations
@@ -119,6 +125,50 @@ class Descriptors:
             return stat.S_ISDIR(self.real.stat(self._path.dirname(path)).st_mode)
         except (OSError, ValueError):
             return False
+
+    # -- fsync errors and dropped writes (see the module docstring) -----------------
+
+    def _sync_failed(self, fd: int, info: Fd, fault: str) -> None:
+        """``fault`` failed the fsync of ``fd``: the model drops what it was to write; the
+        other descriptors open on the file now are told at their next fsync."""
+        if info.is_dir:
+            return
+        with self._quiet():
+            if self.model is not None:
+                self.model.file_sync_failed(fd)
+            st = self.real.fstat(fd)
+            with self._cond:
+                self._untold.pop(fd, None)  # told now, an earlier failure included
+                for other, o in list(self._fds.items()):
+                    if other == fd or o.dead or o.is_dir:
+                        continue
+                    try:
+                        ost = self.real.fstat(other)
+                    except OSError:
+                        continue
+                    if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
+                        self._untold[other] = (o, fault)
+
+    def _untold_error(self, fd: int, info: Fd) -> str | None:
+        """The fault behind an fsync failure ``fd`` was not told of yet (it is now)."""
+        with self._cond:
+            pending = self._untold.pop(fd, None)
+        return pending[1] if pending is not None and pending[0] is info else None
+
+    def _wrote(self, fd: int, n: int) -> int:
+        """``n`` bytes just landed before ``fd``'s offset: written again, not dropped."""
+        if n and self.model is not None and getattr(self.model, "dropping", False):
+            with self._quiet():
+                end = self.real.lseek(fd, 0, os.SEEK_CUR)
+                if end is None:  # pyfakefs's lseek moves but says nothing; its file tells
+                    end = self.real.lseek.__self__.filesystem.get_open_file(fd).tell()
+                self.model.file_written(fd, end - n, end)
+        return n
+
+    def _truncated(self, fd: int, size: int) -> None:
+        if self.model is not None and getattr(self.model, "dropping", False):
+            with self._quiet():
+                self.model.file_written(fd, size, None)
 
     # -- a killed processor's descriptors (see the module docstring) -----------------
 

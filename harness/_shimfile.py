@@ -113,10 +113,11 @@ class ShimRawFile(io.RawIOBase):
         try:
             return self._op(
                 "write",
-                lambda: self._under.write(payload),
+                lambda: self._shim._wrote(self.fileno(), self._under.write(payload)),
                 nbytes=len(payload),
                 writes=True,
-                prefix=lambda keep: self._under.write(payload[:keep]),
+                prefix=lambda keep: self._shim._wrote(self.fileno(),
+                                                      self._under.write(payload[:keep])),
                 count=lambda n: n,
                 repeat=repeat,
             )
@@ -140,8 +141,12 @@ class ShimRawFile(io.RawIOBase):
         if self._dead:
             self._refuse_dead()
         target = self._under.tell() if size is None else size
-        return self._op("truncate", lambda: self._under.truncate(size),
-                        nbytes=target, writes=True)
+
+        def perform() -> int:
+            result = self._under.truncate(size)
+            self._shim._truncated(self.fileno(), target)
+            return result
+        return self._op("truncate", perform, nbytes=target, writes=True)
 
     def flush(self) -> None:
         # FileIO.flush is a no-op too; the recorded "flush" is the buffered layer's
@@ -214,6 +219,8 @@ def open_file(shim: Any, process: int, path: str, builtin_open, file, mode: str 
         with shim._own():
             raw = ShimRawFile(shim, under, path, process, closefd)
             shim._track_file(raw, path, process)
+            if raw_mode[0] == "w":
+                shim._truncated(raw.fileno(), 0)
         return raw
 
     writes = raw_mode[0] != "r" or "+" in raw_mode

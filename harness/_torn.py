@@ -59,21 +59,30 @@ def dropped(current: dict[str, tuple[int, bool, int]],
 
 
 def tear(old: bytes, new: bytes, rng: random.Random, torn: str) -> tuple[bytes, str]:
-    """The durable bytes with some of the sectors that differ in ``new`` written over them."""
+    """The durable bytes with some of the sectors that differ in ``new`` written over them
+    (``torn="holes"``: or, past the end of ``old``, zeros; crash-model rule 5)."""
     count = (max(len(old), len(new)) + SECTOR - 1) // SECTOR
     differ = [i for i in range(count)
               if old[i * SECTOR:(i + 1) * SECTOR] != new[i * SECTOR:(i + 1) * SECTOR]]
+    zeroed: list[int] = []
     if torn == "prefix":
         kept = differ[:rng.randint(0, len(differ))]
+    elif torn == "holes":
+        # new, old or (only where no durable byte lies: fresh space) zeros, each alike
+        fates = [(i, rng.randrange(3 if i * SECTOR >= len(old) else 2)) for i in differ]
+        kept = [i for i, fate in fates if fate == 0]
+        zeroed = [i for i, fate in fates if fate == 2]
     else:
         kept = [i for i in differ if rng.random() < 0.5]
     note = f"kept {len(kept)} of {len(differ)} sectors that were not yet durable"
+    if zeroed:
+        note += f", {len(zeroed)} read as zeros"
     if len(kept) == len(differ):
         return new, note
     length = len(old)
-    if kept:
-        length = max(length, min(len(new), (kept[-1] + 1) * SECTOR))
-    out = bytearray(old[:length].ljust(length, b"\0"))
+    if kept or zeroed:
+        length = max(length, min(len(new), (max(kept + zeroed) + 1) * SECTOR))
+    out = bytearray(old[:length].ljust(length, b"\0"))  # zeroed sectors lie in the padding
     for i in kept:
         chunk = new[i * SECTOR:(i + 1) * SECTOR]
         out[i * SECTOR:i * SECTOR + len(chunk)] = chunk

@@ -73,8 +73,8 @@ def kinds(*, none: bool = False, only: tuple[str, ...] | None = None) -> Rule:
             return None
         if (isinstance(value, str) or not isinstance(value, tuple | list) or not value
                 or any(k not in MATCH_KINDS for k in value)):
-            fail(owner, name, value, f"a non-empty tuple of call kinds from {MATCH_KINDS}"
-                  + (" or None (any call)" if none else ""))
+            fail(owner, name, value, f"a non-empty tuple of call kinds from "
+                 f"{only or MATCH_KINDS}" + (" or None (any call)" if none else ""))
         if only is not None and any(k not in only for k in value):
             bad = [k for k in value if k not in only]
             fail(owner, name, value, f"calls the kernel can fail that way, from {only} "

@@ -48,6 +48,7 @@ class Spec:
     drain: bool = False  # the final drain: open, recover, claim + ack until empty, states
     plan: bool = True  # ask the parent's plan at each call (the drain never does)
     model: bool = False  # report fsyncs to the parent's durability model
+    drops: bool = False  # and writes: an FsyncFailure may drop some (crash-model rule 7)
     real_processes: bool = True
     unprivileged: bool = False  # obey permission bits even as root (a permission fault)
     platform: str = "linux"  # "windows": Windows' file semantics (harness._windows)
@@ -132,11 +133,19 @@ class _Handles:
 class _Model:
     """The parent reads a synced inode through /proc/<our pid>/fd/<fd> while we wait."""
 
-    def __init__(self, link: _Link) -> None:
+    def __init__(self, link: _Link, drops: bool = False) -> None:
         self._link = link
+        self.dropping = drops  # the shim reports writes while this is true
 
-    def file_synced(self, fd: int) -> None:
-        self._link.ask("synced", fd, False)
+    def file_synced(self, fd: int) -> str | None:
+        # the answer: the fault of another process's failed fsync of this file, told now
+        return self._link.ask("synced", fd, False)
+
+    def file_sync_failed(self, fd: int) -> None:
+        self._link.ask("sync_failed", fd)
+
+    def file_written(self, fd: int, lo: int, hi: int | None) -> None:
+        self._link.ask("written", fd, lo, hi)
 
     def dir_synced(self, fd: int) -> None:
         self._link.ask("synced", fd, True)
@@ -170,7 +179,7 @@ def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
     history = _History(link, spec.process)
     with installed(sandbox=spec.sandbox, history=history,
                    plan=_Plan(link) if spec.plan else None,
-                   model=_Model(link) if spec.model else None,
+                   model=_Model(link, spec.drops) if spec.model else None,
                    platform=spec.platform) as shim:
         shim.real_processes = spec.real_processes
         if shim.windows is not None:

@@ -15,6 +15,7 @@ __all__ = [
     "Call",
     "Action",
     "Raise",
+    "SyncFailed",
     "ShortWrite",
     "Kill",
     "PowerCut",
@@ -93,6 +94,13 @@ class Raise(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class SyncFailed(Raise):
+    """Fail an fsync with ``OSError(errno)`` (EIO) before it does anything, and drop what it
+    was to write: the dirty pages are marked clean, so they never reach the disk unless
+    written again, while reads still see them (see `harness.faults.FsyncFailure`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ShortWrite(Action):
     """Write the first ``keep`` bytes and return that count, as write(2) does when the
     medium fills mid-write; ``errno`` is what the *next* write meets (disk full). Only a
@@ -119,8 +127,10 @@ class PowerCut(Action):
     """Every processor dies and the sandbox is rolled back to what was durable.
 
     ``torn``: None (exactly the durable state), ``"prefix"`` (sectors written
-    since the last fsync persist in order up to a random point) or ``"sectors"``
-    (each such sector persists or not, at random).
+    since the last fsync persist in order up to a random point), ``"sectors"``
+    (each such sector persists or not, at random) or ``"holes"`` (each such sector
+    persists, stays old, or, in space the file gained since its last fsync, reads as
+    zeros: NUL-filled holes, the file's new length on disk before its data).
     ``names``: ``"strict"`` (a name change survives only a directory fsync) or
     ``"eager"`` (every name change made so far persists, file data only as fsynced,
     as XFS, btrfs or ext4 data=writeback may leave it). See durability.py.

@@ -29,10 +29,13 @@ the one LazyFS and ALICE use to find bugs, not what one file system happens to d
    where the current content differs from the durable content are in doubt.
    "prefix": they persist in file order up to a random one (an append-only log
    written back in order). "sectors": each persists or not on its own (a disk that
-   reorders). The file has its current length if every differing sector persisted,
-   otherwise its durable length, stretched to cover a persisted sector beyond it
-   (the gap reads as zeros, like a hole). Unlike test6.c a sector is old or new,
-   never garbage.
+   reorders). "holes": as "sectors", and one wholly past the durable length may
+   also read as zeros, the new size on disk before the data (XFS, ext4 delayed
+   allocation; persist-queue issue #56); blocks overwritten in place hold old or new
+   data, never zeros. The file has its current length if every differing sector
+   persisted, otherwise its durable length, stretched to cover a persisted (or
+   zeroed) sector beyond it; a gap reads as zeros. Unlike test6.c a sector is old,
+   new or zeros, never garbage.
 6. Eager names (optional, ``names="eager"``; the default is ``"strict"``, rule 2).
    XFS, btrfs and ext4 with data=writeback commit metadata on their own schedule,
    so a create, rename or unlink can reach the disk before the data of the file it
@@ -47,12 +50,18 @@ the one LazyFS and ALICE use to find bugs, not what one file system happens to d
    random subset would invent states (a file under neither name) that no such file
    system produces, and "all" exposes rename-before-fsync on every cut. A directory
    the fault removed stays gone; modes are the current ones.
-7. Left out: metadata (times; modes are kept as they were), symlinks and other
+7. A failed fsync (`FsyncFailure`, Linux 4.13+) makes nothing durable and drops the
+   bytes it was to write (pages marked clean): no later fsync or sync(2) writes them,
+   they keep their durable bytes (zeros past the durable length) until written or
+   truncated over again, while reads still return them (`harness._dropped`). A failed
+   directory fsync leaves its entries as of its last successful fsync; a later one
+   makes them durable (a journal that commits again; no read-only remount).
+8. Left out: metadata (times; modes are kept as they were), symlinks and other
    special files (not recreated), hard links (each name gets its own copy on
    rebuild), fsync of one file making others durable (ext4 data=ordered does this
-   in practice; we do not count on it), fsync failing (fsyncgate), space, and
-   journals cut part-way through their metadata (only "none since the last
-   directory fsync", strict, and "all", eager, are modelled).
+   in practice; we do not count on it), space, and journals cut part-way through
+   their metadata (only "none since the last directory fsync", strict, and "all",
+   eager, are modelled).
 
 Inode identity. Content is keyed by inode number, because fsync acts on an inode
 and a rename keeps it. The kernel reuses a number once a file's last name and last
@@ -78,15 +87,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness._dropped import DroppedWrites
+from harness._modeltree import TreeIO
 from harness._torn import SECTOR, dropped, explain, rolled_back, tear
 
 __all__ = ["NAMES", "SECTOR", "DurabilityModel"]
 
 NAMES = ("strict", "eager")
 """The power-loss flavours for directory entries (crash-model rules 2 and 6)."""
-
-_CHUNK = 1 << 20
-
 
 @dataclass
 class _Inode:
@@ -101,7 +109,7 @@ class _Inode:
     since: str = "created"  # where the durable content came from: snapshot, fsync, created
 
 
-class DurabilityModel:
+class DurabilityModel(TreeIO, DroppedWrites):
     """Tracks durable content and entries under ``root``; rebuilds the root on power loss.
 
     ``real`` holds the unpatched os functions (``open``, ``read``, ``write``, ``close``,
@@ -116,14 +124,17 @@ class DurabilityModel:
         self._real = real
         self._nodes: dict[int, _Inode] = {}
         self._root_ino = -1
+        self._dropped: dict[int, list[tuple[int, int]]] = {}  # rule 7, `DroppedWrites`
         # the shim calls from one thread per processor; one lock keeps the records whole
         self._lock = threading.RLock()
 
     # -- the shim's entry points
 
     def snapshot_all(self) -> None:
-        """Everything now under the root is durable."""
+        """Everything now under the root is durable (but what a failed fsync dropped)."""
         with self._lock:
+            before = {ino: (self._nodes[ino].content, ranges)
+                      for ino, ranges in self._dropped.items() if ino in self._nodes}
             self._unpin_all()
             st = self._real.lstat(self.root)
             self._root_ino = st.st_ino
@@ -139,6 +150,7 @@ class DurabilityModel:
                 if not is_dir:
                     node.pin = self._pin(rel, ino)
                     node.content = self._read_current(node) or b""
+            self._carry_dropped(before)
 
     def file_synced(self, fd: int) -> None:
         """fsync/fdatasync of ``fd`` returned: its inode's content is durable as it is now."""
@@ -146,16 +158,21 @@ class DurabilityModel:
             st = self._real.fstat(fd)
             if _stat.S_ISDIR(st.st_mode):
                 return self.dir_synced(fd)
-            node = self._nodes.get(st.st_ino)
-            if node is None or node.pin is None:
-                rel = self._locate(st.st_ino)
-                if rel is None:
-                    return  # unreachable and untracked: no name can bring it back
-                node = self._track(rel, st.st_ino, False, _stat.S_IMODE(st.st_mode))
-            current = self._read_current(node)
+            node = self._file_node(st)
+            current = None if node is None else self._read_current(node)
             if current is not None:
-                node.content, node.since, node.mode = current, "fsync", _stat.S_IMODE(
-                    st.st_mode)
+                node.content, node.since, node.mode = self._syncable(
+                    st.st_ino, current, node.content), "fsync", _stat.S_IMODE(st.st_mode)
+
+    def _file_node(self, st: os.stat_result) -> _Inode | None:
+        """The record of file ``st``, tracked now if need be (None: it has no name)."""
+        node = self._nodes.get(st.st_ino)
+        if node is None or node.pin is None:
+            rel = self._locate(st.st_ino)
+            if rel is None:
+                return None
+            node = self._track(rel, st.st_ino, False, _stat.S_IMODE(st.st_mode))
+        return node
 
     def dir_synced(self, fd: int) -> None:
         """fsync of directory ``fd`` returned: its current entries are its durable ones."""
@@ -180,6 +197,16 @@ class DurabilityModel:
             node.entries = entries
             self._collect()
 
+    def moved(self, new_of: dict[int, int]) -> None:
+        """The tree was copied (explore's fork states): inode ``old`` is ``new_of[old]``
+        now; the pins already point at the copy."""
+        with self._lock:
+            self._nodes = {new_of.get(i, i): n for i, n in self._nodes.items()}
+            for node in self._nodes.values():
+                node.entries = {k: new_of.get(i, i) for k, i in node.entries.items()}
+            self._root_ino = new_of.get(self._root_ino, self._root_ino)
+            self._dropped = {new_of.get(i, i): r for i, r in self._dropped.items()}
+
     def removed_by_fault(self, path: str) -> None:
         """The fault deleted the tree at absolute ``path``: it is durably gone."""
         with self._lock:
@@ -199,8 +226,8 @@ class DurabilityModel:
                    names: str = "strict") -> list[str]:
         """Rebuild the root from the durable state; sentences saying what was undone.
         ``torn``: tear unsynced sectors (rule 5); ``names="eager"``: rule 6, not 2."""
-        if torn not in (None, "prefix", "sectors"):
-            raise ValueError(f"torn={torn!r}; expected None, 'prefix' or 'sectors'")
+        if torn not in (None, "prefix", "sectors", "holes"):
+            raise ValueError(f"torn={torn!r}; expected None, 'prefix', 'sectors' or 'holes'")
         if names not in NAMES:
             raise ValueError(f"names={names!r}; expected 'strict' or 'eager'")
         with self._lock:
@@ -209,7 +236,7 @@ class DurabilityModel:
             current = self._scan()
             plan_of = self._eager_plan if names == "eager" else self._strict_plan
             plan, said = plan_of(current, rng, torn)
-            self._unpin_all()
+            self._unpin_all()  # and forgets what was dropped: the files are rebuilt anew
             self._wipe()
             for rel, (_ino, node, data) in plan.items():
                 self._create(rel, node, data)
@@ -225,10 +252,13 @@ class DurabilityModel:
             data = None if node.is_dir else node.content
             now = None if node.is_dir else self._read_current(node)
             note = None
-            if torn and now is not None and now != data:
-                data, note = tear(node.content, now, rng, torn)
+            if torn and now is not None:
+                flight = self._syncable(ino, now, data)  # a dropped write is not in flight
+                if flight != data:
+                    data, note = tear(node.content, flight, rng, torn)
             plan[rel] = (ino, node, data)
             said += explain(rel, ino, node, data, now, note, current, plan)
+            said += self._said_dropped(rel, ino)
         return plan, said + dropped(current, plan)
 
     def _eager_plan(self, current, rng, torn):
@@ -244,61 +274,16 @@ class DurabilityModel:
                 plan[rel] = (ino, shape, None)
                 continue
             data, now, note = known.content, self._read_current(known), None
-            if torn and now is not None and now != data:
-                data, note = tear(known.content, now, rng, torn)
+            flight = None if now is None else self._syncable(ino, now, data)
+            if torn and flight is not None and flight != data:
+                data, note = tear(known.content, flight, rng, torn)
             plan[rel] = (ino, shape, data)
             if now is not None and now != data:
                 said.append(rolled_back(rel, known, data, now, note))
+                said += self._said_dropped(rel, ino)
         return plan, said
 
-    # -- the tree, through `real` only
-
-    def _abs(self, rel: str) -> str:
-        path = os.path.normpath(os.path.join(self.root, *rel.split("/"))) if rel else self.root
-        assert path == self.root or path.startswith(self.root + os.sep), path
-        return path
-
-    def _rel(self, path: str) -> str:
-        path = os.path.normpath(path)
-        assert path == self.root or path.startswith(self.root + os.sep), path
-        return os.path.relpath(path, self.root).replace(os.sep, "/") if path != self.root else ""
-
-    def _walk(self) -> list[tuple[str, os.stat_result]]:
-        """Every entry under the root, parents before children, names sorted."""
-        out: list[tuple[str, os.stat_result]] = []
-        todo = [""]
-        while todo:
-            rel = todo.pop()
-            for name in sorted(self._real.listdir(self._abs(rel)), reverse=True):
-                child = f"{rel}/{name}" if rel else name
-                st = self._real.lstat(self._abs(child))
-                out.append((child, st))
-                if _stat.S_ISDIR(st.st_mode):
-                    todo.append(child)
-        return out
-
-    def _scan(self) -> dict[str, tuple[int, bool, int]]:
-        """Regular files and directories now under the root: path -> (inode, is_dir, mode)."""
-        out: dict[str, tuple[int, bool, int]] = {}
-        for rel, st in self._walk():
-            if not (_stat.S_ISDIR(st.st_mode) or _stat.S_ISREG(st.st_mode)):
-                continue
-            out[rel] = (st.st_ino, _stat.S_ISDIR(st.st_mode), _stat.S_IMODE(st.st_mode))
-            node = self._nodes.get(st.st_ino)
-            if node is not None:
-                node.path = rel
-        return out
-
-    def _locate(self, ino: int) -> str | None:
-        """The current path of an inode: the cached one if it still holds, else a walk."""
-        node = self._nodes.get(ino)
-        if node is not None and node.path is not None:
-            try:
-                if self._real.lstat(self._abs(node.path)).st_ino == ino:
-                    return node.path
-            except OSError:
-                pass
-        return next((rel for rel, (i, _d, _m) in self._scan().items() if i == ino), None)
+    # -- records (the tree itself is read and written in `harness._modeltree`)
 
     def _track(self, rel: str, ino: int, is_dir: bool, mode: int) -> _Inode:
         """The record of an inode seen at ``rel`` now, made (and pinned) if new."""
@@ -312,35 +297,6 @@ class DurabilityModel:
         if not is_dir and node.pin is None:
             node.pin = self._pin(rel, ino)
         return node
-
-    def _pin(self, rel: str, ino: int) -> int | None:
-        try:
-            fd = self._real.open(self._abs(rel), os.O_RDONLY)
-        except OSError:
-            return None
-        if self._real.fstat(fd).st_ino != ino:  # replaced between lstat and open
-            self._real.close(fd)
-            return None
-        return fd
-
-    def _read_current(self, node: _Inode) -> bytes | None:
-        """An inode's current bytes, through our pin (or its path), None if unreadable."""
-        fd, own = node.pin, False
-        try:
-            if fd is None:
-                if node.path is None:
-                    return None
-                fd, own = self._real.open(self._abs(node.path), os.O_RDONLY), True
-            self._real.lseek(fd, 0, os.SEEK_SET)
-            chunks = []
-            while chunk := self._real.read(fd, _CHUNK):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        except OSError:
-            return None
-        finally:
-            if own:
-                self._real.close(fd)
 
     def _durable_tree(self) -> list[tuple[str, int]]:
         """(path, inode) of everything the durable entries name, parents first."""
@@ -368,6 +324,7 @@ class DurabilityModel:
             self._drop(ino)
 
     def _drop(self, ino: int) -> None:
+        self._dropped.pop(ino, None)
         node = self._nodes.pop(ino)
         if node.pin is not None:
             self._real.close(node.pin)
@@ -379,24 +336,3 @@ class DurabilityModel:
     def _unpin_all(self) -> None:
         for ino in list(self._nodes):
             self._drop(ino)
-
-    def _wipe(self) -> None:
-        for rel, st in reversed(self._walk()):  # children before their directory
-            if _stat.S_ISDIR(st.st_mode):
-                self._real.rmdir(self._abs(rel))
-            else:
-                self._real.unlink(self._abs(rel))
-
-    def _create(self, rel: str, node: _Inode, data: bytes | None) -> None:
-        path = self._abs(rel)
-        if node.is_dir:
-            self._real.mkdir(path, node.mode or 0o700)
-            return
-        fd = self._real.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, node.mode or 0o600)
-        try:
-            view = memoryview(data or b"")
-            while view:
-                view = view[self._real.write(fd, view):]
-        finally:
-            self._real.close(fd)
-

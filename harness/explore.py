@@ -6,15 +6,18 @@ the 1st, 2nd, 3rd... call until a run injects nothing, and reports the states ex
 and the violations found (the run JSON of ``harness run``, plus ``states`` per scenario):
 
 - ``killed_mid_write``: the processor dies at every intercepted call (a write lands half
-  its bytes); ``power_loss``: power is cut at every call, clean and in both torn
-  variants. A crash leaves only the disk, so both come from ONE recording run with a
-  snapshot of the sandbox (and of the durability model's durable image) at each call;
+  its bytes); ``power_loss``: power is cut at every call, clean and in the three torn
+  variants (prefix, sectors, holes). A crash leaves only the disk, so both come from
+  ONE recording run with a snapshot of the sandbox (and of the durability model's
+  durable image) at each call;
   each state restores that snapshot, drains and checks (`harness._crashstates`).
 - ``disk_full`` and ``permission_denied``: fail the Nth matching call, once and
   persistent; ``missing_directory``: remove the queue directory before every call. The
   target goes on after an error, so the recording run forks at each such call; the
   child takes the fault, stops at the end of that step, drains and checks
-  (`harness._forkpoint`).
+  (`harness._forkpoint`). ``fsync_failure``: every fsync and directory fsync fails with
+  EIO in turn (the same forks); the child goes on to the end of that step, or of the
+  next one, then the power goes (what the failure dropped is lost), then it drains.
 - ``concurrent_processors``: two processors with 4 entries; every single switch point of
   the baton (preemption bound 1, as CHESS): processor 0 runs until the chosen point,
   processor 1 runs to its end, then processor 0 finishes. Deeper interleavings are what
@@ -54,6 +57,7 @@ from harness.faults import (
     ConcurrentProcessors,
     DiskFull,
     FileRemoved,
+    FsyncFailure,
     MissingDirectory,
     PermissionDenied,
     Plan,
@@ -66,15 +70,20 @@ __all__ = ["explore", "add_arguments", "main", "VARIANTS", "DETAIL_LIMIT"]
 
 VARIANTS: dict[str, tuple[str | None, ...]] = {
     "killed_mid_write": (None,),
-    "power_loss": (None, "prefix", "sectors"),
+    "power_loss": (None, "prefix", "sectors", "holes"),
     "disk_full": ("once", "persistent"),
     "permission_denied": ("once", "persistent"),
     "missing_directory": (None,),
     "concurrent_processors": (None,),
     "corruption": (None,),
     "file_removed": (None,),
+    "fsync_failure": ("power-loss-after-step", "power-loss-after-next-step"),
 }
-"""The scenarios one ``--fault`` explores (a torn variant, once/persistent)."""
+"""The scenarios one ``--fault`` explores (a torn variant, once/persistent, when the power
+goes after an fsync failure)."""
+
+_POWER_AFTER = {"power-loss-after-step": 0, "power-loss-after-next-step": 1}
+"""fsync_failure: further steps the child runs before the power goes."""
 
 DETAIL_LIMIT = 50
 """Violations kept per scenario in the report (all violating states are counted)."""
@@ -85,6 +94,9 @@ _ERRNO_PLANS: dict[tuple[str, str | None], Callable[[int], Plan]] = {
     ("permission_denied", "once"): lambda op: Plan((PermissionDenied(at_op=op, once=True),)),
     ("permission_denied", "persistent"): lambda op: Plan((PermissionDenied(at_op=op),)),
     ("missing_directory", None): lambda op: Plan((MissingDirectory(path="q", at_op=op),)),
+    ("fsync_failure", "power-loss-after-step"): lambda op: Plan((FsyncFailure(at_op=op),)),
+    ("fsync_failure", "power-loss-after-next-step"): lambda op: Plan((
+        FsyncFailure(at_op=op),)),
 }
 
 _TEMPLATES = {
@@ -92,6 +104,11 @@ _TEMPLATES = {
     ("power_loss", None): "PowerLoss(at_op=k, calls=(<kind of op k>,))",
     ("power_loss", "prefix"): "PowerLoss(at_op=k, calls=(<kind of op k>,), torn='prefix')",
     ("power_loss", "sectors"): "PowerLoss(at_op=k, calls=(<kind of op k>,), torn='sectors')",
+    ("power_loss", "holes"): "PowerLoss(at_op=k, calls=(<kind of op k>,), torn='holes')",
+    ("fsync_failure", "power-loss-after-step"): "FsyncFailure(at_op=k), then PowerLoss() "
+                                                "at the end of that step",
+    ("fsync_failure", "power-loss-after-next-step"): "FsyncFailure(at_op=k), then "
+                                                     "PowerLoss() at the end of the next step",
     ("concurrent_processors", None): "ConcurrentProcessors(processors=2) with one switch "
                                       "at the k-th scheduling point",
 }
@@ -243,14 +260,15 @@ def _explore_fork(target, factory, program, root, seed, fault, at, replay) -> li
         t0 = time.perf_counter()
         make = _ERRNO_PLANS.get((fault, variant)) or _CallsFile()
         forks = ForkStates(make if at is None else (
-            lambda op, make=make: make(op) if op == at else Plan()), seed)
+            lambda op, make=make: make(op) if op == at else Plan()), seed,
+            power_after=_POWER_AFTER.get(variant))
         hook = forks.hook
         if isinstance(make, _CallsFile):
             def hook(r, call, make=make, forks=forks):
                 make.see(r, call)
                 return forks.hook(r, call)
         rec = Recording(target=target, factory=factory, program=program, root=root,
-                        hook=hook)
+                        hook=hook, model=variant in _POWER_AFTER)
         with quiet_logs():
             try:
                 rec.run()
@@ -259,8 +277,8 @@ def _explore_fork(target, factory, program, root, seed, fault, at, replay) -> li
                     forks.child_exit({"error": "the child raised before its verdict"})
         name = f"explore-{fault}" + (f"-{variant}" if variant else "")
         template = ("FileRemoved(path=<the file the call at op k names>, at_op=k)"
-                    if isinstance(make, _CallsFile) else
-                    repr(make(999_999).faults[0]).replace("999999", "k"))
+                    if isinstance(make, _CallsFile) else _TEMPLATES.get((fault, variant))
+                    or repr(make(999_999).faults[0]).replace("999999", "k"))
         tally = _Tally(name, fault, template, replay)
         for call, res in forks.results:
             label = f"op {call.op} {call.kind} {call.path}"

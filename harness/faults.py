@@ -28,6 +28,12 @@ Vocabulary (class, ``kind``, what it does):
   ``names="eager"`` models file systems that may persist a rename or create before the
   data (XFS, btrfs, ext4 data=writeback): every name change persists, unsynced data is
   still lost, so a file renamed into place before its fsync comes back empty.
+  ``torn="holes"`` adds NUL-filled holes: a sector the file gained since its last fsync
+  may read as zeros (its new length reached the disk, its data did not).
+- `FsyncFailure` ("fsync_failure"): fsync/fdatasync of a file, or fsync of a directory,
+  fails with EIO (`SyncFailed`), as Linux reports a writeback error: the dirty pages are
+  dropped (marked clean, still read back), and a later fsync that succeeds does not make
+  them durable; pair it with a `PowerLoss` to see what was lost (durability.py, rule 7).
 - `ConcurrentProcessors` ("concurrent_processors"): not a disk fault. Several
   processors run the workload at once and the schedule may switch between them at each
   shim op. It never acts through `ArmedPlan.decide`; the runner reads `Plan.concurrency`.
@@ -48,7 +54,7 @@ Triggers, shared by the faults where they make sense:
   spreads crashes over a run: ``PowerLoss(at_op=30, probability=0.03, times=5)`` fires
   about once every 33 matching calls from op 30 on, five times, at points the seed
   fixes, instead of five times in a row (`PermissionDenied`, `MissingDirectory`,
-  `KillMidWrite`, `PowerLoss`).
+  `KillMidWrite`, `PowerLoss`, `FsyncFailure`).
 - ``once`` / ``times``: how often a fault fires; used up, it never matches again.
 - ``heal_after_ops``: the fault stops that many ops after it first fired (None: until
   the run ends). `ArmedPlan.heal()` stops every fault (the drain always runs healed).
@@ -91,13 +97,15 @@ from harness.actions import (
     Raise,
     RemoveDirectory,
     ShortWrite,
+    SyncFailed,
 )
 from harness.errnos import INJECTED as _INJECTED
 
 __all__ = [
     "FAULT_KINDS", "FAULTS", "MATCH_KINDS", "ArmedPlan", "ConcurrentProcessors", "DiskFull",
-    "Fault", "FaultSpecError", "KillMidWrite", "MissingDirectory", "PermissionDenied", "Plan",
-    "PowerLoss", "fault_from_spec", "Corruption", "FileRemoved", "DAMAGES",
+    "Fault", "FaultSpecError", "FsyncFailure", "KillMidWrite", "MissingDirectory",
+    "PermissionDenied", "Plan", "PowerLoss", "fault_from_spec", "Corruption", "FileRemoved",
+    "DAMAGES",
 ]
 
 
@@ -279,11 +287,14 @@ class KillMidWrite(Fault):
 
 @_fault
 class PowerLoss(Fault):
-    """Every processor dies; the sandbox goes back to what was durable."""
+    """Every processor dies; the sandbox goes back to what was durable. ``torn``: None,
+    "prefix", "sectors" or "holes" (a sector the file gained since its last fsync may
+    also read as zeros, its new size on disk before its data: XFS, ext4 delayed
+    allocation, persist-queue issue #56); durability.py, rule 5."""
 
     kind: ClassVar[str] = "power_loss"
     _rules = {"at_op": _nat(1), "calls": _kinds(none=True), "path": _glob,
-              "torn": _one_of(None, "prefix", "sectors"), "times": _nat(1),
+              "torn": _one_of(None, "prefix", "sectors", "holes"), "times": _nat(1),
               "probability": _chance, "names": _one_of("strict", "eager")}
     at_op: int = 1
     calls: tuple[str, ...] | None = None
@@ -299,6 +310,42 @@ class PowerLoss(Fault):
         # the write in flight is unsynced either way; only a torn cut can keep some of it
         keep = rng.randint(0, call.nbytes) if self.torn and call.kind == "write" else None
         return PowerCut(repr(self), self.kind, torn=self.torn, keep=keep, names=self.names)
+
+
+@_fault
+class FsyncFailure(Fault):
+    """fsync/fdatasync of a file, or fsync of a directory, fails with EIO.
+
+    Model (Linux 4.13+, ext4 data=ordered): writeback of the dirty pages failed. The
+    caller is told once; the pages are marked clean, so they reach the disk only if
+    written again, while reads still return them from the page cache. A later fsync
+    that succeeds makes only what was written since durable: dropped bytes keep their
+    old durable content (zeros past the old durable length) at a power loss. Every other
+    descriptor open on the file then is told once, at its next fsync (errseq_t). A
+    failed directory fsync leaves its entries as of its last successful one. The real
+    fsync is not performed; the durability model records the drop (durability.py, rule
+    7). sync(2) cannot fail: never matched. ``times``: failures (None: every match).
+
+    Sources: pgsql-hackers, "PostgreSQL's handling of fsync() errors is unsafe and
+    risks data loss at least on XFS" (2018, "fsyncgate"); LWN, "PostgreSQL's fsync()
+    surprise" (2018), "Improved block-layer error handling" (2017, errseq_t); Rebello et
+    al., "Can Applications Recover from fsync Failures?" (USENIX ATC 2020); fsync(2).
+    """
+
+    kind: ClassVar[str] = "fsync_failure"
+    _rules = {"calls": _kinds(only=("fsync", "dirsync")), "path": _glob, "at_op": _nat(1),
+              "times": _nat(1, none=True), "probability": _chance}
+    calls: tuple[str, ...] = ("fsync", "dirsync")
+    path: str = "*"
+    at_op: int = 1
+    times: int | None = 1
+    probability: float = 1.0
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        # sync(2) (a call without a path) returns no error: see sync(2), NOTES
+        if call.path is None or not self._matches(call) or not self._draw(rng):
+            return None
+        return SyncFailed(repr(self), self.kind, _errno.EIO)
 
 
 @_fault
@@ -321,7 +368,7 @@ from harness._filefaults import DAMAGES, Corruption, FileRemoved  # noqa: E402
 
 FAULTS: dict[str, type[Fault]] = {c.kind: c for c in (
     DiskFull, PermissionDenied, MissingDirectory, KillMidWrite, PowerLoss,
-    ConcurrentProcessors, Corruption, FileRemoved)}
+    ConcurrentProcessors, FsyncFailure, Corruption, FileRemoved)}
 FAULT_KINDS = tuple(FAULTS)
 
 

@@ -10,6 +10,9 @@ it unchanged. What differs from thread mode:
   then opens the queue and runs ``recover()`` while the others wait between two calls;
 - a `PowerLoss` SIGKILLs every worker, then the sandbox is rolled back to what was
   durable (the shim's record of fsyncs), then every processor restarts;
+- a `FsyncFailure` is raised by the worker's shim (EIO, the real fsync not done); the
+  parent's durability model drops the file's unsynced bytes and tells the other
+  workers with the file open, once each, at their next fsync (Linux's errseq_t);
 - `ConcurrentProcessors` runs at least `MIN_CONCURRENCY` live processes on one
   directory, racing for real: the interleaving is the kernel's, so a process-mode run is
   not deterministic in its order (the seed replays the workload and the plan); "faults
@@ -134,7 +137,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
         conductor = tmpfs = model = None
         try:
             tmpfs, unprivileged, chmod = _prepare(sandbox, plan.kinds, notes)
-            if "power_loss" in plan.kinds:
+            if {"power_loss", "fsync_failure"} & set(plan.kinds):
                 model = DurabilityModel(sandbox, _real_os())
                 model.snapshot_all()
             real = RealFaults(sandbox=sandbox, queue_dir=queue_dir, history=run.history,

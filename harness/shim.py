@@ -36,7 +36,16 @@ from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
 from ._windows import PLATFORMS, Rules
-from .actions import Call, Kill, PowerCut, Raise, RemoveDirectory, RemoveFiles, ShortWrite
+from .actions import (
+    Call,
+    Kill,
+    PowerCut,
+    Raise,
+    RemoveDirectory,
+    RemoveFiles,
+    ShortWrite,
+    SyncFailed,
+)
 from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
 from .schedule import OpBudgetExceeded
@@ -84,6 +93,7 @@ def _injected(action, path, path2=None) -> BaseException:
     """The OSError an injected `Raise`/`ShortWrite` raises, tagged with its fault."""
     exc = OSError(action.errno, os.strerror(action.errno), path, None, path2)
     exc._shim_fault = action.fault  # type: ignore[attr-defined]  # a retry's repeat=
+    exc._shim_dropped = isinstance(action, SyncFailed)  # type: ignore[attr-defined]
     return _mark(exc)
 
 
@@ -142,6 +152,7 @@ class Shim(_Descriptors):
         self._drain_ops = 0
         self._graves: list[tuple[int, _Fd]] = []  # killed processors' descriptors
         self._null: int | None = None  # the placeholder dup2'd over them
+        self._untold: dict[int, tuple[_Fd, str]] = {}  # fsync errors not yet reported
         # (st_dev, st_ino) of a copy -> of its original: explore's fork children run on a
         # copy of the sandbox that must look, to the target, like the directory it had.
         self.identities: dict[tuple[int, int], tuple[int, int]] = {}
@@ -332,7 +343,7 @@ class Shim(_Descriptors):
                 if not getattr(exc, "_shim_recorded", False):
                     rule = getattr(exc, "_shim_platform", None)  # refused by `_windows`
                     self.platform_refusals += rule is not None
-                    record(_errname(exc), label=rule)
+                    record(_errname(exc), label=rule or getattr(exc, "_shim_fault", None))
                     _mark(exc)
                 raise
             record("ok", count(result) if count is not None else nbytes)

@@ -24,6 +24,7 @@ from harness.faults import (
     Corruption,
     DiskFull,
     FileRemoved,
+    FsyncFailure,
     KillMidWrite,
     MissingDirectory,
     PermissionDenied,
@@ -66,7 +67,7 @@ _BY_KIND: dict[str, st.SearchStrategy[Any]] = {
     "killed_mid_write": st.builds(KillMidWrite, at_op=_at, calls=_write_calls,
                                   keep=st.none() | st.sampled_from([0, 0.5, 1.0])),
     "power_loss": st.builds(PowerLoss, at_op=_at,
-                            torn=st.sampled_from([None, "prefix", "sectors"])),
+                            torn=st.sampled_from([None, "prefix", "sectors", "holes"])),
     "concurrent_processors": st.builds(ConcurrentProcessors,
                                        processors=st.integers(2, 4),
                                        switch_probability=st.sampled_from([0.5, 0.1, 0.9])),
@@ -78,6 +79,13 @@ _BY_KIND: dict[str, st.SearchStrategy[Any]] = {
                               at_op=_at, times=st.integers(1, 3),
                               calls=st.none() | st.sampled_from([("lock",), ("open",),
                                                                  ("replace",), ("write",)])),
+    # Its dropped writes show only at a later power loss, so failures spread over the
+    # run (some fsyncs, every time) come first: whenever the power goes, one may be recent.
+    "fsync_failure": st.builds(FsyncFailure, at_op=_at,
+                               calls=st.sampled_from([("fsync",), ("fsync", "dirsync"),
+                                                      ("dirsync",)]),
+                               times=st.sampled_from([None, 1, 2]),
+                               probability=st.sampled_from([0.3, 1.0])),
 }
 
 

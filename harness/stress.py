@@ -329,7 +329,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                    help="run shard I of N (seeds split deterministically)")
     p.add_argument("--faults", type=_kinds, default=FAULT_KINDS, metavar="KIND[,KIND]",
-                   help="fault kinds plans may mix (default: all six)")
+                   help="fault kinds plans may mix (default: all)")
     p.add_argument("--replay", metavar="FILE", help="run a saved counterexample again")
     p.add_argument("--report-dir", default="reports", help="where counterexamples are saved")
 

@@ -467,3 +467,49 @@ def test_handed_out_again_after_its_ack_with_the_deletion_before_the_ack_is_a_du
     ack(h, 1, "e1", "e1")
     drain(h)
     assert [v.kind for v in check(h).violations] == ["duplicate"]
+
+
+# -- fsync failure: trusting a failed fsync is a violation, reporting it is not
+
+_EIO = "FsyncFailure(calls=('fsync',))"
+_CUT = "PowerLoss(at_op=9)"
+
+
+def _enqueue_through_a_failed_fsync(h, outcome, *, retried=False):
+    h.op("invoke", 0, "enqueue", key="e1", value={"payload": b"e1|x"})
+    h.fs(0, "write", path="q/log", nbytes=5)
+    h.fs(0, "fsync", path="q/log", outcome="EIO", fault=_EIO)
+    if retried:
+        h.fs(0, "fsync", path="q/log")  # the retry returns ok: nothing was left to write
+    h.op(outcome, 0, "enqueue", key="e1", value={"id": "e1"} if outcome == "ok" else None,
+         error=None if outcome == "ok" else "OSError: [Errno 5] Input/output error")
+    h.fault(NEMESIS, "power_loss", _CUT, "power lost; q/log: 5 bytes in pages a failed "
+            "fsync dropped were not written again since", crashed=[0])
+
+
+@pytest.mark.parametrize("retried", [False, True], ids=["swallowed", "retried_and_trusted"])
+def test_an_enqueue_ok_through_a_failed_fsync_then_lost_is_a_silent_error(retried):
+    h = History()
+    _enqueue_through_a_failed_fsync(h, "ok", retried=retried)
+    drain(h)
+    (v,) = check(h).violations
+    assert v.kind == "silent_error" and v.entry == "e1"
+    assert v.faults[0] == _EIO and _CUT in v.faults
+    assert "fsync q/log -> EIO" in v.detail and "the error was swallowed" in v.detail
+
+
+@pytest.mark.parametrize("outcome, verdict", [("fail", "failed"), ("info", "indeterminate")])
+def test_an_enqueue_that_reported_the_eio_may_lose_its_entry(outcome, verdict):
+    h = History()
+    _enqueue_through_a_failed_fsync(h, outcome)
+    drain(h)
+    result = check(h)
+    assert result.valid and result.entries == {"e1": verdict}
+
+
+def test_an_entry_reported_failed_that_survives_anyway_is_recovered():
+    h = History()
+    _enqueue_through_a_failed_fsync(h, "info")
+    drain(h, "e1")
+    result = check(h)
+    assert result.valid and result.entries == {"e1": "recovered"}

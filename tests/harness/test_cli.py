@@ -251,7 +251,8 @@ def test_list_prints_faults_targets_and_scenarios(fake, sdir, capsys):
     out = capsys.readouterr().out
     for kind in FAULT_KINDS:
         assert kind in out
-    assert len(FAULT_KINDS) == 8 and "KillMidWrite" in out and "FileRemoved" in out
+    assert len(FAULT_KINDS) == 9 and "KillMidWrite" in out and "FileRemoved" in out
+    assert "FsyncFailure" in out
     for name in ("robust", "legacy", "legacy-seedfix", "alpha", "incident"):
         assert name in out
 

@@ -371,6 +371,9 @@ def test_eager_tears_too(tmp_path):
 
 
 def test_power_loss_refuses_unknown_flavours(disk):
+    with pytest.raises(ValueError, match="torn='half'; expected None, 'prefix', 'sectors' "
+                                         "or 'holes'"):
+        disk.crash(torn="half")
     with pytest.raises(ValueError, match="names='lazy'; expected 'strict' or 'eager'"):
         disk.crash(names="lazy")
 
@@ -396,3 +399,189 @@ def test_under_pyfakefs(fs):
         _rename_before_fsync(disk)
         disk.crash(names=names)
         assert disk.read("q/queue.json") == left
+
+
+# -- a failed fsync (rule 7): the dropped pages stay dropped
+
+
+PAGE = 4096
+
+
+def _failed_fsync(disk, rel, data, *, append=False):
+    """Write ``data`` to ``rel``; its fsync fails with EIO (the model is told so)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0)
+    fd = os.open(disk.p(rel), flags, 0o600)
+    try:
+        os.write(fd, data)
+        disk.model.file_sync_failed(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_at(disk, rel, offset, data, *, sync=True):
+    """pwrite ``data`` at ``offset``, told to the model as the shim tells it, then fsync."""
+    fd = os.open(disk.p(rel), os.O_WRONLY)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        n = os.write(fd, data)
+        disk.model.file_written(fd, offset, offset + n)
+        if sync:
+            os.fsync(fd)
+            disk.model.file_synced(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def log(tmp_path):
+    """A durable 1-page file 'log' of b"A"s in a durable directory."""
+    root = tmp_path / "box"
+    root.mkdir()
+    (root / "log").write_bytes(b"A" * PAGE)
+    model = DurabilityModel(str(root), _real())
+    model.snapshot_all()
+    return Disk(root, model)
+
+
+def test_a_failed_fsync_makes_nothing_durable_and_reads_still_see_the_data(log):
+    _failed_fsync(log, "log", b"B" * PAGE)  # overwrites page 0 in place
+    assert log.read("log") == b"B" * PAGE  # the page cache keeps it
+    assert log.model.dropping
+    said = log.crash()
+    assert log.read("log") == b"A" * PAGE
+    assert any("a failed fsync dropped" in s for s in said), said
+
+
+def test_a_later_successful_fsync_does_not_bring_dropped_pages_back(log):
+    _failed_fsync(log, "log", b"B" * 100, append=True)  # page 0 gains 100 bytes: dropped
+    # written past the dropped page, then fsynced: that fsync succeeds
+    _write_at(log, "log", 3 * PAGE, b"C" * 10)
+    log.crash()
+    got = log.read("log")
+    assert len(got) == 3 * PAGE + 10  # the later fsync made the new length durable
+    assert got[:PAGE] == b"A" * PAGE  # page 0 as before the failure...
+    assert got[PAGE:PAGE + 100] == bytes(100)  # ...the appended bytes read as zeros
+    assert got[3 * PAGE:] == b"C" * 10
+
+
+def test_writing_a_dropped_page_again_makes_all_of_it_durable(log):
+    _failed_fsync(log, "log", b"B" * 100, append=True)
+    # one byte in the dropped page dirties the whole page, the dropped bytes included
+    _write_at(log, "log", PAGE + 100, b"C")
+    assert not log.model.dropping
+    log.crash()
+    assert log.read("log") == b"A" * PAGE + b"B" * 100 + b"C"
+
+
+def test_writing_the_head_of_a_dropped_page_dirties_its_tail_too(log):
+    _failed_fsync(log, "log", b"B" * PAGE, append=True)  # page 1 dropped, all of it
+    _write_at(log, "log", PAGE, b"C")
+    log.crash()
+    assert log.read("log") == b"A" * PAGE + b"C" + b"B" * (PAGE - 1)
+
+
+def test_without_a_failure_every_fsync_is_whole(log):
+    # the control for the two tests above: the same writes, the fsync succeeding
+    with open(log.p("log"), "ab") as f:
+        f.write(b"B" * 100)
+    _write_at(log, "log", 3 * PAGE, b"C" * 10)
+    log.crash()
+    assert log.read("log")[PAGE:PAGE + 100] == b"B" * 100
+
+
+def test_truncating_over_dropped_pages_forgets_them(log):
+    _failed_fsync(log, "log", b"B" * PAGE, append=True)  # page 1 dropped
+    fd = os.open(log.p("log"), os.O_WRONLY)
+    try:
+        os.ftruncate(fd, PAGE)
+        log.model.file_written(fd, PAGE, None)
+        os.lseek(fd, PAGE, os.SEEK_SET)
+        os.write(fd, b"D" * 10)  # not told: a truncation already made it new space
+        os.fsync(fd)
+        log.model.file_synced(fd)
+    finally:
+        os.close(fd)
+    log.crash()
+    assert log.read("log") == b"A" * PAGE + b"D" * 10
+
+
+def test_sync2_writes_dirty_pages_only_not_dropped_ones(log):
+    _failed_fsync(log, "log", b"B" * PAGE)
+    log.model.snapshot_all()  # what the shim does at os.sync()
+    log.crash()
+    assert log.read("log") == b"A" * PAGE
+
+
+def test_a_failed_directory_fsync_leaves_the_entries_as_they_were(log):
+    log.write("new", b"x", sync=True)
+    fd = os.open(log.root, os.O_RDONLY)
+    try:
+        log.model.file_sync_failed(fd)  # a directory: nothing is dropped, nothing made durable
+    finally:
+        os.close(fd)
+    assert not log.model.dropping
+    log.crash()
+    assert not log.exists("new")
+    log.write("new", b"x", sync=True)
+    log.sync_dir()  # a later directory fsync that succeeds makes the entries durable
+    log.crash()
+    assert log.read("new") == b"x"
+
+
+def test_a_power_loss_forgets_what_was_dropped(log):
+    _failed_fsync(log, "log", b"B" * PAGE)
+    log.crash()
+    assert not log.model.dropping
+    log.write("log", b"E" * PAGE, sync=True)
+    log.crash()
+    assert log.read("log") == b"E" * PAGE
+
+
+def test_fsync_failure_under_pyfakefs(fs):
+    fs.create_file("/box/log", contents=b"A" * PAGE)
+    model = DurabilityModel("/box", _real())
+    model.snapshot_all()
+    disk = Disk("/box", model)
+    _failed_fsync(disk, "log", b"B" * 100, append=True)
+    _write_at(disk, "log", 3 * PAGE, b"C" * 10)
+    disk.crash()
+    got = disk.read("log")
+    assert got[:PAGE] == b"A" * PAGE and got[PAGE:PAGE + 100] == bytes(100)
+    assert got[3 * PAGE:] == b"C" * 10
+
+
+# -- torn="holes" (rule 5): fresh space may read as zeros, durable bytes never do
+
+
+def test_torn_holes_zero_only_space_the_file_gained(tmp_path):
+    trailing = kept_new = 0
+    for seed in range(16):
+        old, new, got, said = _torn_setup(tmp_path, seed, "holes")
+        assert len(old) <= len(got) <= len(new)
+        for i in range((len(got) + SECTOR - 1) // SECTOR):
+            sector = got[i * SECTOR:(i + 1) * SECTOR]
+            was, now = old[i * SECTOR:(i + 1) * SECTOR], new[i * SECTOR:(i + 1) * SECTOR]
+            if i * SECTOR < len(old):
+                assert sector in (was, now)  # a durable sector: old or new, never zeros
+            else:
+                assert sector in (now[:len(sector)], bytes(len(sector)))
+        last = got[-SECTOR:]
+        trailing += last == bytes(SECTOR)  # the size reached the disk, its data did not
+        kept_new += got[2 * SECTOR:3 * SECTOR] == new[2 * SECTOR:3 * SECTOR]
+        assert got == new or said[0].startswith("tore log: kept")
+    assert trailing and kept_new  # both shapes turn up
+
+
+def test_torn_holes_are_deterministic_for_a_seed(tmp_path):
+    a = _torn_setup(tmp_path, 3, "holes")
+    root2 = tmp_path / "again"
+    root2.mkdir()
+    assert _torn_setup(root2, 3, "holes")[2:] == a[2:]
+    assert len({_torn_setup(tmp_path, s, "holes")[2] for s in range(4, 10)}) > 1
+
+
+def test_torn_sectors_never_end_in_a_zeroed_sector(tmp_path):
+    # what "holes" adds: "sectors" stretches the file only to a sector that persisted
+    for seed in range(16):
+        _old, new, got, _said = _torn_setup(tmp_path, seed, "sectors")
+        assert got == new or len(got) == 2 * SECTOR or got[-SECTOR:] != bytes(SECTOR)

@@ -72,11 +72,11 @@ def test_legacy_loses_entries_under_kills_and_the_replay_names_one_state():
     assert again["states"] == 2 and again["violating_states"] == 1
 
 
-def test_power_loss_explores_the_clean_and_both_torn_variants():
+def test_power_loss_explores_the_clean_and_the_three_torn_variants():
     run = ex.explore("robust", "power_loss", ops=12)
     names = [s["name"] for s in run["scenarios"]]
     assert names == ["explore-power_loss", "explore-power_loss-torn-prefix",
-                     "explore-power_loss-torn-sectors"]
+                     "explore-power_loss-torn-sectors", "explore-power_loss-torn-holes"]
     assert all(s["status"] == "pass" for s in run["scenarios"])
 
 
@@ -186,3 +186,31 @@ def test_cli_writes_json_with_states_and_exits_1_on_violations(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "harness", "explore", "--fault", "nope"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
+
+
+_SNAPSHOT = "tests.quality.queues.correct_snapshot:open_queue"
+_RETRY = "tests.quality.queues.bug_fsync_retry_trusted:open_queue"
+
+
+def test_fsync_failure_fails_every_fsync_in_turn_then_cuts_the_power(made_dirs):
+    run = ex.explore(_SNAPSHOT, "fsync_failure", ops=10)
+    names = [s["name"] for s in run["scenarios"]]
+    assert names == ["explore-fsync_failure-power-loss-after-step",
+                     "explore-fsync_failure-power-loss-after-next-step"]
+    for sc in run["scenarios"]:
+        # one state per fsync and directory fsync of the recording run, plus the run
+        # without a fault; the queue reports the EIO, so nothing it acknowledged is lost
+        assert sc["status"] == "pass", sc["violations"][:2]
+        assert sc["states"] > 10 and sc["faults_fired"] == sc["states"] - 1
+    assert made_dirs and not any(os.path.exists(path) for path in made_dirs)
+
+
+def test_fsync_failure_explore_catches_a_retried_and_trusted_fsync():
+    run = ex.explore(_RETRY, "fsync_failure", ops=10)
+    now, later = run["scenarios"]
+    assert now["status"] == "fail" and now["violating_states"] > 0
+    assert {v["kind"] for v in now["violations"]} & {"lost", "silent_error"}
+    assert any("a failed fsync dropped" in v["detail"] for v in now["violations"])
+    at = int(now["replay"].rsplit("--at ", 1)[1])
+    again = ex.explore(_RETRY, "fsync_failure", ops=10, at=at)["scenarios"][0]
+    assert again["violating_states"] == 1

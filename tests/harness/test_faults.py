@@ -10,13 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import harness.faults as faults_module
-from harness.actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite
+from harness.actions import Call, Kill, PowerCut, Raise, RemoveDirectory, ShortWrite, SyncFailed
 from harness.faults import (
     FAULT_KINDS,
     FAULTS,
     ConcurrentProcessors,
     DiskFull,
     FaultSpecError,
+    FsyncFailure,
     KillMidWrite,
     MissingDirectory,
     PermissionDenied,
@@ -61,9 +62,13 @@ _specs = {
                        keep=st.none() | st.integers(0, 10**6) | st.floats(0.0, 1.0),
                        times=st.integers(1, 5), probability=_chance),
     PowerLoss: dict(at_op=_op, calls=st.none() | _kinds, path=_globs,
-                    torn=st.sampled_from([None, "prefix", "sectors"]), times=st.integers(1, 5),
+                    torn=st.sampled_from([None, "prefix", "sectors", "holes"]),
+                    times=st.integers(1, 5),
                     probability=_chance, names=st.sampled_from(["strict", "eager"])),
     ConcurrentProcessors: dict(processors=st.integers(2, 16), switch_probability=_chance),
+    FsyncFailure: dict(calls=st.sampled_from([("fsync",), ("dirsync",), ("fsync", "dirsync")]),
+                       path=_globs, at_op=_op, times=st.none() | st.integers(1, 5),
+                       probability=_chance),
 }
 
 
@@ -104,7 +109,7 @@ def test_repr_omits_defaults():
 def test_kinds_and_registry():
     assert FAULT_KINDS == ("disk_full", "permission_denied", "missing_directory",
                            "killed_mid_write", "power_loss", "concurrent_processors",
-                           "corruption", "file_removed")
+                           "corruption", "file_removed", "fsync_failure")
     assert all(FAULTS[k].kind == k for k in FAULT_KINDS)
 
 
@@ -129,7 +134,13 @@ def test_kinds_and_registry():
     (KillMidWrite, dict(keep=1.5), "keep=1.5; expected None (a random prefix)"),
     (KillMidWrite, dict(keep=-1), "keep=-1"),
     (KillMidWrite, dict(process=-1), "process=-1; expected an int >= 0 or None"),
-    (PowerLoss, dict(torn="all"), "torn='all'; expected one of None, 'prefix', 'sectors'"),
+    (PowerLoss, dict(torn="all"), "torn='all'; expected one of None, 'prefix', 'sectors', "
+                                  "'holes'"),
+    (FsyncFailure, dict(calls=("write",)), "FsyncFailure: calls=('write',); expected a "
+                                           "non-empty tuple of call kinds from ('fsync', "
+                                           "'dirsync')"),
+    (FsyncFailure, dict(times=0), "times=0; expected an int >= 1 or None"),
+    (FsyncFailure, dict(probability=2), "FsyncFailure: probability=2"),
     (PowerLoss, dict(names="lazy"), "names='lazy'; expected one of 'strict', 'eager'"),
     (PowerLoss, dict(probability=0), "PowerLoss: probability=0; expected a number p with 0 < p"),
     (KillMidWrite, dict(probability=1.01), "KillMidWrite: probability=1.01"),
@@ -429,3 +440,32 @@ def test_arm_is_deterministic():
 
     assert run(11) == run(11)
     assert run(11) != run(12)
+
+
+def test_fsync_failure_fails_fsync_and_dirsync_with_eio_once():
+    f = FsyncFailure(at_op=3)
+    a = armed(f)
+    assert a.decide(call(2, "fsync")) is None  # before at_op
+    assert a.decide(call(3, "write")) is None  # not a sync
+    action = a.decide(call(4, "dirsync", "q"))
+    assert action == SyncFailed("FsyncFailure(at_op=3)", "fsync_failure", errno.EIO)
+    assert isinstance(action, Raise)  # carried out like any error, before the call
+    assert a.decide(call(5, "fsync")) is None and a.exhausted  # told once
+
+
+def test_fsync_failure_calls_path_times_and_sync2():
+    a = armed(FsyncFailure(calls=("fsync",), path="q/log", times=None))
+    assert a.decide(call(1, "dirsync", "q")) is None
+    assert a.decide(call(2, "fsync", "q/other")) is None
+    assert all(isinstance(a.decide(call(op, "fsync", "q/log")), SyncFailed)
+               for op in range(3, 9))
+    assert not a.exhausted
+    # sync(2) (a call without a path) cannot fail: it is never matched
+    assert armed(FsyncFailure()).decide(call(1, "fsync", None)) is None
+
+
+def test_fsync_failure_from_spec_and_repr():
+    f = fault_from_spec({"kind": "fsync_failure", "calls": ["dirsync"], "times": 2})
+    assert f == FsyncFailure(calls=("dirsync",), times=2)
+    assert repr(f) == "FsyncFailure(calls=('dirsync',), times=2)"
+    assert repr(FsyncFailure()) == "FsyncFailure()"

@@ -217,3 +217,102 @@ def test_files_removed_by_another_program_are_removed_for_real(mode):
     assert event.effect.startswith("another program removed q/owners/") and event.process >= 0
     assert not event.destroyed  # an owner file holds no entry
     assert r.status == "pass", r.to_dict()["violations"][:3]
+
+
+# -- FsyncFailure on real processes: the worker's shim raises, the parent's model drops
+
+_RETRY = "tests.quality.queues.bug_fsync_retry_trusted:open_queue"
+
+
+def _retry_trusted(directory):
+    from tests.quality.queues.bug_fsync_retry_trusted import open_queue
+    return open_queue(directory)
+
+
+def _fsync_then_power(mode):
+    """The temp file's first fsync fails; the power goes at the first call after the first
+    enqueue that returned ok (found from a thread-mode run: one processor, same calls)."""
+    fail = faults.FsyncFailure(calls=("fsync",), path="q/state.json.tmp*")
+    probe = Scenario(name="fsync-probe", description="t", fault="fsync_failure",
+                     plan=faults.Plan(faults=(fail,)), workload=Workload(entries=3))
+    ops = 0
+    for rec in run_scenario(_RETRY, probe, factory=_retry_trusted).history.records:
+        ops += isinstance(rec, FsOp)
+        if isinstance(rec, Op) and rec.f == "enqueue" and rec.type == "ok":
+            break
+    sc = Scenario(name="fsync-then-power", description="t", fault="fsync_failure",
+                  plan=faults.Plan(faults=(fail, faults.PowerLoss(at_op=ops + 1))),
+                  workload=Workload(entries=3))
+    return run_scenario(_RETRY, sc, factory=_retry_trusted, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_fsync_failure_raises_eio_in_the_worker_and_the_loss_shows_at_a_power_loss(mode):
+    r = _fsync_then_power(mode)
+    failed = [x for x in r.history.fs_ops() if x.outcome == "EIO"]
+    assert [(x.call, x.fault) for x in failed] == [
+        ("fsync", "FsyncFailure(calls=('fsync',), path='q/state.json.tmp*')")]
+    cut = next(x for x in r.history.records if isinstance(x, FaultEvent)
+               and x.kind == "power_loss")
+    assert "a failed fsync dropped" in cut.effect  # the retried fsync made none of it durable
+    assert r.status == "fail"
+    assert {v.kind for v in r.result.violations} & {"silent_error", "lost"}
+
+
+def test_the_parent_tells_every_other_process_with_the_file_open_once(tmp_path):
+    """errseq_t across processes: the parent notes each other child with the file open at
+    the failure, and answers that child's next fsync of it (only) with the fault."""
+    import random as _random
+    import types
+
+    from harness._parent import Conductor, _Child
+    from harness.durability import DurabilityModel
+    from harness.history import History
+
+    (tmp_path / "log").write_bytes(b"")
+    model = DurabilityModel(str(tmp_path), types.SimpleNamespace(**{
+        n: getattr(os, n) for n in ("open", "read", "write", "close", "lstat", "fstat",
+                                    "listdir", "mkdir", "rmdir", "unlink", "lseek")}))
+    model.snapshot_all()
+    fault = faults.FsyncFailure()
+    conductor = Conductor(ctx=None, history=History(), armed=faults.Plan((fault,)).arm(
+        _random.Random(1)), model=model, real=None, disk_rng=_random.Random(1), base=None,
+        factory=None, programs=[], max_ops=10, deadline=0.0)
+    me = types.SimpleNamespace(pid=os.getpid())  # both "children" are this process
+    failing, other = _Child(0, me, None, failing=repr(fault)), _Child(1, me, None)
+    conductor._children = {0: failing, 1: other}
+    fd = os.open(tmp_path / "log", os.O_WRONLY)
+    elsewhere = os.open(tmp_path, os.O_RDONLY)
+    try:
+        os.write(fd, b"x")
+        conductor._dropped(failing, "sync_failed", fd)
+        assert model.dropping
+        assert conductor._synced(other, elsewhere, True) is None  # another file: not told
+        assert conductor._synced(other, fd, False) == repr(fault)
+        assert conductor._synced(other, fd, False) is None  # once
+        assert conductor._synced(failing, fd, False) is None  # it was told at the failure
+    finally:
+        os.close(fd)
+        os.close(elsewhere)
+        model.close()
+
+
+def _correct_log(directory):
+    from tests.quality.queues.correct_log import open_queue
+    return open_queue(directory)
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_appends_over_a_dropped_page_make_it_durable_again(mode):
+    # correct_log reports the EIO; its next append lands in the page the failure dropped,
+    # which makes the whole page (the failed record too) durable again, as a page cache
+    # does. Unless the workers' writes reach the parent's model, that page stays dropped
+    # and the power loss cuts the log short: a false loss.
+    sc = Scenario(name="dropped-page", description="t", fault="fsync_failure",
+                  plan=faults.Plan(faults=(
+                      faults.FsyncFailure(calls=("fsync",), path="q/queue.log", at_op=20),
+                      faults.PowerLoss(at_op=80))), workload=Workload(entries=6))
+    r = run_scenario("tests.quality.queues.correct_log:open_queue", sc, factory=_correct_log,
+                     mode=mode)
+    assert [x.outcome for x in r.history.fs_ops() if x.fault and "Fsync" in x.fault] == ["EIO"]
+    assert r.status == "pass", statuses(r)

@@ -24,6 +24,7 @@ NAMED = {
     "disk-full", "disk-full-persistent", "permission-denied", "missing-directory",
     "missing-directory-mid-save", "killed-mid-write", "power-loss", "power-loss-torn",
     "concurrent-processors", "incident", "stale-locks", "delivered-retention",
+    "fsync-failure", "power-loss-holes",
 }
 
 VALID = """\

@@ -179,6 +179,10 @@ EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "bug_damage_as_torn_tail": (("corruption-at-rest",), frozenset({"lost", "duplicate"})),
     "bug_lockfile_deadlock": (("file-removed",), frozenset({"stuck"})),
     "bug_lockfile_split": (("file-removed",), frozenset({"lost", "duplicate"})),
+    # an fsync that failed with EIO, retried and trusted: its dropped pages are lost at
+    # the next power loss, the state file comes back as zeros
+    "bug_fsync_retry_trusted": (("fsync-failure",),
+                                frozenset({"silent_error", "lost", "stuck"})),
     # plain logic bugs
     "bug_nonunique_ids": (tuple(ALL), frozenset({"lost"})),
     "bug_short_read": (("large-payloads",), frozenset({"corrupt", "stuck"})),
@@ -225,6 +229,16 @@ def test_replace_open_is_caught_only_on_windows():
     d = run("bug_replace_open", "windows-concurrent")
     assert d["violations"], describe(d)
     assert any("(WinError 5)" in o for o in d["observations"]), describe(d)
+
+
+def test_fsync_retry_trusted_is_caught_where_its_correct_base_passes():
+    """One change from correct_snapshot (it raises on EIO): retrying the fsync and trusting
+    the retry. The scenario pairs FsyncFailure with a later PowerLoss; the base passes it."""
+    assert run("correct_snapshot", "fsync-failure")["status"] == "pass"
+    d = run("bug_fsync_retry_trusted", "fsync-failure")
+    assert d["status"] == "fail", describe(d)
+    around = {f.split("(")[0] for v in d["violations"] for f in v["faults"]}
+    assert {"FsyncFailure", "PowerLoss"} <= around, describe(d)
 
 
 # -- through the real CLI ------------------------------------------------------------

@@ -41,19 +41,36 @@ def discarded_on_error(path: str):
         raise
 
 
+# The names this process has seen made durable by an fsync of their directory. A name
+# whose directory fsync failed (EIO) is visible but not durable, so it is synced again at
+# the next call that relies on it, by this process or any other. Kept by path, not
+# stat'ed: a name that went away comes back only through a creator, which syncs it.
+_DURABLE: set[str] = set()
+
+
+def durable_name(path: str, *, created: bool = False) -> None:
+    """Make sure the directory entry ``path`` is durable (``created``: this call made it)."""
+    path = os.path.abspath(path)
+    if created or path not in _DURABLE:
+        _DURABLE.discard(path)
+        fsync_dir(os.path.dirname(path))
+        _DURABLE.add(path)
+
+
 def ensure_dir(path: str) -> bool:
     """Create ``path`` (and missing parents) durably; True when this call created it."""
-    if os.path.isdir(path):
-        return False
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        ensure_dir(parent)
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        return False
-    fsync_dir(parent)
-    return True
+    created = False
+    if not os.path.isdir(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            ensure_dir(parent)
+        try:
+            os.mkdir(path)
+            created = True
+        except FileExistsError:
+            pass
+    durable_name(path, created=created)
+    return created
 
 
 @contextlib.contextmanager

@@ -11,8 +11,10 @@ valid one after it is damage at rest (a crash only ever tears the end): every ca
 raises EBADMSG until `repair` rebuilds the log from every valid line. (A flipped bit in
 the last line cannot be told from a torn write; it is cut like one. A power cut that
 leaves holes in a multi-record append is taken for damage: the queue then refuses until
-repaired, which loses nothing acknowledged.) All of it under an flock on the directory q/
-itself (no lock file that someone could delete while it is held).
+repaired, which loses nothing acknowledged.) Every process makes the directory's name
+durable before it relies on it (a failed directory fsync is retried). All of it under an
+flock on the directory q/ itself (no lock file that someone could delete while it is
+held).
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ import shutil
 import uuid
 import zlib
 
-from tests.quality.queues._util import dir_flocked, fsync_dir, unique, write_synced
+from tests.quality.queues._util import (
+    dir_flocked,
+    durable_name,
+    fsync_dir,
+    unique,
+    write_synced,
+)
 
 LOG = "queue.log"
 
@@ -42,6 +50,7 @@ class LogQueue:
 
     def _ensure(self) -> None:
         if os.path.isdir(self.dir):
+            durable_name(self.dir)  # its creator's fsync of the parent may have failed
             return
         parent = os.path.dirname(self.dir)
         os.makedirs(parent, exist_ok=True)
@@ -55,8 +64,9 @@ class LogQueue:
             except OSError:
                 if not os.path.isdir(self.dir):
                     raise
+                durable_name(self.dir)
                 return  # someone else created it first
-            fsync_dir(parent)
+            durable_name(self.dir, created=True)
         finally:
             if os.path.isdir(aside):
                 shutil.rmtree(aside, ignore_errors=True)

@@ -22,6 +22,7 @@ import shutil
 from tests.quality.queues._util import (
     dir_flocked,
     discarded_on_error,
+    durable_name,
     fsync_dir,
     unique,
     write_synced,
@@ -42,6 +43,7 @@ class SnapshotQueue:
 
     def _ensure(self) -> None:
         if os.path.isdir(self.dir):
+            durable_name(self.dir)  # its creator's directory fsync may have failed
             return
         parent = os.path.dirname(self.dir)
         os.makedirs(parent, exist_ok=True)
@@ -55,8 +57,9 @@ class SnapshotQueue:
             except OSError:
                 if not os.path.isdir(self.dir):
                     raise
+                durable_name(self.dir)
                 return  # someone else created it first
-            fsync_dir(parent)
+            durable_name(self.dir, created=True)
         finally:
             if os.path.isdir(aside):
                 shutil.rmtree(aside, ignore_errors=True)
