@@ -109,7 +109,7 @@ def test_repr_omits_defaults():
 def test_kinds_and_registry():
     assert FAULT_KINDS == ("disk_full", "permission_denied", "missing_directory",
                            "killed_mid_write", "power_loss", "concurrent_processors",
-                           "corruption", "file_removed", "fsync_failure")
+                           "fsync_failure", "corruption", "file_removed")
     assert all(FAULTS[k].kind == k for k in FAULT_KINDS)
 
 
