@@ -1,8 +1,8 @@
-"""Two faults done to single files from outside the target: damage at rest, and removal.
+"""Three faults done to single files: damage at rest, removal, a failed fsync.
 
 Defined apart from `harness.faults` to keep that module short; import them from there
-(``from harness.faults import Corruption, FileRemoved``), which registers them: importing
-this module first would be a circular import.
+(``from harness.faults import Corruption, FileRemoved, FsyncFailure``), which registers
+them.
 
 - `Corruption` ("corruption"): the medium changes a file the target wrote while no
   processor is inside a call: at the restart after a crash (``before="restart"``) or
@@ -16,20 +16,21 @@ Where their effect lands in the history, and how the checker reads it: `harness.
 
 from __future__ import annotations
 
+import errno as _errno
 import random
 from typing import Any, ClassVar
 
 from harness._armed import State as _State
+from harness._faultbase import Fault, _fault
 from harness._validate import chance as _chance
 from harness._validate import fail as _fail
 from harness._validate import glob as _glob
 from harness._validate import kinds as _kinds
 from harness._validate import nat as _nat
 from harness._validate import one_of as _one_of
-from harness.actions import Action, Call, Damage, RemoveFiles
-from harness.faults import Fault, _fault
+from harness.actions import Action, Call, Damage, RemoveFiles, SyncFailed
 
-__all__ = ["DAMAGES", "Corruption", "FileRemoved"]
+__all__ = ["DAMAGES", "Corruption", "FileRemoved", "FsyncFailure"]
 
 DAMAGES = ("bitflip", "sector", "truncate", "delete")
 """What `Corruption` may do to a file."""
@@ -132,3 +133,39 @@ class FileRemoved(Fault):
         if not self._matches(call) or not self._draw(rng):
             return None
         return RemoveFiles(repr(self), self.kind, self.path)
+
+
+@_fault
+class FsyncFailure(Fault):
+    """fsync/fdatasync of a file, or fsync of a directory, fails with EIO.
+
+    Model (Linux 4.13+, ext4 data=ordered): writeback of the dirty pages failed. The
+    caller is told once; the pages are marked clean, so they reach the disk only if
+    written again, while reads still return them from the page cache. A later fsync
+    that succeeds makes only what was written since durable: dropped bytes keep their
+    old durable content (zeros past the old durable length) at a power loss. Every other
+    descriptor open on the file then is told once, at its next fsync (errseq_t). A
+    failed directory fsync leaves its entries as of its last successful one. The real
+    fsync is not performed; the durability model records the drop (durability.py, rule
+    7). sync(2) cannot fail: never matched. ``times``: failures (None: every match).
+
+    Sources: pgsql-hackers, "PostgreSQL's handling of fsync() errors is unsafe and
+    risks data loss at least on XFS" (2018, "fsyncgate"); LWN, "PostgreSQL's fsync()
+    surprise" (2018), "Improved block-layer error handling" (2017, errseq_t); Rebello et
+    al., "Can Applications Recover from fsync Failures?" (USENIX ATC 2020); fsync(2).
+    """
+
+    kind: ClassVar[str] = "fsync_failure"
+    _rules = {"calls": _kinds(only=("fsync", "dirsync")), "path": _glob, "at_op": _nat(1),
+              "times": _nat(1, none=True), "probability": _chance}
+    calls: tuple[str, ...] = ("fsync", "dirsync")
+    path: str = "*"
+    at_op: int = 1
+    times: int | None = 1
+    probability: float = 1.0
+
+    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+        # sync(2) (a call without a path) returns no error: see sync(2), NOTES
+        if call.path is None or not self._matches(call) or not self._draw(rng):
+            return None
+        return SyncFailed(repr(self), self.kind, _errno.EIO)

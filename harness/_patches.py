@@ -19,13 +19,15 @@ import platform
 import random
 import shutil
 import stat as _stat
-import sys
-import threading
 import time
 import types
 from typing import Any
 
-from ._shimfile import open_file
+from ._callpatches import _arg, _fd_target, other_wrappers
+from ._pyfakefs import active_patcher as _active_patcher
+from ._pyfakefs import fake_path_wrappers as _fake_path_wrappers
+from ._pyfakefs import fake_pathlib_patches as _fake_pathlib_patches
+from ._pyfakefs import rebind_imported_names as _rebind_imported_names
 
 __all__ = ["patch_all"]
 
@@ -44,24 +46,6 @@ _FD_CALLS = {"read": "read", "lseek": "seek", "fstat": "stat", "ftruncate": "tru
              "fsync": "fsync", "fdatasync": "fsync"}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _SYNC_FLAGS = os.O_SYNC | os.O_DSYNC
-
-
-def _arg(args, kwargs, index: int, name: str, default=None):
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
-
-def _fd_target(shim, fd):
-    """(processor, fd, info) when this call is to be intercepted, else None."""
-    p = shim._bound()
-    if p is None:
-        return None
-    if not isinstance(fd, int) and hasattr(fd, "fileno"):
-        fd = fd.fileno()
-    info = shim._fds.get(fd)
-    if info is not None and info.dead:
-        shim._dead_fd(p, info)  # a killed processor's descriptor: refused, unrecorded
-    return None if info is None else (p, fd, info)
 
 
 def _path_wrapper(shim, orig, kind: str, writes: bool):
@@ -296,138 +280,6 @@ def _on_windows(shim, how: str, src, dst, perform):
     return _checked(lambda: shim.windows.rename(src, dst, replace=how == "replace"), perform)
 
 
-def _other_wrappers(shim, o) -> dict[str, Any]:
-    def flock(fd, operation):
-        target = _fd_target(shim, fd)
-        if target is None:
-            return o.flock(fd, operation)
-        p, fd, info = target
-        if shim.real_processes:  # the emulation could not see the other processes
-            return shim._run(p, "lock", info.path, lambda: o.flock(fd, operation))
-        return shim._run(p, "lock", info.path,
-                         lambda: shim._flock(p, fd, operation, info.path))
-
-    def sleep(seconds):
-        p = shim._bound()
-        if p is None or shim.real_processes:
-            return o.sleep(seconds)
-        # a bound thread yields to the schedule instead of sleeping: fast and deterministic
-        shim._check_alive(p)
-        if shim.scheduler is not None:
-            shim.scheduler.switch_point(p)
-            shim._check_alive(p)
-        return None
-
-    def open_(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
-              closefd=True, opener=None):
-        p = shim._bound()
-        path = None if p is None else shim._resolve(file)
-        if path is None:
-            return o.builtin_open(file, mode, buffering, encoding, errors, newline, closefd,
-                                  opener)
-        return open_file(shim, p, path, o.builtin_open, file, mode, buffering, encoding,
-                         errors, newline, closefd, opener)
-    def sync():
-        # sync(2) makes every file and directory durable: the model must know, or a queue
-        # that relies on it would be taken for one that never syncs.
-        p = shim._bound()
-        if p is None:
-            return o.sync()
-
-        def perform():
-            o.sync()
-            if shim.model is not None:
-                with shim._own(), shim._quiet():
-                    shim.model.snapshot_all()
-        return shim._run(p, "fsync", None, perform)
-    entropy_lock = threading.Lock()
-
-    by_name = [0]  # nested rmtree calls walking by name (no lock: a lock would hold the baton)
-
-    def rmtree(*args, **kwargs):
-        if shim.windows is None or shim._bound() is None:
-            return o.rmtree(*args, **kwargs)
-        # Windows' rmtree walks by name; Linux's opens each directory, refused there (W6)
-        name = "_rmtree_impl" if hasattr(shutil, "_rmtree_impl") else "_use_fd_functions"
-        walk = getattr(shutil, "_rmtree_unsafe", None) if name == "_rmtree_impl" else False
-        saved = getattr(shutil, name)
-        by_name[0] += 1
-        setattr(shutil, name, walk)
-        try:
-            return o.rmtree(*args, **kwargs)
-        finally:
-            by_name[0] -= 1
-            if not by_name[0]:
-                setattr(shutil, name, saved)
-
-    def system():  # a processor asking at call time takes its Windows branch (`_windows`)
-        if shim.windows is not None and shim._bound() is not None:
-            return "Windows"
-        return o.system()
-
-    def urandom(n):
-        # Real processes keep real entropy: seeded alike, they would mint the same names.
-        if shim.real_processes or shim._bound() is None:
-            return o.urandom(n)
-        with entropy_lock:
-            return shim.entropy.randbytes(n)
-    return {"flock": flock, "sleep": sleep, "open": open_, "sync": sync, "urandom": urandom,
-            "system": system, "rmtree": rmtree}
-
-
-def _fake_path_wrappers(pathmod, osmod) -> dict[str, Any]:
-    """pyfakefs's os.path and os.makedirs skip os.stat/os.mkdir; route them through."""
-    def stat_or_none(path, stat_call):
-        try:
-            return stat_call(path)
-        except (OSError, ValueError):
-            return None
-
-    def makedirs(name, mode=0o777, exist_ok=False):
-        head, tail = pathmod.split(name)
-        if not tail:
-            head, tail = pathmod.split(head)
-        if head and tail and stat_or_none(head, osmod.stat) is None:
-            with contextlib.suppress(FileExistsError):
-                makedirs(head, exist_ok=exist_ok)
-        try:
-            osmod.mkdir(name, mode)
-        except OSError:
-            st = stat_or_none(name, osmod.stat)
-            if not exist_ok or st is None or not _stat.S_ISDIR(st.st_mode):
-                raise
-
-    def test(mode_test, stat_name="stat"):
-        def check(path):
-            st = stat_or_none(path, getattr(osmod, stat_name))
-            return st is not None and mode_test(st.st_mode)
-        return check
-    return {"makedirs": (osmod, makedirs), "exists": (pathmod, test(lambda m: True)),
-            "lexists": (pathmod, test(lambda m: True, "lstat")),
-            "isdir": (pathmod, test(_stat.S_ISDIR)), "isfile": (pathmod, test(_stat.S_ISREG)),
-            "getsize": (pathmod, lambda path: osmod.stat(path).st_size)}
-
-
-def _fake_pathlib_patches() -> list:
-    """pyfakefs's FakePath opens files itself; give it back pathlib's own methods, which
-    go through ``io.open`` (patched) as they do on the real disk."""
-    fake_path = getattr(sys.modules.get("pyfakefs.fake_pathlib"), "FakePath", None)
-    if fake_path is None:
-        return []
-    real_path = next((c for c in fake_path.__mro__
-                      if c.__module__ == "pathlib" and c.__name__ == "Path"), None)
-    return [] if real_path is None else [
-        (fake_path, name, vars(real_path)[name])
-        for name in ("open", "read_bytes", "read_text", "write_bytes", "write_text")]
-
-
-def _active_patcher():
-    """The running pyfakefs Patcher, if any (looked up, never imported: no dependency)."""
-    module = sys.modules.get("pyfakefs.fake_filesystem_unittest")
-    patcher = getattr(getattr(module, "Patcher", None), "PATCHER", None)
-    return patcher if patcher is not None and getattr(patcher, "is_patching", False) else None
-
-
 def patch_all(make_shim):
     """Capture the originals, build the shim, patch; return (undo, shim)."""
     patcher = _active_patcher()
@@ -451,7 +303,7 @@ def patch_all(make_shim):
     wrappers = _os_wrappers(shim, real)
     plan = [(shm if name in _SHUTIL_CALLS else osm, name, fn) for name, fn in wrappers.items()
             if name in _SHUTIL_CALLS or getattr(real, name, None) is not None]
-    other = _other_wrappers(shim, real)
+    other = other_wrappers(shim, real)
     plan += [(fcm, "flock", other["flock"]), (time, "sleep", other["sleep"]),
              (os, "urandom", other["urandom"]), (random, "_urandom", other["urandom"]),
              (platform, "system", other["system"]), (shm, "rmtree", other["rmtree"])]
@@ -482,34 +334,3 @@ def patch_all(make_shim):
         undo()
         raise
     return undo, shim
-
-
-# Modules whose names bound with `from os import ...` are the harness's or the test
-# runner's own, not the target's: left alone.
-_NOT_TARGETS = ("harness", "pyfakefs", "_pytest", "pytest", "pluggy", "hypothesis",
-                "multiprocess", "dill", "xdist", "execnet")
-
-
-def _rebind_imported_names(plan, saved) -> None:
-    """A target that did ``from os import fsync`` (femtoqueue does) holds the original
-    function, which patching ``os`` does not reach: its fsyncs would escape the shim and
-    the durability model would roll back data the kernel made durable (a false alarm).
-    So every module outside the standard library and the harness gets such names rebound
-    to the wrappers while the shim is installed; ``saved`` undoes it."""
-    wrapper_of = {}
-    for obj, name, fn in plan:
-        if isinstance(obj, types.ModuleType) and obj.__name__ in ("os", "posix", "shutil",
-                                                                   "fcntl", "time"):
-            old = next((o for (m, n, _had, o) in saved if m is obj and n == name), None)
-            if callable(old):
-                wrapper_of[id(old)] = (old, fn)
-    for modname, module in list(sys.modules.items()):
-        top = modname.partition(".")[0]
-        if (module is None or top in sys.stdlib_module_names or top.startswith(_NOT_TARGETS)
-                or not isinstance(getattr(module, "__dict__", None), dict)):
-            continue
-        for key, value in list(vars(module).items()):
-            hit = wrapper_of.get(id(value))
-            if hit is not None and hit[0] is value:
-                saved.append((module, key, True, value))
-                setattr(module, key, hit[1])

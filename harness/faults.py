@@ -69,7 +69,7 @@ from __future__ import annotations
 import errno as _errno
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 # the helpers keep their old private names here, so the fault classes read as before
@@ -78,7 +78,6 @@ from harness._armed import State as _State
 from harness._armed import kind_matches as _kind_matches
 from harness._armed import path_matches as _path_matches
 from harness._validate import MATCH_KINDS, FaultSpecError
-from harness._validate import Rule as _Rule
 from harness._validate import chance as _chance
 from harness._validate import errnos as _errnos
 from harness._validate import fail as _fail
@@ -97,7 +96,6 @@ from harness.actions import (
     Raise,
     RemoveDirectory,
     ShortWrite,
-    SyncFailed,
 )
 from harness.errnos import INJECTED as _INJECTED
 
@@ -109,59 +107,7 @@ __all__ = [
 ]
 
 
-_fault = dataclass(frozen=True, kw_only=True, repr=False)
-
-
-class Fault:
-    """Base of the six faults: the replaying repr and the hooks `ArmedPlan` calls."""
-
-    kind: ClassVar[str] = ""
-    _rules: ClassVar[dict[str, _Rule]] = {}
-    _never_fires: ClassVar[bool] = False  # True: ArmedPlan starts the fault used up
-    __slots__ = ()
-
-    def __post_init__(self) -> None:
-        for name, check in self._rules.items():
-            object.__setattr__(self, name, check(type(self).__name__, name, getattr(self, name)))
-
-    def __repr__(self) -> str:
-        parts = []
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            # the type check keeps keep=1 (one byte) apart from keep=1.0 (the whole write)
-            if f.default is not MISSING and value == f.default and type(value) is type(
-                    f.default):
-                continue
-            text = repr(_errno.errorcode[value]) if f.name == "errno" else repr(value)
-            parts.append(f"{f.name}={text}")
-        return f"{type(self).__name__}({', '.join(parts)})"
-
-    def _limit(self) -> int | None:
-        """How many times the fault may fire (None: no limit)."""
-        if getattr(self, "once", False):
-            return 1
-        return getattr(self, "times", None)
-
-    def _matches(self, call: Call) -> bool:
-        if call.op < getattr(self, "at_op", 1):
-            return False
-        process = getattr(self, "process", None)
-        if process is not None and call.process != process:
-            return False
-        return _kind_matches(getattr(self, "calls", None), call) and _path_matches(
-            getattr(self, "path", "*"), call)
-
-    def _draw(self, rng: random.Random) -> bool:
-        """True if a matching call fires: the ``probability`` draw, made only when p < 1
-        so that p = 1 faults leave the rng (and every other fault's draws) as they were."""
-        p = getattr(self, "probability", 1.0)
-        return p >= 1.0 or rng.random() < p
-
-    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
-        raise NotImplementedError
-
-    def _after(self, st: _State, call: Call, action: Action | None) -> None:
-        """Told the outcome of every call the fault was asked about."""
+from harness._faultbase import Fault, _fault  # noqa: E402,F401 - their public home
 
 
 @_fault
@@ -313,42 +259,6 @@ class PowerLoss(Fault):
 
 
 @_fault
-class FsyncFailure(Fault):
-    """fsync/fdatasync of a file, or fsync of a directory, fails with EIO.
-
-    Model (Linux 4.13+, ext4 data=ordered): writeback of the dirty pages failed. The
-    caller is told once; the pages are marked clean, so they reach the disk only if
-    written again, while reads still return them from the page cache. A later fsync
-    that succeeds makes only what was written since durable: dropped bytes keep their
-    old durable content (zeros past the old durable length) at a power loss. Every other
-    descriptor open on the file then is told once, at its next fsync (errseq_t). A
-    failed directory fsync leaves its entries as of its last successful one. The real
-    fsync is not performed; the durability model records the drop (durability.py, rule
-    7). sync(2) cannot fail: never matched. ``times``: failures (None: every match).
-
-    Sources: pgsql-hackers, "PostgreSQL's handling of fsync() errors is unsafe and
-    risks data loss at least on XFS" (2018, "fsyncgate"); LWN, "PostgreSQL's fsync()
-    surprise" (2018), "Improved block-layer error handling" (2017, errseq_t); Rebello et
-    al., "Can Applications Recover from fsync Failures?" (USENIX ATC 2020); fsync(2).
-    """
-
-    kind: ClassVar[str] = "fsync_failure"
-    _rules = {"calls": _kinds(only=("fsync", "dirsync")), "path": _glob, "at_op": _nat(1),
-              "times": _nat(1, none=True), "probability": _chance}
-    calls: tuple[str, ...] = ("fsync", "dirsync")
-    path: str = "*"
-    at_op: int = 1
-    times: int | None = 1
-    probability: float = 1.0
-
-    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
-        # sync(2) (a call without a path) returns no error: see sync(2), NOTES
-        if call.path is None or not self._matches(call) or not self._draw(rng):
-            return None
-        return SyncFailed(repr(self), self.kind, _errno.EIO)
-
-
-@_fault
 class ConcurrentProcessors(Fault):
     """Several processors at once; the schedule switches between them at shim ops."""
 
@@ -362,9 +272,7 @@ class ConcurrentProcessors(Fault):
         return None
 
 
-# They subclass Fault, so they can only be imported once it is defined (and only from here:
-# importing harness._filefaults first would be a circular import).
-from harness._filefaults import DAMAGES, Corruption, FileRemoved  # noqa: E402
+from harness._filefaults import DAMAGES, Corruption, FileRemoved, FsyncFailure  # noqa: E402
 
 FAULTS: dict[str, type[Fault]] = {c.kind: c for c in (
     DiskFull, PermissionDenied, MissingDirectory, KillMidWrite, PowerLoss,

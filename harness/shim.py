@@ -26,12 +26,13 @@ import contextlib
 import errno as _errno
 import os
 import random
-import stat as _stat
 import threading
 import types
 from collections.abc import Iterator
 
 from . import _damage, _patches
+from ._shimacts import Acts as _Acts
+from ._shimerrors import HarnessError, ProcessorKilled, ShimError, _errname, _injected, _mark
 from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
@@ -44,7 +45,6 @@ from .actions import (
     RemoveDirectory,
     RemoveFiles,
     ShortWrite,
-    SyncFailed,
 )
 from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
@@ -53,59 +53,11 @@ from .schedule import OpBudgetExceeded
 __all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "Shim", "ShimError",
            "installed"]
 
-class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happened
-    """The calling processor died. A BaseException so ``except Exception`` cannot eat it."""
-
-    def __init__(self, process: int, message: str | None = None) -> None:
-        super().__init__(message or f"processor {process} was killed")
-        self.process = process
-
-
-class ShimError(RuntimeError):
-    """The shim was misused (installed twice, unknown action)."""
-
-
-class HarnessError(BaseException):
-    """The harness's own code failed inside an intercepted call: a bug of the harness.
-
-    A BaseException so that a target's ``except Exception`` cannot take it for its own
-    error; the runner ends the run as ERROR naming the harness (`Shim.harness_errors`
-    keeps it even if a target swallows everything)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"harness error (a bug in the harness, not a finding about the "
-                         f"target): {message}")
-
-
 _ACTIVE: list[Shim] = []
 _ACTIVE_LOCK = threading.Lock()
 
 
-def _mark(exc: BaseException) -> BaseException:
-    """Flag an exception as recorded, so a call it passes through (a flush) does not
-    record the same failure again."""
-    with contextlib.suppress(AttributeError, TypeError):
-        exc._shim_recorded = True  # type: ignore[attr-defined]
-    return exc
-
-
-def _injected(action, path, path2=None) -> BaseException:
-    """The OSError an injected `Raise`/`ShortWrite` raises, tagged with its fault."""
-    exc = OSError(action.errno, os.strerror(action.errno), path, None, path2)
-    exc._shim_fault = action.fault  # type: ignore[attr-defined]  # a retry's repeat=
-    exc._shim_dropped = isinstance(action, SyncFailed)  # type: ignore[attr-defined]
-    return _mark(exc)
-
-
-def _errname(exc: BaseException) -> str:
-    if isinstance(exc, ProcessorKilled):
-        return "killed"
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return _errno.errorcode.get(exc.errno, str(exc.errno))
-    return type(exc).__name__
-
-
-class Shim(_Descriptors):
+class Shim(_Descriptors, _Acts):
     """The state of one installation: bindings, descriptors, locks, dead processors."""
 
     lock_timeout = 5.0
@@ -386,92 +338,11 @@ class Shim(_Descriptors):
                                 "carry out")
         raise _mark(killed)
 
-    @contextlib.contextmanager
-    def _own(self) -> Iterator[None]:
-        """The harness's own code: an exception in it is a `HarnessError` (a bug to fix),
-        never an error of the target's call."""
-        try:
-            yield
-        except (HarnessError, ProcessorKilled, DeadlockError):
-            raise
-        except Exception as exc:
-            raise self._bug(exc) from exc
-
-    def _bug(self, exc: BaseException) -> HarnessError:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = (f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-                 if tb is not None else "")
-        message = f"{type(exc).__name__}: {exc}{where}"
-        self.harness_errors.append(message)
-        err = HarnessError(message)
-        return _mark(err)  # type: ignore[return-value]
-
     def _file_op(self, raw, kind: str, perform, **kw):
         p = self._bound()
         if p is None:
             return perform()
         return self._run(p, kind, raw._path, perform, **kw)
-
-    # -- faults ---------------------------------------------------------------------
-
-    def _kill(self, p: int, kind: str = "kill", fault: str = "", effect: str = "",
-              record: bool = True) -> None:
-        with self._cond:
-            self._dead.add(p)
-            self._bury(p)  # files and locks released, descriptor numbers kept (_shimfds)
-        if record:
-            self.history.fault(p, kind, fault, effect, crashed=(p,))
-
-    def _power_cut(self, action: PowerCut) -> None:
-        with self._cond:
-            crashed = sorted(self._known)
-        for q in crashed:
-            self._kill(q, record=False)
-        if self.model is None:
-            sentences = ["no durability model: nothing rolled back"]
-        else:
-            with self._quiet():
-                # names only when asked: models that know one flavour keep working
-                names = "eager" if self.windows is not None else action.names  # `_windows`
-                eager = {"names": names} if names != "strict" else {}
-                sentences = self.model.power_loss(self.rng, action.torn, **eager)
-        effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
-        self.history.fault(NEMESIS, "power_loss", action.fault, effect, crashed=crashed)
-
-    def _remove_directory(self, p: int, action: RemoveDirectory) -> None:
-        target = self._path.normpath(self._path.join(self.sandbox, action.path))
-        assert self._inside(target), f"refusing to remove {target!r}: outside the sandbox"
-        rel = self._rel(target)
-        with self._quiet():
-            try:
-                files = self._rmtree(target)
-            except FileNotFoundError:
-                files = None
-        if files is None:
-            effect = f"directory {rel}/ was already absent"
-        else:
-            effect = f"removed directory {rel}/ with {files} files"
-        self.history.fault(p, action.kind, action.fault, effect, destroyed=bool(files))
-        if self.model is not None:
-            with self._quiet():
-                self.model.removed_by_fault(target)
-
-    def _rmtree(self, path: str) -> int:
-        assert self._inside(path), path
-        files = 0
-        for name in self.real.listdir(path):
-            child = self._path.join(path, name)
-            mode = self.real.lstat(child).st_mode
-            if _stat.S_ISDIR(mode):
-                files += self._rmtree(child)
-            else:
-                self.real.unlink(child)
-                files += _stat.S_ISREG(mode)
-        self.real.rmdir(path)
-        return files
-
 
 @contextlib.contextmanager
 def installed(*, sandbox, history: History, plan=None, rng=None, model=None,

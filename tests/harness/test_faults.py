@@ -109,7 +109,7 @@ def test_repr_omits_defaults():
 def test_kinds_and_registry():
     assert FAULT_KINDS == ("disk_full", "permission_denied", "missing_directory",
                            "killed_mid_write", "power_loss", "concurrent_processors",
-                           "corruption", "file_removed", "fsync_failure")
+                           "fsync_failure", "corruption", "file_removed")
     assert all(FAULTS[k].kind == k for k in FAULT_KINDS)
 
 
@@ -136,9 +136,9 @@ def test_kinds_and_registry():
     (KillMidWrite, dict(process=-1), "process=-1; expected an int >= 0 or None"),
     (PowerLoss, dict(torn="all"), "torn='all'; expected one of None, 'prefix', 'sectors', "
                                   "'holes'"),
-    (FsyncFailure, dict(calls=("write",)), "FsyncFailure: calls=('write',); expected a "
-                                           "non-empty tuple of call kinds from ('fsync', "
-                                           "'dirsync')"),
+    (FsyncFailure, dict(calls=("write",)), "FsyncFailure: calls=('write',); expected calls "
+                                           "the kernel can fail that way, from ('fsync', "
+                                           "'dirsync') (write: the kernel never returns"),
     (FsyncFailure, dict(times=0), "times=0; expected an int >= 1 or None"),
     (FsyncFailure, dict(probability=2), "FsyncFailure: probability=2"),
     (PowerLoss, dict(names="lazy"), "names='lazy'; expected one of 'strict', 'eager'"),
