@@ -183,8 +183,10 @@ def damage_reports(records: list, marks: list[FaultMark]) -> dict[int, str]:
 _PROBES = frozenset({"stat", "listdir", "lock", "seek", "read", "close"})
 # (An open that finds no file is usually a reader asking whether it exists; the history
 # does not keep the open's mode, so it is not taken for a failed write.)
+# A directory built aside and renamed into place loses a race to another one the same way:
+# rename(2) answers ENOTEMPTY (or EEXIST) and the loser uses the winner's.
 _BENIGN = {("mkdir", "EEXIST"), ("open", "EEXIST"), ("open", "ENOENT"), ("unlink", "ENOENT"),
-           ("rmdir", "ENOENT")}
+           ("rmdir", "ENOENT"), ("replace", "ENOTEMPTY"), ("replace", "EEXIST")}
 
 
 def saw_error(rec: FsOp) -> bool:

@@ -117,7 +117,15 @@ def dir_flocked(directory: str, ensure=None):
     "the" lock at once (`flocked` has that weakness). The directory itself may be removed
     and re-created between our open and our flock: then we hold a lock nobody else can
     see, so check the inode and retry. ``ensure`` as for `flocked`.
+
+    On Windows a directory cannot be opened (CPython's open has no
+    FILE_FLAG_BACKUP_SEMANTICS): portable code locks a file in it instead, with the
+    weakness above.
     """
+    if platform.system() == "Windows":
+        with flocked(os.path.join(directory, "dir.lock"), ensure=ensure):
+            yield
+        return
     for _ in range(100):
         if ensure is not None:
             ensure()
