@@ -21,12 +21,10 @@ the parent can do:
 - a `FsyncFailure`: the child's shim raises EIO; the parent's model drops what that fsync
   was to write and notes every other child with the file open, whose next fsync of it
   is answered with the same EIO (Linux's errseq_t: each open file told once).
-- a ``wait`` step of a shaped program (`harness._shapes`): the parent holds its answer
-  until the other processors (or those the step names) have begun that many more queue
-  calls (their ``invoke`` records); when no other processor can make one, the sleepers
-  nearest their marks go on; and all of them once `SILENCE_S` pass with no message and
-  no restart under way (one of them may wait for a lock the sleeper holds between two
-  calls). A sleeper is between two calls, so a restart does not wait for it.
+- a ``wait`` step (`harness._shapes`): the answer waits until the others' ``invoke``
+  records reach its mark (`harness._waits`), and for everyone after `SILENCE_S` with no
+  message and no restart under way (a sleeper may hold a lock another one waits for).
+  A sleeper is between two calls: a restart does not wait for it.
 
 Interleaving between processes is the kernel's, not the seed's: a process-mode run is
 not deterministic in its order. The seed still fixes the workload and the plan.
@@ -47,6 +45,7 @@ import multiprocess.connection
 
 from harness import _damage
 from harness._reaper import reap, spawning
+from harness._waits import Waits
 from harness._worker import Spec, main
 from harness.actions import PowerCut, SyncFailed
 from harness.client import RESTART_LIMIT
@@ -100,8 +99,8 @@ class Conductor:
         self._quiet_for: int | None = None  # the restart being prepared
         self._spawned = False  # its fresh process is running
         self._parked: dict[int, _Child] = {}
-        self._sleeping: dict[int, tuple[_Child, tuple, int]] = {}  # p -> (child, of, mark)
-        self.calls: collections.Counter[int] = collections.Counter()  # begun, per processor
+        self._waits = Waits()  # processors in a wait step (harness._waits)
+        self._sleeping: dict[int, _Child] = {}  # theirs, to answer when they may go on
         self._crashes: collections.Counter[int] = collections.Counter()
         self._cut: PowerCut | None = None
         self._resume: dict[int, int] = {}  # processor -> the step its fresh process starts at
@@ -213,7 +212,8 @@ class Conductor:
                 c.conn.send(None)
         elif what == "wait":
             count, of = args
-            self._sleeping[c.process] = (c, tuple(of), self._counted(tuple(of)) + count)
+            self._waits.sleep(c.process, count, of)
+            self._sleeping[c.process] = c
         elif what == "restarted":
             self._pending.remove(c.process)
             self._quiet_for, self._spawned = None, False
@@ -240,7 +240,7 @@ class Conductor:
         if what == "op":
             type_, p, f, key, value, error = args
             if type_ == "invoke":
-                self.calls[p] += 1
+                self._waits.called(p)
                 if any(o.invoke for o in self._children.values() if o is not c):
                     self.overlaps += 1  # a real race: another processor is inside a call
                 c.invoke = (f, key, value)
@@ -322,17 +322,15 @@ class Conductor:
         silence, see the module docstring)."""
         if not self._sleeping:
             return
-        short = {p: mark - self._counted(of) for p, (_c, of, mark) in self._sleeping.items()}
         movers = [c for c in self._children.values()
                   if not c.done and c.process not in self._sleeping]
-        least = min(short.values()) if not (movers or self._pending) else 0
-        for p, n in short.items():
-            if everyone or n <= least:
-                c = self._sleeping.pop(p)[0]
-                c.conn.send(None)
-
-    def _counted(self, of: tuple) -> int:
-        return sum(self.calls[q] for q in of) if of else self.calls.total()
+        go = self._waits.due()
+        if everyone:
+            go += self._waits.everyone()
+        elif not (go or movers or self._pending):
+            go = self._waits.nearest()
+        for p in go:
+            self._sleeping.pop(p).conn.send(None)
 
     # -- deaths and restarts
 
@@ -351,6 +349,7 @@ class Conductor:
         self._parked.pop(c.process, None)
         self._handles.pop(c.process, None)  # a dead process's handles are closed
         self._sleeping.pop(c.process, None)
+        self._waits.discard(c.process)
         self.kills += 1
 
     def _info(self, c: _Child, why: str) -> None:
@@ -431,6 +430,7 @@ class Conductor:
         self._parked.pop(c.process, None)
         self._handles.pop(c.process, None)
         self._sleeping.pop(c.process, None)
+        self._waits.discard(c.process)
         with contextlib.suppress(OSError):
             c.conn.close()
         if not c.done:

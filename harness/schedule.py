@@ -26,13 +26,14 @@ processor in the middle of a call, as the target contract promises.
 
 from __future__ import annotations
 
-import collections
 import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from harness._waits import Waits
 
 __all__ = ["Step", "programs", "workload_programs", "Baton", "OpBudgetExceeded"]
 
@@ -135,8 +136,7 @@ class Baton:
         self._deadlock_after = deadlock_after
         self._lock_waiters: set[int] = set()  # blocked on a lock since their last file call
         self._tried: dict[int, int] = {}  # lock waiter -> the blocked round it last retried in
-        self._sleeping: dict[int, tuple[tuple[int, ...], int]] = {}  # p -> (of, mark)
-        self.calls: collections.Counter[int] = collections.Counter()  # begun, per processor
+        self._sleeping = Waits()  # processors in a wait step, and the calls they wait for
         self.mid_call = mid_call
         self.between_calls = between_calls
         self.mid_call_switches = 0
@@ -150,21 +150,6 @@ class Baton:
         return [q for q in self._live if q != exclude and q not in self._parked
                 and q != self._quiescing and q not in self._sleeping]
 
-    def _wake_all(self) -> None:
-        """Any sleeper may hold what a blocked processor waits for: they all go on."""
-        self._sleeping.clear()
-
-    def _wake_nearest(self) -> None:
-        """Nobody can run: the sleepers fewest calls short of their mark go on."""
-        short = {q: mark - self._counted(of) for q, (of, mark) in self._sleeping.items()}
-        least = min(short.values())
-        for q, n in short.items():
-            if n == least:
-                del self._sleeping[q]
-
-    def _counted(self, of: tuple[int, ...]) -> int:
-        return sum(self.calls[q] for q in of) if of else self.calls.total()
-
     def _hand_over(self, p: int, to: int) -> None:
         if p in self._in_call and to != p:
             self.mid_call_switches += 1
@@ -175,7 +160,7 @@ class Baton:
         """``p`` stops running (parked, finished, waiting for quiet): choose who runs."""
         others = self._candidates(exclude=p)
         while not others and self._sleeping and self._quiescing is None:
-            self._wake_nearest()
+            self._sleeping.nearest()  # nobody can run: the nearest sleepers go on
             if p in self._live and p not in self._sleeping:
                 break  # p itself was nearest: it goes on
             others = self._candidates(exclude=p)
@@ -204,10 +189,8 @@ class Baton:
     def begin_call(self, p: int) -> None:
         with self._cond:
             self._in_call.add(p)
-            self.calls[p] += 1
-            for q, (of, mark) in list(self._sleeping.items()):
-                if self._counted(of) >= mark:
-                    del self._sleeping[q]  # runnable again: chosen at a later switch
+            self._sleeping.called(p)
+            self._sleeping.due()  # runnable again: chosen at a later switch
 
     def end_call(self, p: int) -> None:
         with self._cond:
@@ -253,7 +236,7 @@ class Baton:
             others = self._candidates(exclude=p)
             if not others and self._sleeping:
                 # A target may hold a lock between two calls: the sleeper may be the holder.
-                self._wake_all()
+                self._sleeping.everyone()
                 others = self._candidates(exclude=p)
             if not others and (self._parked or self._quiescing not in (None, p)):
                 # What p waits for is held by a processor parked for a restart: the quiet
@@ -286,10 +269,10 @@ class Baton:
         with self._cond:
             if p not in self._live or count <= 0 or self._quiescing == p:
                 return
-            self._sleeping[p] = (tuple(of), self._counted(tuple(of)) + count)
+            self._sleeping.sleep(p, count, of)
             self._next_after_leaving(p)
             self._wait_turn(p)
-            self._sleeping.pop(p, None)  # stopped: the run is abandoned
+            self._sleeping.discard(p)  # stopped: the run is abandoned
 
     @contextmanager
     def exclusive(self, p: int) -> Iterator[None]:
@@ -320,7 +303,7 @@ class Baton:
             if p in self._live:
                 self._live.remove(p)
             self._parked.discard(p)
-            self._sleeping.pop(p, None)
+            self._sleeping.discard(p)
             self._in_call.discard(p)
             if self._current == p or self._current not in self._live:
                 self._next_after_leaving(p)
