@@ -51,21 +51,23 @@ def test_drawn_shapes_are_valid_and_stay_in_bounds(wl):
     assert Workload(**{f.name: getattr(wl, f.name) for f in fields(wl)}) == wl
 
 
+_FIND = settings(database=None, max_examples=200)
+
+
 def test_shapes_are_drawn_and_shrink_away():
-    assert find(workloads(), lambda w: bool(w.idle and w.roles and w.weights)).idle
-    assert find(workloads(), lambda w: w.entries >= 1) == Workload(
+    assert find(workloads(), lambda w: bool(w.idle and w.roles and w.weights),
+                settings=_FIND).idle
+    assert find(workloads(), lambda w: w.entries >= 1, settings=_FIND) == Workload(
         entries=1, processors=1, payload_max=0, max_ops=MAX_OPS)
 
 
 def test_long_workloads_idle_a_processor_across_many_entries():
-    wl = find(workloads(long=True), lambda w: w.entries > 8,
-              settings=settings(database=None, max_examples=200))
+    wl = find(workloads(long=True), lambda w: w.entries > 8, settings=_FIND)
     assert wl.entries == LONG_ENTRIES[0] and wl.processors >= 2 and len(wl.idle) == 1
     assert wl.payload_min >= 256
-    assert not find(workloads(), lambda w: True).idle  # plain by default, and bounded:
-    with pytest.raises(NoSuchExample):
-        find(workloads(max_entries=4), lambda w: w.entries > 4,
-             settings=settings(database=None, max_examples=100))
+    assert not find(workloads(), lambda w: True, settings=_FIND).idle  # plain by default
+    with pytest.raises(NoSuchExample):  # and bounded by max_entries unless long is asked
+        find(workloads(max_entries=4), lambda w: w.entries > 4, settings=_FIND)
 
 
 @_FAST
