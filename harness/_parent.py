@@ -21,6 +21,10 @@ the parent can do:
 - a `FsyncFailure`: the child's shim raises EIO; the parent's model drops what that fsync
   was to write and notes every other child with the file open, whose next fsync of it
   is answered with the same EIO (Linux's errseq_t: each open file told once).
+- a ``wait`` step (`harness._shapes`): the answer waits until the others' ``invoke``
+  records reach its mark (`harness._waits`), and for everyone after `SILENCE_S` with no
+  message and no restart under way (a sleeper may hold a lock another one waits for).
+  A sleeper is between two calls: a restart does not wait for it.
 
 Interleaving between processes is the kernel's, not the seed's: a process-mode run is
 not deterministic in its order. The seed still fixes the workload and the plan.
@@ -41,12 +45,16 @@ import multiprocess.connection
 
 from harness import _damage
 from harness._reaper import reap, spawning
+from harness._waits import Waits
 from harness._worker import Spec, main
 from harness.actions import PowerCut, SyncFailed
 from harness.client import RESTART_LIMIT
 from harness.history import NEMESIS, History
 
-__all__ = ["Conductor", "Hung"]
+__all__ = ["Conductor", "Hung", "SILENCE_S"]
+
+SILENCE_S = 5.0
+"""No message for this long, no restart under way: the sleepers go on (see above)."""
 
 _RECORDS = ("op", "fs", "fault")
 
@@ -91,6 +99,8 @@ class Conductor:
         self._quiet_for: int | None = None  # the restart being prepared
         self._spawned = False  # its fresh process is running
         self._parked: dict[int, _Child] = {}
+        self._waits = Waits()  # processors in a wait step (harness._waits)
+        self._sleeping: dict[int, _Child] = {}  # theirs, to answer when they may go on
         self._crashes: collections.Counter[int] = collections.Counter()
         self._cut: PowerCut | None = None
         self._resume: dict[int, int] = {}  # processor -> the step its fresh process starts at
@@ -142,15 +152,22 @@ class Conductor:
 
     def _loop(self) -> None:
         wait = multiprocess.connection.wait
+        heard = time.monotonic()  # when a child last sent anything
         while self._children or self._pending:
             self._restart_when_quiet()
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise Hung("a processor was still running at the run's deadline (the target "
                            "blocked outside the harness's sight)")
+            self._wake(everyone=False)
             by_conn = {c.conn: c for c in self._children.values()}
             by_sentinel = {c.proc.sentinel: c for c in self._children.values()}
-            for ready in wait(list(by_conn) + list(by_sentinel), timeout=min(left, 1.0)):
+            ready_ones = wait(list(by_conn) + list(by_sentinel), timeout=min(left, 1.0))
+            if ready_ones:
+                heard = time.monotonic()
+            elif time.monotonic() - heard > SILENCE_S and not self._pending:
+                self._wake(everyone=True)
+            for ready in ready_ones:
                 child = by_conn.get(ready) or by_sentinel.get(ready)
                 if self._children.get(child.process) is not child:
                     continue  # killed while we served another child
@@ -193,6 +210,10 @@ class Conductor:
                 self._parked[c.process] = c  # answered once the restart is done
             else:
                 c.conn.send(None)
+        elif what == "wait":
+            count, of = args
+            self._waits.sleep(c.process, count, of)
+            self._sleeping[c.process] = c
         elif what == "restarted":
             self._pending.remove(c.process)
             self._quiet_for, self._spawned = None, False
@@ -219,6 +240,7 @@ class Conductor:
         if what == "op":
             type_, p, f, key, value, error = args
             if type_ == "invoke":
+                self._waits.called(p)
                 if any(o.invoke for o in self._children.values() if o is not c):
                     self.overlaps += 1  # a real race: another processor is inside a call
                 c.invoke = (f, key, value)
@@ -294,6 +316,22 @@ class Conductor:
             if other is not c and c.failing is not None and _opened(other.proc.pid, st):
                 self._untold[(other.process, st.st_dev, st.st_ino)] = c.failing
 
+    def _wake(self, everyone: bool) -> None:
+        """Answer the wait steps that are due: their mark passed, or, when no processor
+        that could make a call is left, the ones nearest their marks (``everyone``: a
+        silence, see the module docstring)."""
+        if not self._sleeping:
+            return
+        movers = [c for c in self._children.values()
+                  if not c.done and c.process not in self._sleeping]
+        go = self._waits.due()
+        if everyone:
+            go += self._waits.everyone()
+        elif not (go or movers or self._pending):
+            go = self._waits.nearest()
+        for p in go:
+            self._sleeping.pop(p).conn.send(None)
+
     # -- deaths and restarts
 
     def _kill(self, c: _Child) -> None:
@@ -310,6 +348,8 @@ class Conductor:
         self._children.pop(c.process, None)
         self._parked.pop(c.process, None)
         self._handles.pop(c.process, None)  # a dead process's handles are closed
+        self._sleeping.pop(c.process, None)
+        self._waits.discard(c.process)
         self.kills += 1
 
     def _info(self, c: _Child, why: str) -> None:
@@ -349,7 +389,7 @@ class Conductor:
         if p is None or self._spawned:
             return
         others = [c for c in self._children.values() if not c.done and c.process != p]
-        if all(c.process in self._parked for c in others):
+        if all(c.process in self._parked or c.process in self._sleeping for c in others):
             self.at_rest("restart")
             self._spawned = True
             self.restarts += 1
@@ -389,6 +429,8 @@ class Conductor:
         self._children.pop(c.process, None)
         self._parked.pop(c.process, None)
         self._handles.pop(c.process, None)
+        self._sleeping.pop(c.process, None)
+        self._waits.discard(c.process)
         with contextlib.suppress(OSError):
             c.conn.close()
         if not c.done:

@@ -209,6 +209,10 @@ def _program(client: Client, link: _Link, spec: Spec) -> None:
     held: list[tuple[str, bytes]] = []  # claims not yet acked, oldest first
     for index in range(spec.start, len(spec.steps)):
         link.ask("idle", index)  # between two calls: the parent may hold us here
+        if spec.steps[index].action == "wait":
+            # The parent answers once the others have begun that many queue calls.
+            link.ask("wait", spec.steps[index].count, spec.steps[index].of)
+            continue
         if client.queue is None and not client.open():
             continue
         client.step(spec.steps[index], worker, held)

@@ -161,7 +161,7 @@ class Client:
             got = self.claim(worker)
             if got is not None:
                 held.append(got)
-        elif held:
+        elif step.action == "ack" and held:
             qid, payload = held.pop(0)
             self.ack(qid, entry_key(payload))
 
@@ -261,6 +261,10 @@ class Client:
                 held.clear()
                 self.crashes += 1
                 self.restart()
+            if step.action == "wait":  # no call: sit out, the queue still open
+                if self._baton is not None:
+                    self._baton.wait_calls(self.process, step.count, step.of)
+                continue
             try:
                 if self.queue is None and not self.open():
                     continue

@@ -62,7 +62,7 @@ from harness.runner import (
     retention,
     with_blocked,
 )
-from harness.schedule import programs
+from harness.schedule import workload_programs
 from harness.targets import TargetError, resolve
 
 __all__ = ["MIN_CONCURRENCY", "ProcessRun", "run_scenario", "replay_command"]
@@ -124,9 +124,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     except PromiseError as exc:
         run.error = f"target={target!r}: {exc}"
         return run
-    progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
-                     payload_max=wl.payload_max, rng=_stream(seed, "workload"),
-                     hold=getattr(wl, "hold", 0))
+    progs = workload_programs(wl, nproc, _stream(seed, "workload"))
     armed = plan.arm(_stream(seed, "faults"))
     started = time.perf_counter()
     notes = [f"process mode: {nproc} real processes (fork); the kernel interleaves them, so "

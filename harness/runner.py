@@ -40,7 +40,7 @@ from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, FsOp, History
 from harness.promises import PromiseError, Promises, outside, promises_of
-from harness.schedule import Baton, OpBudgetExceeded, programs
+from harness.schedule import Baton, OpBudgetExceeded, workload_programs
 from harness.shim import DeadlockError, installed
 from harness.targets import TargetError, resolve
 
@@ -247,8 +247,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     except PromiseError as exc:
         run.error = f"target={target!r}: {exc}"
         return run
-    progs = programs(entries=wl.entries, processors=nproc, payload_min=wl.payload_min,
-                     payload_max=wl.payload_max, rng=_stream(seed, "workload"), hold=wl.hold)
+    progs = workload_programs(wl, nproc, _stream(seed, "workload"))
     baton = Baton(schedule_rng or _stream(seed, "schedule"), list(range(nproc)),
                   mid_call=concurrency.switch_probability if concurrency else 0.0,
                   max_ops=wl.max_ops)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness._shapes import ROLES
 from harness._windows import PLATFORMS
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
 
@@ -41,7 +42,8 @@ CHECKS = ("stale_locks", "retention")
 
 _TOP_KEYS = ("description", "fault", "seed", "runs", "mode", "checks", "workload", "faults",
              "platform")
-_WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "hold", "max_ops")
+_WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "hold", "max_ops", "roles",
+                  "weights", "idle", "idle_after", "idle_for")
 _FIX = "fix the file and run again"
 
 
@@ -51,7 +53,9 @@ class ScenarioError(Exception):
 
 @dataclass(frozen=True)
 class Workload:
-    """What the processors do: how many entries go through the queue, and how big they are."""
+    """What the processors do: how many entries go through the queue, and how big they are;
+    and its shape (`harness._shapes`): each processor's role and weight, and which ones
+    idle, after how many calls, through what fraction of the others' calls."""
 
     entries: int = 20
     processors: int = 1
@@ -59,6 +63,11 @@ class Workload:
     payload_max: int = 256
     hold: int = 2  # a claim may stay unacknowledged for up to this many further steps
     max_ops: int = 200_000
+    roles: tuple[str, ...] = ()  # per processor; () : every one "both"
+    weights: tuple[int, ...] = ()  # per processor; () : every one 1
+    idle: tuple[int, ...] = ()  # processors that idle for long with their queue open
+    idle_after: int = 1  # queue calls an idle processor makes before it idles
+    idle_for: float = 0.9  # fraction of the others' calls it idles through
 
     def __post_init__(self) -> None:
         # The loader gives the friendlier message; this guards workloads built in code.
@@ -67,6 +76,39 @@ class Workload:
                              "hold >= 0")
         if not 0 <= self.payload_min <= self.payload_max:
             raise ValueError(f"{self!r}: expected 0 <= payload_min <= payload_max")
+        for name in ("roles", "weights", "idle"):  # a replay file gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        problem = _shape_problem(self.processors, self.roles, self.weights, self.idle,
+                                self.idle_after, self.idle_for)
+        if problem is not None:
+            raise ValueError(f"{self!r}: {problem[0]} = {problem[1]!r}: expected {problem[2]}")
+
+
+def _shape_problem(processors: int, roles: Any, weights: Any, idle: Any, idle_after: Any,
+                  idle_for: Any) -> tuple[str, Any, str] | None:
+    """The first shape key that is wrong, as (key, value, what was expected), or None."""
+    n = f"{processors} (workload.processors)"
+    if not isinstance(roles, (list, tuple)) or (roles and len(roles) != processors) or any(
+            r not in ROLES for r in roles):
+        return "roles", roles, f"a list of {n} roles, each one of {', '.join(ROLES)}"
+    if roles and all(r == "consumer" for r in roles):
+        return "roles", roles, "at least one 'producer' or 'both' (someone must enqueue)"
+    if not isinstance(weights, (list, tuple)) or (weights and len(weights) != processors) or (
+            not all(_is_int(w) and w >= 1 for w in weights)):
+        return "weights", weights, f"a list of {n} positive integers (relative rates)"
+    if (not isinstance(idle, (list, tuple)) or len(set(idle)) != len(idle)
+            or not all(_is_int(p) and 0 <= p < processors for p in idle)):
+        return "idle", idle, f"a list of distinct processor numbers from 0 to {processors - 1}"
+    if len(idle) >= processors:
+        return "idle", idle, "fewer idle processors than processors (the others' calls " \
+                             "are what an idle one waits through)"
+    if not _is_int(idle_after) or idle_after < 0:
+        return "idle_after", idle_after, "an integer >= 0 (calls made before idling)"
+    if (not isinstance(idle_for, (int, float)) or isinstance(idle_for, bool)
+            or not 0 < idle_for <= 1):
+        return "idle_for", idle_for, "a number in (0, 1]: the fraction of the other " \
+                                     "processors' calls an idle processor waits through"
+    return None
 
 
 @dataclass(frozen=True)
@@ -235,6 +277,14 @@ def _workload(table: Any, where: str, bad) -> Workload:
             raise bad("workload.payload_bytes", value,
                       "[min, max] with integers 0 <= min <= max (body bytes per entry)")
         values["payload_min"], values["payload_max"] = value
+    shape = {"roles": table.get("roles", []), "weights": table.get("weights", []),
+             "idle": table.get("idle", []), "idle_after": table.get("idle_after", 1),
+             "idle_for": table.get("idle_for", 0.9)}
+    problem = _shape_problem(values.get("processors", 1), **shape)
+    if problem is not None:
+        key, value, expected = problem
+        raise bad(f"workload.{key}", value, expected)
+    values.update({k: v for k, v in shape.items() if k in table})
     return Workload(**values)
 
 

@@ -10,7 +10,12 @@ hands only at points the harness sees:
 - ``idle_point(p)``: between two queue calls of ``p`` (the client calls it),
   with probability ``between_calls``;
 - ``blocked(p)``: ``p`` waits for a lock another processor holds; the baton
-  must move, and when no other processor can run the wait is a deadlock.
+  must move, and when no other processor can run the wait is a deadlock;
+- ``wait_calls(p, n, of)``: a ``wait`` step of a shaped program (`harness._shapes`):
+  ``p`` leaves the rotation, its queue still open, until the others (or the processors
+  ``of``) have begun ``n`` more queue calls (``begin_call`` counts them). When nobody
+  else can run, the sleeper nearest its mark goes on (a paced processor whose partners
+  are done; the others waiting for an idle processor that went to sleep).
 
 Every choice comes from one ``random.Random``, so the same seed gives the
 same interleaving and the same history. A processor that must restart after a
@@ -26,17 +31,24 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Step", "programs", "Baton", "OpBudgetExceeded"]
+from harness._waits import Waits
+
+__all__ = ["Step", "programs", "workload_programs", "Baton", "OpBudgetExceeded"]
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One step of a processor's program: enqueue entry ``key``, claim, or ack a held claim."""
+    """One step of a processor's program: enqueue entry ``key``, claim, ack a held claim,
+    or wait (no call) until the other processors (those in ``of``, if any) have begun
+    ``count`` more queue calls."""
 
-    action: str  # "enqueue" | "claim" | "ack" (the oldest claim still held)
+    action: str  # "enqueue" | "claim" | "ack" (the oldest claim still held) | "wait"
     key: str | None = None
     payload: bytes | None = None
+    count: int = 0  # of a "wait": the queue calls it lets pass
+    of: tuple[int, ...] = ()  # of a "wait": whose calls count (): every other processor's
 
 
 def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
@@ -45,14 +57,22 @@ def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
 
 
 def programs(*, entries: int, processors: int, payload_min: int, payload_max: int,
-             rng: random.Random, hold: int = 0) -> list[list[Step]]:
+             rng: random.Random, hold: int = 0, **shape: Any) -> list[list[Step]]:
     """Seeded programs: entries spread over processors, each enqueue paired with a claim
     and each claim with an ack, which comes up to ``hold`` steps later (0: at once).
 
     Keys are ``e1 .. eN``; claims are shuffled in among the enqueues (a claim may
     find the queue empty; the drain takes the rest). Holding claims across other
-    steps is what lets a crash land while a processor owes an ack.
+    steps is what lets a crash land while a processor owes an ack. ``shape`` (roles,
+    weights, idle, idle_after, idle_for) makes the programs of `harness._shapes`; without
+    one the draws are the same as they always were, so old seeds replay.
     """
+    from harness import _shapes  # it builds on Step
+
+    if _shapes.shaped(shape.get("roles", ()), shape.get("weights", ()), shape.get("idle", ())):
+        return _shapes.shaped_programs(entries=entries, processors=processors,
+                                       payload_min=payload_min, payload_max=payload_max,
+                                       rng=rng, hold=hold, **shape)
     owners = [rng.randrange(processors) for _ in range(entries)]
     result: list[list[Step]] = [[] for _ in range(processors)]
     for n, owner in enumerate(owners, start=1):
@@ -78,6 +98,16 @@ def programs(*, entries: int, processors: int, payload_min: int, payload_max: in
             else:
                 acks_due[0] = len(steps)
     return result
+
+
+_SHAPE = ("roles", "weights", "idle", "idle_after", "idle_for")
+
+
+def workload_programs(wl: Any, processors: int, rng: random.Random) -> list[list[Step]]:
+    """`programs` for a `harness.scenarios.Workload` run on ``processors`` processors."""
+    shape = {k: getattr(wl, k) for k in _SHAPE if hasattr(wl, k)}
+    return programs(entries=wl.entries, processors=processors, payload_min=wl.payload_min,
+                    payload_max=wl.payload_max, rng=rng, hold=getattr(wl, "hold", 0), **shape)
 
 
 class OpBudgetExceeded(BaseException):  # noqa: N818 - a verdict, not a bug of ours
@@ -106,6 +136,7 @@ class Baton:
         self._deadlock_after = deadlock_after
         self._lock_waiters: set[int] = set()  # blocked on a lock since their last file call
         self._tried: dict[int, int] = {}  # lock waiter -> the blocked round it last retried in
+        self._sleeping = Waits()  # processors in a wait step, and the calls they wait for
         self.mid_call = mid_call
         self.between_calls = between_calls
         self.mid_call_switches = 0
@@ -116,8 +147,8 @@ class Baton:
     # -- helpers (call with the condition held)
 
     def _candidates(self, exclude: int | None) -> list[int]:
-        return [q for q in self._live
-                if q != exclude and q not in self._parked and q != self._quiescing]
+        return [q for q in self._live if q != exclude and q not in self._parked
+                and q != self._quiescing and q not in self._sleeping]
 
     def _hand_over(self, p: int, to: int) -> None:
         if p in self._in_call and to != p:
@@ -128,16 +159,24 @@ class Baton:
     def _next_after_leaving(self, p: int) -> None:
         """``p`` stops running (parked, finished, waiting for quiet): choose who runs."""
         others = self._candidates(exclude=p)
+        while not others and self._sleeping and self._quiescing is None:
+            self._sleeping.nearest()  # nobody can run: the nearest sleepers go on
+            if p in self._live and p not in self._sleeping:
+                break  # p itself was nearest: it goes on
+            others = self._candidates(exclude=p)
         if others:
             self._current = self._rng.choice(others)
         elif self._quiescing is not None and self._quiescing in self._live:
             self._current = self._quiescing
+        elif p in self._live and p not in self._sleeping and p not in self._parked:
+            self._current = p
         else:
             self._current = self._live[0] if self._live else None
         self._cond.notify_all()
 
     def _wait_turn(self, p: int) -> None:
-        while not self.stopped and (self._current != p or p in self._parked):
+        while not self.stopped and (self._current != p or p in self._parked
+                                    or p in self._sleeping):
             self._cond.wait(timeout=1.0)
 
     # -- the protocol
@@ -150,6 +189,8 @@ class Baton:
     def begin_call(self, p: int) -> None:
         with self._cond:
             self._in_call.add(p)
+            self._sleeping.called(p)
+            self._sleeping.due()  # runnable again: chosen at a later switch
 
     def end_call(self, p: int) -> None:
         with self._cond:
@@ -193,6 +234,10 @@ class Baton:
             if p not in self._live:
                 return False
             others = self._candidates(exclude=p)
+            if not others and self._sleeping:
+                # A target may hold a lock between two calls: the sleeper may be the holder.
+                self._sleeping.everyone()
+                others = self._candidates(exclude=p)
             if not others and (self._parked or self._quiescing not in (None, p)):
                 # What p waits for is held by a processor parked for a restart: the quiet
                 # the restart asked for cannot be had, so everyone runs again.
@@ -217,6 +262,17 @@ class Baton:
             self._hand_over(p, to)
             self._wait_turn(p)
             return True
+
+    def wait_calls(self, p: int, count: int, of: tuple[int, ...] = ()) -> None:
+        """A wait step: ``p`` sits out, between two calls, until the others (or ``of``)
+        have begun ``count`` more queue calls, or until nobody can make one."""
+        with self._cond:
+            if p not in self._live or count <= 0 or self._quiescing == p:
+                return
+            self._sleeping.sleep(p, count, of)
+            self._next_after_leaving(p)
+            self._wait_turn(p)
+            self._sleeping.discard(p)  # stopped: the run is abandoned
 
     @contextmanager
     def exclusive(self, p: int) -> Iterator[None]:
@@ -247,6 +303,7 @@ class Baton:
             if p in self._live:
                 self._live.remove(p)
             self._parked.discard(p)
+            self._sleeping.discard(p)
             self._in_call.discard(p)
             if self._current == p or self._current not in self._live:
                 self._next_after_leaving(p)

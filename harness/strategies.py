@@ -3,7 +3,10 @@
 Everything is built from the harness's own classes (`Workload`, the faults of
 `harness.faults`, `Plan`, `Scenario`), so whatever hypothesis draws is a scenario the
 runner can run and whose ``repr`` replays it. Strategies shrink towards the small: one
-entry, one processor, one fault, early triggers; `schedules` gives the baton a
+entry, one processor, one fault, early triggers, no shape; `workloads` also draws shaped
+workloads (roles, weights, an idle processor: `harness._shapes`) and long ones, where
+one processor idles with its queue open across tens of the others' entries (and so
+across a checkpoint or two of a journalled queue); `schedules` gives the baton a
 ``random.Random`` driven by choices hypothesis draws and shrinks, so a race shrinks to a short
 interleaving too. `QueueMachine` (in `harness._machine`) drives a target step by step
 against a model queue.
@@ -17,6 +20,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness._machine import QueueMachine
+from harness._shapes import ROLES
 from harness.faults import (
     DAMAGES,
     FAULT_KINDS,
@@ -34,7 +38,7 @@ from harness.faults import (
 from harness.scenarios import Scenario, Workload
 
 __all__ = ["workloads", "faults", "fault_plans", "schedules", "scenarios", "QueueMachine",
-           "ScheduleRandom", "MAX_AT_OP", "MAX_OPS"]
+           "ScheduleRandom", "MAX_AT_OP", "MAX_OPS", "LONG_ENTRIES"]
 
 MAX_AT_OP = 300
 """Latest op a drawn trigger names (small workloads make a few hundred intercepted calls)."""
@@ -48,12 +52,49 @@ _write_calls = st.sampled_from([("write",), ("fsync",), ("replace",), ("open_wri
                                 ("write", "replace")])
 
 
-def workloads(*, max_entries: int = 8, max_processors: int = 3) -> st.SearchStrategy[Workload]:
-    """Workloads of 1..max_entries entries on 1..max_processors processors."""
-    return st.builds(Workload, entries=st.integers(1, max_entries),
-                     processors=st.integers(1, max_processors),
-                     payload_min=st.just(0), payload_max=st.sampled_from([0, 16, 64, 512]),
-                     max_ops=st.just(MAX_OPS))
+LONG_ENTRIES = (24, 80)
+"""Entries of a drawn long workload: enough for the others to write tens of KiB (two
+checkpoints of the robust queue) while one processor idles, few enough for seconds a run."""
+
+
+@st.composite
+def _shape(draw: Any, processors: int, *, idle: bool) -> dict[str, Any]:
+    """Roles, weights and an idle processor for ``processors`` processors (each may be
+    absent; ``idle``: one always idles)."""
+    role = st.sampled_from(("both",) + tuple(r for r in ROLES if r != "both"))
+    roles = draw(st.just(()) | st.lists(role, min_size=processors, max_size=processors).map(
+        lambda rs: tuple(rs) if set(rs) != {"consumer"} else ("producer", *rs[1:])))
+    weights = draw(st.just(()) | st.lists(st.integers(1, 4), min_size=processors,
+                                           max_size=processors).map(tuple))
+    one = st.integers(0, processors - 1).map(lambda p: (p,))
+    idlers = draw(one if idle else st.just(()) | one) if processors > 1 else ()
+    return {"roles": roles, "weights": weights, "idle": idlers,
+            "idle_after": draw(st.integers(0, 3)) if idlers else 1,
+            "idle_for": draw(st.sampled_from([0.9, 0.5, 1.0])) if idlers else 0.9}
+
+
+@st.composite
+def workloads(draw: Any, *, max_entries: int = 8, max_processors: int = 3,
+              shapes: bool = True, long: bool = False) -> Workload:
+    """Workloads of 1..max_entries entries on 1..max_processors processors, some of them
+    shaped (``shapes``); with ``long``, also long ones, past ``max_entries``:
+    `LONG_ENTRIES` entries on 2 or more processors, one of them idle, with payloads that
+    fill a journal fast."""
+    # Plain ones stay half of the draws (long ones cost a second a run, and plain ones are
+    # what most bugs shrink to); shrinking goes towards the first.
+    kind = draw(st.sampled_from(("plain",) * (1 + shapes) + ("shaped",) * shapes
+                                + ("long",) * long))
+    if kind == "long":
+        processors = draw(st.integers(2, max(2, max_processors)))
+        low, high = draw(st.sampled_from([(512, 2048), (256, 1024), (1024, 4096)]))
+        return Workload(entries=draw(st.integers(*LONG_ENTRIES)), processors=processors,
+                        payload_min=low, payload_max=high, max_ops=MAX_OPS,
+                        **draw(_shape(processors, idle=True)))
+    processors = draw(st.integers(1, max_processors))
+    shape = draw(_shape(processors, idle=False)) if kind == "shaped" else {}
+    return Workload(entries=draw(st.integers(1, max_entries)), processors=processors,
+                    payload_min=0, payload_max=draw(st.sampled_from([0, 16, 64, 512])),
+                    max_ops=MAX_OPS, **shape)
 
 
 _BY_KIND: dict[str, st.SearchStrategy[Any]] = {
@@ -187,9 +228,12 @@ def schedules(*, max_switches: int = 40, max_gap: int = 30) -> st.SearchStrategy
 
 @st.composite
 def scenarios(draw: Any, *, kinds: tuple[str, ...] = FAULT_KINDS, max_entries: int = 8,
-              max_processors: int = 3, max_faults: int = 3) -> Scenario:
-    """A whole scenario: workload + plan + seed, named after what it holds."""
-    workload = draw(workloads(max_entries=max_entries, max_processors=max_processors))
+              max_processors: int = 3, max_faults: int = 3, shapes: bool = True,
+              long: bool = False) -> Scenario:
+    """A whole scenario: workload + plan + seed, named after what it holds (``shapes`` and
+    ``long`` as in `workloads`; ``harness stress`` draws long ones too)."""
+    workload = draw(workloads(max_entries=max_entries, max_processors=max_processors,
+                              shapes=shapes, long=long))
     plan = draw(fault_plans(kinds=kinds, max_faults=max_faults))
     seed = draw(st.integers(0, 1 << 16))
     return Scenario(name="stress", description="drawn by hypothesis",

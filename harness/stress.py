@@ -185,7 +185,8 @@ def _search(target: str, examples: int, seed: int, db_spec: str | None,
     # it: the seed splits the search between workers and shards, the database is shared.
     @chosen
     @hseed(seed)
-    @given(scenario=strategies.scenarios(kinds=kinds), schedule=strategies.schedules())
+    @given(scenario=strategies.scenarios(kinds=kinds, long=True),
+           schedule=strategies.schedules())
     def body(scenario: Scenario, schedule: strategies.ScheduleRandom) -> None:
         count[0] += 1
         script = strategies.ScheduleRandom(schedule.choices)  # fresh: hypothesis may rerun

@@ -129,6 +129,35 @@ BROKEN = {
                                ["'faults'", "ConcurrentProcessors"]),
     "fault-table-kind": (VALID.replace('kind = "disk_full"', 'kind = "meteor"'),
                          ["faults[1]", "meteor"]),
+    # workload shapes: each wrong value names its key, the value and what is accepted
+    "roles-too-few": (VALID.replace("processors = 2", 'processors = 2\nroles = ["both"]'),
+                      ["'workload.roles' = ['both']", "2 (workload.processors) roles",
+                       "producer, consumer, both"]),
+    "roles-unknown": (VALID.replace("processors = 2",
+                                    'processors = 2\nroles = ["both", "reader"]'),
+                      ["'workload.roles'", "'reader'", "producer, consumer, both"]),
+    "roles-no-producer": (VALID.replace("processors = 2",
+                                        'processors = 2\nroles = ["consumer", "consumer"]'),
+                          ["'workload.roles'", "someone must enqueue"]),
+    "weights-zero": (VALID.replace("processors = 2", "processors = 2\nweights = [1, 0]"),
+                     ["'workload.weights' = [1, 0]", "positive integers"]),
+    "weights-not-a-list": (VALID.replace("processors = 2", "processors = 2\nweights = 3"),
+                           ["'workload.weights' = 3", "a list of 2"]),
+    "idle-out-of-range": (VALID.replace("processors = 2", "processors = 2\nidle = [2]"),
+                          ["'workload.idle' = [2]", "from 0 to 1"]),
+    "idle-everyone": (VALID.replace("processors = 2", "processors = 2\nidle = [0, 1]"),
+                      ["'workload.idle' = [0, 1]", "fewer idle processors"]),
+    "idle-after-negative": (VALID.replace("processors = 2",
+                                          "processors = 2\nidle = [0]\nidle_after = -1"),
+                            ["'workload.idle_after' = -1", "integer >= 0"]),
+    "idle-for-zero": (VALID.replace("processors = 2", "processors = 2\nidle = [0]\nidle_for = 0"),
+                      ["'workload.idle_for' = 0", "(0, 1]"]),
+    "idle-for-above-one": (VALID.replace("processors = 2",
+                                         "processors = 2\nidle = [0]\nidle_for = 1.5"),
+                           ["'workload.idle_for' = 1.5", "fraction"]),
+    "idle-for-bool": (VALID.replace("processors = 2",
+                                    "processors = 2\nidle = [0]\nidle_for = true"),
+                      ["'workload.idle_for' = True"]),
 }
 
 
@@ -216,3 +245,41 @@ def test_default_dir_prefers_the_working_directory(tmp_path, monkeypatch):
     assert default_dir().resolve() == REPO_SCENARIOS
     (tmp_path / "scenarios").mkdir()
     assert default_dir().resolve() == (tmp_path / "scenarios").resolve()
+
+
+# -- workload shapes ----------------------------------------------------------------------
+
+
+def test_a_shaped_workload_loads_with_every_key(tmp_path):
+    text = VALID.replace("processors = 2", 'processors = 3\nroles = ["producer", "both", '
+                         '"consumer"]\nweights = [1, 2, 3]\nidle = [0]\nidle_after = 2\n'
+                         "idle_for = 0.75")
+    wl = load(_write(tmp_path, text)).workload
+    assert (wl.roles, wl.weights, wl.idle, wl.idle_after, wl.idle_for) == (
+        ("producer", "both", "consumer"), (1, 2, 3), (0,), 2, 0.75)
+
+
+def test_the_shipped_idle_scenario_keeps_one_processor_idle():
+    wl = load(REPO_SCENARIOS / "idle-processor.toml").workload
+    assert wl.idle and wl.processors > len(wl.idle) and 0 < wl.idle_for <= 1
+
+
+@pytest.mark.parametrize("bad", [dict(roles=("both",)), dict(weights=(1, -1)),
+                                 dict(idle=(0, 1)), dict(idle=(5,)), dict(idle_for=0.0),
+                                 dict(roles=("consumer", "consumer"))])
+def test_a_workload_built_in_code_refuses_a_bad_shape(bad):
+    with pytest.raises(ValueError, match="expected"):
+        Workload(processors=2, **bad)
+
+
+def test_a_workload_from_a_replay_file_takes_lists():
+    wl = Workload(processors=2, roles=["both", "consumer"], weights=[2, 1], idle=[1])
+    assert (wl.roles, wl.weights, wl.idle) == (("both", "consumer"), (2, 1), (1,))
+    assert hash(wl) == hash(Workload(processors=2, roles=("both", "consumer"),
+                                     weights=(2, 1), idle=(1,)))
+
+
+def test_the_long_scenarios_load_and_stay_out_of_the_default_set():
+    long = load_dir(REPO_SCENARIOS / "long")
+    assert long and all(s.workload.entries >= 1000 and s.workload.idle for s in long)
+    assert not {s.name for s in long} & {s.name for s in load_dir(REPO_SCENARIOS)}

@@ -183,3 +183,85 @@ def test_when_every_other_one_waits_the_one_that_tried_longest_ago_goes_next():
     baton._current = 2  # 2 finds the new lock taken before 3 lets go of it
     order = run_threads(baton, [waiter, waiter, holder_of_old, holder_of_new])
     assert [what for _p, what in order].count("got old") == 2
+
+
+# -- wait steps (shaped programs): sit out until the others made their calls --------------
+
+
+def calls_body(n, baton, tag="call"):
+    def body(p, order):
+        for i in range(n):
+            baton.begin_call(p)
+            baton.switch_point(p)
+            order.append((p, f"{tag}{i}"))
+            baton.end_call(p)
+            baton.idle_point(p)
+    return body
+
+
+def test_a_waiting_processor_sits_out_until_the_others_made_that_many_calls():
+    def sleeper_of(baton):
+        def sleeper(p, order):
+            calls_body(1, baton, "before")(p, order)
+            baton.wait_calls(p, 7)
+            order.append((p, "woke"))
+            calls_body(1, baton, "after")(p, order)
+        return sleeper
+
+    for seed in range(5):
+        baton = Baton(random.Random(seed), [0, 1, 2], between_calls=1.0)
+        order = run_threads(baton, [sleeper_of(baton), calls_body(6, baton),
+                                    calls_body(6, baton)])
+        woke = order.index((0, "woke"))
+        before = order.index((0, "before0"))
+        assert sum(1 for p, _ in order[before:woke] if p != 0) >= 7, order
+
+
+def test_a_wait_of_named_processors_counts_only_their_calls():
+    baton = Baton(random.Random(3), [0, 1, 2], between_calls=1.0)
+
+    def late(p, order):  # calls twice, but only after the others made 4 calls
+        baton.wait_calls(p, 4)
+        calls_body(2, baton, "late")(p, order)
+
+    def waiter(p, order):
+        baton.wait_calls(p, 2, of=(0,))
+        order.append((p, "woke"))
+
+    order = run_threads(baton, [late, calls_body(8, baton), waiter])
+    assert order.index((2, "woke")) > order.index((0, "late1")), order
+
+
+def test_when_nobody_can_run_the_sleeper_nearest_its_mark_goes_on():
+    baton = Baton(random.Random(1), [0, 1], between_calls=1.0)
+
+    def long_idle(p, order):
+        baton.wait_calls(p, 100)
+        order.append((p, "woke"))
+
+    def waits_for_it(p, order):  # 0 will never call: 1 is nearer its mark and goes first
+        baton.wait_calls(p, 1, of=(0,))
+        calls_body(3, baton)(p, order)
+
+    order = run_threads(baton, [long_idle, waits_for_it])
+    assert order == [(1, "call0"), (1, "call1"), (1, "call2"), (0, "woke")]
+
+
+def test_a_sleeper_holding_a_lock_is_woken_for_the_processor_blocked_on_it():
+    baton = Baton(random.Random(1), [0, 1], between_calls=0.0)
+    held = {"by": None}
+
+    def holder(p, order):
+        held["by"] = p  # a target may keep a lock between two calls
+        baton.wait_calls(p, 50)
+        held["by"] = None
+        order.append((p, "released"))
+
+    def blocked(p, order):
+        while held["by"] is not None:
+            assert baton.blocked(p), "declared deadlocked while the holder only slept"
+        order.append((p, "got it"))
+
+    baton._current = 0
+    order = run_threads(baton, [holder, blocked])
+    assert order == [(0, "released"), (1, "got it")]

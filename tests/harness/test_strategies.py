@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, find, given, settings
+from hypothesis.errors import NoSuchExample
 from hypothesis.stateful import run_state_machine_as_test
 
 from harness import faults as F
+from harness.scenarios import Workload
 from harness.strategies import (
+    LONG_ENTRIES,
+    MAX_OPS,
     QueueMachine,
     ScheduleRandom,
     fault_plans,
@@ -33,6 +39,35 @@ def test_fault_plans_are_valid_and_their_repr_replays(plan):
 def test_workloads_and_scenarios_stay_in_bounds(wl, sc):
     assert 1 <= wl.entries <= 4 and 1 <= wl.processors <= 2
     assert sc.plan.kinds == ("disk_full",) * len(sc.plan.faults) and sc.fault == "disk_full"
+
+
+@_FAST
+@given(wl=workloads(max_entries=6, max_processors=3))
+def test_drawn_shapes_are_valid_and_stay_in_bounds(wl):
+    assert 1 <= wl.entries <= 6 and 1 <= wl.processors <= 3
+    assert len(wl.roles) in (0, wl.processors) and len(wl.weights) in (0, wl.processors)
+    assert set(wl.roles) != {"consumer"} and all(w >= 1 for w in wl.weights)
+    assert len(wl.idle) < wl.processors or not wl.idle
+    assert Workload(**{f.name: getattr(wl, f.name) for f in fields(wl)}) == wl
+
+
+_FIND = settings(database=None, max_examples=200)
+
+
+def test_shapes_are_drawn_and_shrink_away():
+    assert find(workloads(), lambda w: bool(w.idle and w.roles and w.weights),
+                settings=_FIND).idle
+    assert find(workloads(), lambda w: w.entries >= 1, settings=_FIND) == Workload(
+        entries=1, processors=1, payload_max=0, max_ops=MAX_OPS)
+
+
+def test_long_workloads_idle_a_processor_across_many_entries():
+    wl = find(workloads(long=True), lambda w: w.entries > 8, settings=_FIND)
+    assert wl.entries == LONG_ENTRIES[0] and wl.processors >= 2 and len(wl.idle) == 1
+    assert wl.payload_min >= 256
+    assert not find(workloads(), lambda w: True, settings=_FIND).idle  # plain by default
+    with pytest.raises(NoSuchExample):  # and bounded by max_entries unless long is asked
+        find(workloads(max_entries=4), lambda w: w.entries > 4, settings=_FIND)
 
 
 @_FAST

@@ -193,6 +193,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     # the next power loss, the state file comes back as zeros
     "bug_fsync_retry_trusted": (("fsync-failure",),
                                 frozenset({"silent_error", "lost", "stuck"})),
+    # a handle idle across two generation moves republishes its stale state: only a
+    # processor that idles for long (idle-processor) shows it
+    "bug_stale_after_idle": (("idle-processor",), frozenset({"lost", "duplicate"})),
     # plain logic bugs
     "bug_nonunique_ids": (tuple(ALL), frozenset({"lost"})),
     "bug_short_read": (("large-payloads",), frozenset({"corrupt", "stuck"})),
@@ -249,6 +252,22 @@ def test_fsync_retry_trusted_is_caught_where_its_correct_base_passes():
     assert d["status"] == "fail", describe(d)
     around = {f.split("(")[0] for v in d["violations"] for f in v["faults"]}
     assert {"FsyncFailure", "PowerLoss"} <= around, describe(d)
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_stale_handle_after_idling_is_caught_and_its_correct_twin_passes(mode):
+    """The planted bug is one method of a correct design (`GenerationQueue`): the idle
+    scenario tells them apart in both modes (every correct_* queue passing it is part of
+    the tests above)."""
+    sc = SCENARIOS["idle-processor"]
+    bug = run_scenario_runs("tests.quality.queues.bug_stale_after_idle:open_queue", sc,
+                            factory=factory("bug_stale_after_idle"), mode=mode)
+    assert {v["kind"] for v in bug["violations"]} & {"lost", "duplicate"}, describe(bug)
+    from tests.quality.queues.bug_stale_after_idle import open_correct_queue
+
+    twin = run_scenario_runs("tests.quality.queues.bug_stale_after_idle:open_correct_queue",
+                             sc, factory=open_correct_queue, mode=mode)
+    assert twin["status"] == "pass", describe(twin)
 
 
 # -- through the real CLI ------------------------------------------------------------
