@@ -24,6 +24,8 @@ or as a `Promises` object. Keys:
   finding the checker explains with a `PowerLoss` is outside.
 - ``delivery``: ``"at-least-once"`` (the contract) or ``"at-most-once"``: an entry lost
   after its processor claimed it and crashed is outside (it was delivered once).
+- ``damage``: False if it does not promise to detect damage at rest (no checksums): a
+  finding the checker explains with a `Corruption` is outside.
 """
 
 from __future__ import annotations
@@ -48,14 +50,16 @@ class Promises:
     processes: int | None = None
     power_loss: bool = True
     delivery: str = "at-least-once"
+    damage: bool = True
 
     def __post_init__(self) -> None:
         p = self.processes
         if p is not None and (not isinstance(p, int) or isinstance(p, bool) or p < 1):
             raise PromiseError(f"promises: processes={p!r}; expected None or an int >= 1")
-        if not isinstance(self.power_loss, bool):
-            raise PromiseError(f"promises: power_loss={self.power_loss!r}; expected True "
-                               "or False")
+        for name in ("power_loss", "damage"):
+            if not isinstance(getattr(self, name), bool):
+                raise PromiseError(f"promises: {name}={getattr(self, name)!r}; expected "
+                                   "True or False")
         if self.delivery not in DELIVERY:
             raise PromiseError(f"promises: delivery={self.delivery!r}; expected one of "
                                f"{', '.join(DELIVERY)}")
@@ -95,6 +99,8 @@ def outside(promises: Promises, processors: int, violation: Mapping[str, Any]) -
     faults = violation.get("faults") or ()
     if not promises.power_loss and any(str(f).startswith("PowerLoss(") for f in faults):
         return "the target does not promise durability across a power loss"
+    if not promises.damage and any(str(f).startswith("Corruption(") for f in faults):
+        return "the target does not promise to detect damage at rest (no checksums)"
     if (promises.delivery == "at-most-once" and violation.get("kind") == "lost"
             and "released" in (violation.get("tags") or ())):
         return ("the target promises at-most-once delivery: an entry whose processor "

@@ -366,6 +366,8 @@ def detach_after_fork(fds: list[int]) -> None:
                 os.lseek(new, pos, os.SEEK_SET)
         except OSError:
             new = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        if new == fd:
+            continue  # fd was not open here (closed by someone else): the number is ours now
         os.dup2(new, fd, inheritable=False)
         os.close(new)
 

@@ -98,3 +98,15 @@ def test_crash_exceptions_pass_through_untouched(tmp_path, monkeypatch):
     fd = _os.open_file(str(tmp_path / "f"), os.O_RDWR | os.O_CREAT)
     with pytest.raises(Crash):
         _os.fsync(fd, "f")
+
+
+def test_detach_after_fork_skips_a_descriptor_closed_behind_its_back():
+    # found by the harness: a queue handle whose descriptors another component closed
+    # (a harness uninstalling, a careless caller) made the at-fork handler of every later
+    # fork raise EINVAL (dup3 of a descriptor onto itself), leaving locks shared
+    from persistence import _os
+
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)  # the number is free: the placeholder opened for it gets that very number
+    _os.detach_after_fork([fd])
+    os.close(fd)

@@ -6,9 +6,10 @@ directory fsyncs ask platform.system(), as portable code does) with status "pass
 violation, and a fault that fired. None
 of them needs a "no_fault_fired" exemption: every scenario's fault reaches every design
 here (all of them write, fsync, rename/replace or list inside q/, and every one opens
-files for reading), so "no_fault_fired" would itself be a finding. One restriction,
-`NOT_PROMISED`: a design without checksums cannot come through damage at rest (it hands
-out a flipped bit as data); those pairs are pinned as failures instead.
+files for reading), so "no_fault_fired" would itself be a finding. Designs without
+checksums declare it (``open_queue.promises = {"damage": False}``, harness.promises):
+what damage at rest does to them is listed outside their promises, and pinned to be found
+there (`NOT_PROMISED`), never silently passed.
 
 Every BUGGY queue (bug_*.py, each one correct design with ONE thing changed) must be
 caught: at least one violation somewhere, and, more strictly, in the scenario a person
@@ -66,7 +67,8 @@ def describe(d: dict) -> str:
     return "\n".join(lines)
 
 
-# Scenarios a correct design does not promise to pass, and why; pinned to fail instead.
+# Scenarios a correct design does not promise to pass (it declares so), and why: they pass on
+# its promises, and what the harness found is listed outside them.
 _NO_CHECKSUMS = ("no checksums: a flipped bit in a payload is handed out as data (corrupt), "
                  "or one in the JSON loses the whole file")
 NOT_PROMISED: dict[tuple[str, str], str] = {
@@ -84,7 +86,7 @@ NOT_REACHED: dict[tuple[str, str], str] = {
 
 
 def promised(module: str) -> list[str]:
-    return [sc for sc in ALL if (module, sc) not in NOT_PROMISED]
+    return list(ALL)
 
 
 def test_every_scenario_is_loaded():
@@ -99,8 +101,6 @@ def test_every_scenario_is_loaded():
 @pytest.mark.parametrize("scenario", ALL)
 @pytest.mark.parametrize("module", CORRECT)
 def test_correct_queue_passes(module, scenario):
-    if (module, scenario) in NOT_PROMISED:
-        pytest.skip(NOT_PROMISED[module, scenario])
     d = run(module, scenario)
     if (module, scenario) in NOT_REACHED:
         assert d["status"] in ("pass", "no_fault_fired") and not d["violations"], describe(d)
@@ -125,19 +125,22 @@ def test_correct_queue_passes_in_process_mode(module):
 @pytest.mark.parametrize("module", CORRECT)
 def test_correct_queue_drains_after_heal(module, scenario):
     """A correct queue works again once the faults are healed: the drain never fails."""
-    if (module, scenario) in NOT_PROMISED:
-        pytest.skip(NOT_PROMISED[module, scenario])
     d = run(module, scenario)
+    if (module, scenario) in NOT_PROMISED:
+        return  # a design without checksums may not drain damaged bytes: outside its promise
     assert not [o for o in d["observations"] if o.startswith("final drain")], describe(d)
 
 
 @pytest.mark.parametrize("module, scenario", sorted(NOT_PROMISED))
 def test_a_correct_design_outside_its_promise_is_still_caught(module, scenario):
-    """Damage at rest to a queue without checksums is a real failure, not a false alarm:
-    the harness reports it (damaged bytes handed out, or a queue that no longer drains)."""
+    """Damage at rest to a queue without checksums is found, not passed over: the harness
+    lists it (damaged bytes handed out, or a queue that no longer drains) outside the
+    promises the design declares, and grades it on the rest."""
     d = run(module, scenario)
-    kinds = {v["kind"] for v in d["violations"]}
-    assert d["status"] == "fail" and kinds & {"corrupt", "phantom", "lost", "stuck"}, describe(d)
+    kinds = {v["kind"] for v in d.get("outside_promises", [])}
+    assert kinds & {"corrupt", "phantom", "lost", "stuck", "unavailable"}, describe(d)
+    assert all("damage at rest" in v["outside"] for v in d["outside_promises"]), describe(d)
+    assert d["promises"]["damage"] is False
 
 
 # -- buggy queues: caught where a person would look ---------------------------------
@@ -187,7 +190,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
                              frozenset({"lost", "silent_error"})),
     # damage at rest and files removed by others
     "bug_damage_as_torn_tail": (("corruption-at-rest",), frozenset({"lost", "duplicate"})),
-    "bug_lockfile_deadlock": (("file-removed",), frozenset({"stuck"})),
+    "bug_lockfile_deadlock": (("file-removed",), frozenset({"stuck", "unavailable"})),
     "bug_lockfile_split": (("file-removed",), frozenset({"lost", "duplicate"})),
     # an fsync that failed with EIO, retried and trusted: its dropped pages are lost at
     # the next power loss, the state file comes back as zeros

@@ -25,3 +25,7 @@ class Q(SnapshotQueue):
 
 def open_queue(directory):
     return Q(directory)
+
+
+# As correct_snapshot, whose design it shares: no checksums (harness.promises).
+open_queue.promises = {"damage": False}  # type: ignore[attr-defined]
