@@ -443,3 +443,39 @@ def test_a_target_spinning_in_the_final_drain_ends_as_stuck_not_a_hang():
     assert run.status == "fail"
     (v,) = [v for v in run.result.violations if v.entry == "queue"]
     assert v.kind == "stuck" and "still making file calls after 3000" in v.detail
+
+
+# -- 11. every stdlib entry point that can touch the disk ----------------------------------
+
+
+def test_link_symlink_utime_chmod_truncate_and_positional_io_are_intercepted(tmp_path):
+    # before: os.link and os.utime (and the rest) passed straight through: no fault could
+    # reach a target that used them, and the history did not show them
+    (tmp_path / "a").write_bytes(b"0123456789")
+    h = History()
+    with installed(sandbox=tmp_path, history=h) as shim, shim.processor(0):
+        os.link(tmp_path / "a", tmp_path / "b")
+        os.symlink("a", tmp_path / "c")
+        os.utime(tmp_path / "a", (1, 1))
+        os.chmod(tmp_path / "a", 0o600)
+        os.truncate(tmp_path / "a", 8)
+        fd = os.open(tmp_path / "a", os.O_RDWR)
+        assert os.pwrite(fd, b"xy", 2) == 2
+        assert os.pread(fd, 4, 0) == b"01xy"
+        assert os.writev(fd, [b"p", b"q"]) == 2
+        os.close(fd)
+        assert os.access(tmp_path / "a", os.R_OK)
+    calls = [(r.call, r.path, r.path2) for r in h.fs_ops()]
+    assert calls[:5] == [("link", "a", "b"), ("symlink", "c", None), ("setattr", "a", None),
+                         ("setattr", "a", None), ("truncate", "a", None)]
+    assert [c for c, _p, _q in calls[5:]] == ["open", "write", "read", "write", "close",
+                                              "stat"]
+
+
+def test_a_permission_fault_reaches_os_link(tmp_path):
+    plan = armed(PermissionDenied(calls=("link",)))
+    (tmp_path / "a").write_bytes(b"")
+    with installed(sandbox=tmp_path, history=History(), plan=plan) as shim, \
+            shim.processor(0), pytest.raises(PermissionError):
+        os.link(tmp_path / "a", tmp_path / "b")
+    assert plan.fired == 1 and not (tmp_path / "b").exists()
