@@ -50,10 +50,17 @@ def own_fired(kind: str, faults: Sequence[Any], counts: Sequence[int], switches:
 
 def refused_open(history: History) -> str | None:
     """The target's exception if its very first open, or its very first enqueue, raised
-    before any fault had fired: it breaks the contract with nothing wrong on the disk."""
+    before any fault had fired: it breaks the contract with nothing wrong on the disk.
+    Not when another processor had started too: two constructors racing on a new
+    directory is the target's concurrency (a finding, or outside its promises)."""
+    seen: set[int] = set()
     for rec in history.records:
         if isinstance(rec, FaultEvent) or (isinstance(rec, FsOp) and rec.fault):
             return None
+        if isinstance(rec, Op | FsOp):
+            seen.add(rec.process)
+            if len(seen) > 1:
+                return None
         if not isinstance(rec, Op) or rec.type == "invoke" or rec.f not in ("open",
                                                                             "enqueue"):
             continue

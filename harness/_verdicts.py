@@ -187,11 +187,18 @@ _PROBES = frozenset({"stat", "listdir", "lock", "seek", "read", "close"})
 # rename(2) answers ENOTEMPTY (or EEXIST) and the loser uses the winner's.
 _BENIGN = {("mkdir", "EEXIST"), ("open", "EEXIST"), ("open", "ENOENT"), ("unlink", "ENOENT"),
            ("rmdir", "ENOENT"), ("replace", "ENOTEMPTY"), ("replace", "EEXIST")}
+# Inside a claim only: a lock on an entry taken by hard link that someone else holds, or an
+# entry taken by rename that another processor took first: the claim moves on to the next
+# entry. (Inside an enqueue or an ack the same ENOENT is a save that failed: the incident.)
+_CLAIM_RACES = {("link", "EEXIST"), ("replace", "ENOENT"), ("open", "EEXIST")}
 
 
-def saw_error(rec: FsOp) -> bool:
-    """Did the target get an error back from this call that means a change did not happen?"""
+def saw_error(rec: FsOp, f: str | None = None) -> bool:
+    """Did the target get an error back from this call that means a change did not happen?
+    ``f``: the client call it happened in (a claim races for entries)."""
     if rec.outcome in ("ok", "killed"):
+        return False
+    if f == "claim" and not rec.fault and (rec.call, rec.outcome) in _CLAIM_RACES:
         return False
     if rec.fault:
         return True  # an error the harness injected into it
@@ -200,7 +207,11 @@ def saw_error(rec: FsOp) -> bool:
 
 def _retried(facts: Trace, rec: FsOp, end: int) -> bool:
     """Did the same call on the same path succeed later inside the same client call? Then
-    the target retried it (or took another way to the same effect): nothing was swallowed."""
+    the target retried it (or took another way to the same effect): nothing was swallowed.
+    Not for an fsync: one that succeeds after a failure does not bring back the pages the
+    failure dropped (fsyncgate), so trusting the retry is the bug itself."""
+    if rec.call in ("fsync", "dirsync"):
+        return False
     oks = facts.retried.get((rec.process, rec.call, rec.path, rec.path2), ())
     i = bisect_left(oks, rec.index + 1)
     return i < len(oks) and oks[i] < end
@@ -217,7 +228,7 @@ def swallowed_fault(entry: EntryTrace, facts: Trace) -> tuple[Call, FaultMark] |
         for rec in facts.errors[lo:]:
             if rec.index >= call.done.index:
                 break
-            if rec.process == call.process and saw_error(rec) and not _retried(
+            if rec.process == call.process and saw_error(rec, call.invoke.f) and not _retried(
                     facts, rec, call.done.index):
                 label = rec.fault or f"a {rec.outcome} error (no fault of ours)"
                 return call, FaultMark(rec.index, rec.process, label, rec)

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness._mounts import drop_dac_capabilities
-from harness.client import Client
+from harness.client import Client, DrainProblem
 from harness.runner import LogCapture
+from harness.schedule import OpBudgetExceeded
 from harness.shim import HarnessError, installed
 
 __all__ = ["Spec", "main", "die_with_parent", "quiet_signals"]
@@ -53,6 +54,7 @@ class Spec:
     unprivileged: bool = False  # obey permission bits even as root (a permission fault)
     platform: str = "linux"  # "windows": Windows' file semantics (harness._windows)
     bound: int = 1000  # the drain's claim budget
+    drain_ops: int = 200_000  # file calls the drain may make (a target spinning there)
     parent: int = field(default_factory=os.getpid)
 
 
@@ -188,7 +190,14 @@ def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
                         directory=spec.directory, history=history, shim=shim, baton=None)
         with shim.processor(spec.process):
             if spec.drain:
-                problem = client.drain(spec.bound)
+                shim.drain_budget = spec.drain_ops
+                try:
+                    problem = client.drain(spec.bound)
+                except OpBudgetExceeded:
+                    problem = DrainProblem(
+                        f"final drain: the queue was still making file calls after "
+                        f"{spec.drain_ops} of them once every fault was healed (spinning on "
+                        "something that never comes?)", kind="stuck")
             else:
                 _program(client, link, spec)
                 problem = None

@@ -60,6 +60,7 @@ from harness.runner import (
     observe_fs,
     platform_of,
     retention,
+    scenario_arg,
     with_blocked,
 )
 from harness.schedule import workload_programs
@@ -93,7 +94,7 @@ class ProcessRun(ScenarioRun):
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d.update(mode="process", kills=self.kills, restarts=self.restarts,
-                 replay=replay_command(self.target, self.scenario.name, self.seed)
+                 replay=replay_command(self.target, scenario_arg(self.scenario), self.seed)
                  + self.platform_flag())
         return d
 
@@ -141,7 +142,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             real = RealFaults(sandbox=sandbox, queue_dir=queue_dir, history=run.history,
                               model=model, faults=plan.faults, tmpfs=tmpfs, chmod=chmod)
             base = Spec(process=0, target=target, directory=queue_dir, sandbox=sandbox,
-                        unprivileged=unprivileged, platform=run.platform)
+                        unprivileged=unprivileged, platform=run.platform,
+                        drain_ops=wl.max_ops)
             conductor = Conductor(
                 ctx=multiprocess.get_context("fork"), history=run.history, armed=armed,
                 model=model, real=real, disk_rng=_stream(seed, "disk"), base=base,

@@ -21,6 +21,7 @@ history.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from harness import _damage, checker, timeline
@@ -40,6 +42,7 @@ from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, FsOp, History
 from harness.promises import PromiseError, Promises, outside, promises_of
+from harness.scenarios import default_dir
 from harness.schedule import Baton, OpBudgetExceeded, workload_programs
 from harness.shim import DeadlockError, installed
 from harness.targets import TargetError, resolve
@@ -55,6 +58,20 @@ QUEUE_DIR = "q"
 
 def replay_command(target: str, scenario: str, seed: int) -> str:
     return f"harness run --target {target} --scenario {scenario} --seed {seed}"
+
+
+def scenario_arg(scenario: Any) -> str:
+    """How ``--scenario`` names it in a replay: its name, or its file's path when it lives
+    outside the default scenario directory (scenarios/windows/, a user's own file)."""
+    source = getattr(scenario, "source", "")
+    if not source:
+        return scenario.name
+    path = Path(source).resolve()
+    if path.parent == default_dir().resolve():
+        return scenario.name
+    with contextlib.suppress(ValueError):
+        return os.path.relpath(path)
+    return str(path)
 
 
 def platform_of(scenario: Any, platform: str | None) -> str:
@@ -160,7 +177,8 @@ class ScenarioRun:
 
     def replay(self) -> str:
         """The command that runs this again."""
-        return replay_command(self.target, self.scenario.name, self.seed) + self.platform_flag()
+        return replay_command(self.target, scenario_arg(self.scenario), self.seed) + (
+            self.platform_flag())
 
 
 def observe_fs(history: History) -> list[str]:

@@ -479,3 +479,28 @@ def test_a_permission_fault_reaches_os_link(tmp_path):
             shim.processor(0), pytest.raises(PermissionError):
         os.link(tmp_path / "a", tmp_path / "b")
     assert plan.fired == 1 and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("call, outcome", [("link", "EEXIST"), ("replace", "ENOENT")])
+def test_a_claim_that_lost_a_race_for_one_entry_and_took_the_next_swallowed_nothing(call,
+                                                                                    outcome):
+    # found on dirq and femtoqueue: a claim meets another processor's lock on e1 (or finds
+    # e1 already taken), moves on and returns e2; e2 is lost later. That loss is not "the
+    # error was swallowed" (before: silent_error, citing the lost race)
+    h = History()
+    _enq(h, 0, "e1", "1")
+    _enq(h, 0, "e2", "2")
+    h.op("invoke", 1, "claim")
+    h.fs(1, call, path="q/e1", path2="q/e1.lock", outcome=outcome)
+    h.op("ok", 1, "claim", key="e2", value={"id": "2", "payload": b"e2|x"})
+    h.op("invoke", 1, "ack", key="e2", value={"id": "2"})
+    h.op("ok", 1, "ack", key="e2", value={"id": "2"})
+    h.op("invoke", 2, "claim")
+    h.op("ok", 2, "claim", key="e1", value={"id": "1", "payload": b"e1|x"})
+    h.op("invoke", 2, "ack", key="e1", value={"id": "1"})
+    h.op("ok", 2, "ack", key="e1", value={"id": "1"})
+    h.op("invoke", 0, "claim")  # a claim that comes out again: a duplicate of e2
+    h.op("ok", 0, "claim", key="e2", value={"id": "2", "payload": b"e2|x"})
+    _drain_empty(h)
+    (v,) = check(h).violations
+    assert v.kind == "duplicate", v

