@@ -25,8 +25,14 @@ The mapping to the five-method contract:
 
 Promises: many processes, at-least-once delivery (a claim outlives its holder only
 until a purge), no power-loss durability (no fsync anywhere). Note for the harness:
-``os.link`` and ``os.utime`` are not intercepted by the shim at this commit, so no fault
-can reach the publish or the lock step.
+at 8d9ccde (the first trial) ``os.link`` and ``os.utime`` were not intercepted, so no
+fault reached the publish or the lock step; since f62bc60 they are.
+
+No promises declared to the harness: dirq's documentation states none of the reduced
+ones. It says "This module allows multiple concurrent readers and writers to interact
+with the same queue" and that it focuses "on simplicity, robustness and scalability";
+it says nothing about fsync or power loss (it never fsyncs, but does not say so), and
+its locks outlive a dead consumer until ``purge``, which is at-least-once.
 """
 
 from __future__ import annotations

@@ -32,8 +32,13 @@ The mapping to the five-method contract:
 
 Promises: many processes, at-least-once delivery, power-loss durability (with
 ``sync_after_write``). Note for the harness: femtoqueue imports ``rename``, ``listdir``,
-``fsync`` and ``urandom`` with ``from os import ...``, so the shim at this commit sees
-its ``open``/``write``/``makedirs``/``stat`` calls but not its renames, listings or fsyncs.
+``fsync`` and ``urandom`` with ``from os import ...``; at 8d9ccde (the first trial) the
+shim saw none of those calls, since f62bc60 it rebinds such names and sees them all.
+
+No promises declared to the harness: femtoqueue promises the whole contract. Its
+summary says "durable, concurrent, retrying"; ``sync_after_write`` is "useful if you're
+worried about sudden power loss" (the adapter turns it on); ``pop`` "will return that
+incomplete task" after a process "was terminated unexpectedly" (at-least-once).
 """
 
 from __future__ import annotations

@@ -23,6 +23,17 @@ Promises: many processes, at-most-once delivery, no power-loss durability. A cra
 inside or after a ``dequeue`` may lose that task (outside the promise); an entry lost
 without such a crash, a duplicate, or a task handed out with other bytes than were
 enqueued is inside it.
+
+Declared to the harness (``open_queue.promises``), from huey 3.5.4's own docstrings:
+
+- ``delivery: "at-most-once"``: ``BaseStorage.dequeue``, which ``FileStorage``
+  implements: "Atomically remove data from the queue"; the storage API has no
+  acknowledgement, so a task is gone once it is dequeued.
+
+Not declared: huey says nothing about fsync or power loss for ``FileStorage`` (its
+docstring only says it "should NOT be used in production", because of its locking),
+and its ``flock`` is there for several processes, so ``processes`` and ``power_loss``
+stay at the contract.
 """
 
 from __future__ import annotations
@@ -73,3 +84,6 @@ class HueyFile:
 def open_queue(directory: str) -> Any:
     """The harness's target factory: ``--target examples.huey_file:open_queue``."""
     return HueyFile(directory)
+
+
+open_queue.promises = {"delivery": "at-most-once"}  # type: ignore[attr-defined]

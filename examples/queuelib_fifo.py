@@ -24,6 +24,19 @@ delivery. Scenarios that kill a processor, cut the power or open several process
 one directory test outside those promises; disk full, permission errors and a removed
 directory with one processor test inside them (an error must surface, and what was
 pushed and not popped must still come out).
+
+Declared to the harness (``open_queue.promises``), from queuelib 1.10.0's README:
+
+- ``processes: 1``: "Use one queue object per path at a time": "a given path must not
+  be used by more than one open queue object at a time, in the same process or not"
+  (and "Queuelib collections are not thread-safe");
+- ``power_loss: False``: "Always close disk queues": "Queuelib never calls ``fsync()``".
+
+Not declarable with the harness's keys: the same README section says that a process
+that ends without ``close()`` leaves the queue "unsafe" (pushes since the last close
+unreachable, popped items returned again); a kill is not a power loss, so killing
+scenarios with one processor stay graded. The README says nothing about delivery
+after a crash beyond that, so ``delivery`` is left at the contract.
 """
 
 from __future__ import annotations
@@ -74,3 +87,6 @@ class QueuelibFifo:
 def open_queue(directory: str) -> Any:
     """The harness's target factory: ``--target examples.queuelib_fifo:open_queue``."""
     return QueuelibFifo(directory)
+
+
+open_queue.promises = {"processes": 1, "power_loss": False}  # type: ignore[attr-defined]
