@@ -183,6 +183,12 @@ def attach(directory: str, token: str, create: bool) -> Attachment:
             try:
                 owner_fd, made = open_owner(directory, token)
                 syncs += made
+                if not made:
+                    # The names in it (the generation files) may come from an open whose
+                    # fsync of the directory failed (EIO): make them durable before we
+                    # rely on them; open_owner did when it made owners/.
+                    _os.fsync_dir(directory)
+                    syncs += 1
             finally:
                 _os.flock(dir_fd, _os.LOCK_UN, directory)
         except PersistenceError as exc:

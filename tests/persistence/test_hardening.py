@@ -382,3 +382,16 @@ def test_open_makes_the_name_of_a_directory_another_process_made_durable(tmp_pat
     monkeypatch.setattr(_os, "fsync_dir", lambda path: (synced.append(path), real(path)))
     persistence.open_queue(tmp_path / "q").close()
     assert str(tmp_path) in synced
+
+
+def test_open_makes_the_names_in_an_existing_directory_durable(tmp_path, monkeypatch):
+    # found by harness explore (FsyncFailure at the directory fsync of the first open): the
+    # generation files were named, the fsync failed, and no later open fsynced q/ again
+    from persistence import _os
+
+    persistence.open_queue(tmp_path / "q").close()
+    synced = []
+    real = _os.fsync_dir
+    monkeypatch.setattr(_os, "fsync_dir", lambda path: (synced.append(path), real(path)))
+    persistence.open_queue(tmp_path / "q").close()
+    assert str(tmp_path / "q") in synced
