@@ -20,9 +20,7 @@ history.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import dataclasses
 import logging
 import os
 import random
@@ -35,12 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from harness import _damage, checker, timeline
+from harness._observe import (  # noqa: F401 - re-exported: their old home
+    LogCapture,
+    leftovers,
+    log_summary,
+    observe_fs,
+    retention,
+    with_blocked,
+)
 from harness._outcome import harness_error, never_ran, own_fired, refused_open, unfired
 from harness._reaper import interruptible
-from harness._windows import shown
 from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
-from harness.history import DRAIN, FsOp, History
+from harness.history import DRAIN, History
 from harness.promises import PromiseError, Promises, outside, promises_of
 from harness.scenarios import default_dir
 from harness.schedule import Baton, OpBudgetExceeded, workload_programs
@@ -181,54 +186,6 @@ class ScenarioRun:
             self.platform_flag())
 
 
-def observe_fs(history: History) -> list[str]:
-    """Failed file calls of the run, grouped, as people would grep a log for them."""
-    failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
-    for r in history.records:
-        if isinstance(r, FsOp) and r.outcome not in ("ok", "killed") and r.process != DRAIN:
-            failures[(shown(r.outcome, r.fault), r.call, r.path or "")] += 1
-    return [f"{n}x {outcome} on {call} {path}".rstrip()
-            for (outcome, call, path), n in sorted(failures.items(), key=lambda kv: -kv[1])[:8]]
-
-
-class LogCapture(logging.Handler):
-    """Warnings and errors the target logged during a run: swallowed errors show up here."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.messages: collections.Counter[str] = collections.Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed log call must not break the run
-            text = str(record.msg)
-        self.messages[f"{record.levelname.lower()} from {record.name}: {text[:160]}"] += 1
-
-    def summary(self) -> list[str]:
-        return log_summary(self.messages)
-
-
-def log_summary(messages: collections.Counter[str]) -> list[str]:
-    """The target's log lines, counted: the first place a swallowed error shows."""
-    total = sum(messages.values())
-    if not total:
-        return []
-    top = [f"{n}x {m}" for m, n in messages.most_common(3)]
-    return [f"the target logged {total} warnings/errors; most frequent:", *top]
-
-
-def _leftovers(queue_dir: str, patterns: tuple[str, ...]) -> list[str]:
-    import fnmatch
-
-    found = []
-    for dirpath, _dirs, files in os.walk(queue_dir):
-        for name in files:
-            if any(fnmatch.fnmatch(name, p) for p in patterns):
-                found.append(os.path.relpath(os.path.join(dirpath, name), queue_dir))
-    return sorted(found)
-
-
 def drain_queue(client: Client, history: History | None = None, bound: int = 0) -> str | None:
     """The final drain (open, recover, claim + ack until empty, states) for callers of their
     own; see `Client.drain`. ``history`` is the client's own (kept for callers' symmetry)."""
@@ -330,7 +287,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             armed.heal()
             shim.kill_all("every processor stops before the final drain")
             if "stale_locks" in scenario.checks:
-                stale = _leftovers(queue_dir, ("*.lock", "*.lck", "lock"))
+                stale = leftovers(queue_dir, ("*.lock", "*.lck", "lock"))
                 run.observations.append(
                     "lock files present while no processor runs: " + (", ".join(stale) or "none"))
             drain = Client(process=DRAIN, factory=factory, target=target, directory=queue_dir,
@@ -377,32 +334,6 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     if run.unfired:
         run.observations.append("never fired: " + ", ".join(run.unfired))
     return run
-
-
-def retention(history: History) -> str:
-    """How many delivered entries the target still keeps after the drain (the incident's 93)."""
-    states = [op for op in history.ops() if op.process == DRAIN and op.f == "states"
-              and op.type == "ok"]
-    if not states:
-        return "retention: the target has no states(); delivered entries not counted"
-    delivered = sum(1 for s in states[-1].value.values() if s == "DELIVERED")
-    return f"retention: {delivered} delivered entries still stored after the drain"
-
-
-def with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
-                 faults: tuple[str, ...]) -> checker.Result:
-    """A processor that can never finish its call, or a queue that cannot be drained once
-    every fault is healed, is stuck, whatever became of the entries."""
-    if not blocked:
-        return result
-    extra = tuple(checker.Violation(kind=getattr(why, "kind", "stuck"), entry=name, ops=(),
-                                    faults=faults, detail=why)
-                  for name, why in blocked)
-    counts = dict(result.counts)
-    for v in extra:
-        counts[v.kind] = counts.get(v.kind, 0) + 1
-    return dataclasses.replace(result, valid=False, violations=result.violations + extra,
-                               counts=counts)
 
 
 def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
