@@ -184,9 +184,12 @@ def test_damage_at_rest_comes_between_the_crash_and_the_restart(mode):
     assert damage.ranges and damage.process == -2 and kill.index < damage.index
     # the crashed processor's fresh process opens only after the damage, and nobody else is
     # inside a call when it strikes
-    reopen = next(x for x in records[kill.index:] if isinstance(x, Op)
-                  and x.process == kill.process and x.f == "open" and x.type == "invoke")
-    assert damage.index < reopen.index
+    # (in process mode a processor killed at the end of its program may never come back:
+    # the kernel's interleaving decides, so only a reopen that happened is checked)
+    reopen = next((x for x in records[kill.index:] if isinstance(x, Op)
+                   and x.process == kill.process and x.f == "open" and x.type == "invoke"),
+                  None)
+    assert reopen is None or damage.index < reopen.index
     inside = {}
     for x in records[:damage.index]:
         if isinstance(x, Op):
