@@ -43,9 +43,8 @@ def unfired(faults: Sequence[Any], counts: Sequence[int], switches: int) -> list
 
 def own_fired(kind: str, faults: Sequence[Any], counts: Sequence[int], switches: int) -> bool:
     """Did any fault of the scenario's own kind fire?"""
-    return any(f.kind == kind for f in faults) and not all(
-        repr(f) in unfired([f], [n], switches) for f, n in zip(faults, counts, strict=True)
-        if f.kind == kind)
+    return any((switches if f.kind == "concurrent_processors" else n) > 0
+               for f, n in zip(faults, counts, strict=True) if f.kind == kind)
 
 
 def refused_open(history: History) -> str | None:

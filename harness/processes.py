@@ -43,7 +43,7 @@ from typing import Any
 import multiprocess
 
 from harness import _mounts, checker
-from harness._outcome import never_ran, own_fired, refused_open, unfired
+from harness._outcome import never_ran, refused_open
 from harness._parent import Conductor, Hung
 from harness._realfaults import RealFaults
 from harness._reaper import interruptible, make_sandbox, remove_sandbox
@@ -51,7 +51,6 @@ from harness._windows import LABEL as _WINDOWS
 from harness._worker import Spec
 from harness.durability import DurabilityModel
 from harness.history import DRAIN
-from harness.promises import PromiseError, promises_of
 from harness.runner import (
     JOIN_TIMEOUT_S,
     QUEUE_DIR,
@@ -120,10 +119,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     if concurrency is not None:
         nproc = max(nproc, MIN_CONCURRENCY)
     run.processors = nproc
-    try:
-        run.promises = promises_of(factory)
-    except PromiseError as exc:
-        run.error = f"target={target!r}: {exc}"
+    if not run.adopt_promises(factory):
         return run
     progs = workload_programs(wl, nproc, _stream(seed, "workload"))
     armed = plan.arm(_stream(seed, "faults"))
@@ -172,9 +168,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 conductor.blocked.append(("queue", conductor.drain_problem))
             fired = armed.fired + (conductor.overlaps if concurrency else 0)
             run.faults_fired, run.kills, run.restarts = fired, conductor.kills, conductor.restarts
-            run.unfired = unfired(plan.faults, armed.fired_counts(), conductor.overlaps)
-            run.own_fired = own_fired(scenario.fault, plan.faults, armed.fired_counts(),
-                                      conductor.overlaps)
+            run.count_firings(armed, conductor.overlaps)
             blocked = [(f"processor {p}" if isinstance(p, int) else p, why)
                        for p, why in conductor.blocked]
             run.result = with_blocked(checker.check(run.history), blocked,

@@ -130,6 +130,21 @@ class ScenarioRun:
             return "no_fault_fired"
         return "pass"
 
+    def adopt_promises(self, factory: Any) -> bool:
+        """Take the target's declared promises; False (and an error) if they are unreadable."""
+        try:
+            self.promises = promises_of(factory)
+        except PromiseError as exc:
+            self.error = f"target={self.target!r}: {exc}"
+            return False
+        return True
+
+    def count_firings(self, armed: Any, switches: int) -> None:
+        """Which faults of the plan never fired, and whether the scenario's own did."""
+        faults, counts = self.scenario.plan.faults, armed.fired_counts()
+        self.unfired = unfired(faults, counts, switches)
+        self.own_fired = own_fired(self.scenario.fault, faults, counts, switches)
+
     def graded(self) -> tuple[list[dict], list[dict]]:
         """The violations within the target's promises, and those outside them (each with
         ``outside``: why)."""
@@ -217,10 +232,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     concurrency = scenario.plan.concurrency
     nproc = max(wl.processors, concurrency.processors if concurrency else 1)
     run.processors = nproc
-    try:
-        run.promises = promises_of(factory)
-    except PromiseError as exc:
-        run.error = f"target={target!r}: {exc}"
+    if not run.adopt_promises(factory):
         return run
     progs = workload_programs(wl, nproc, _stream(seed, "workload"))
     baton = Baton(schedule_rng or _stream(seed, "schedule"), list(range(nproc)),
@@ -306,10 +318,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 blocked.append(("queue", problem))
         run.faults_fired = armed.fired + (baton.mid_call_switches if concurrency else 0)
-        run.unfired = unfired(scenario.plan.faults, armed.fired_counts(),
-                              baton.mid_call_switches)
-        run.own_fired = own_fired(scenario.fault, scenario.plan.faults, armed.fired_counts(),
-                                  baton.mid_call_switches)
+        run.count_firings(armed, baton.mid_call_switches)
         run.platform_refusals = shim.platform_refusals
         _platform_notes(run, shim.platform_refusals, shim.windows.copied if shim.windows else 0)
         run.result = with_blocked(checker.check(run.history), blocked,
