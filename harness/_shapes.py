@@ -29,7 +29,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from harness.schedule import Step
+from harness.schedule import Step, merge
 
 __all__ = ["ROLES", "shaped", "shaped_programs", "real_steps"]
 
@@ -50,27 +50,6 @@ def real_steps(program: Sequence[Step]) -> int:
 
 def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
     return key.encode("ascii") + b"|" + rng.randbytes(rng.randint(low, high))
-
-
-def _merge(enqueues: list[Step], claims: int, hold: int, rng: random.Random) -> list[Step]:
-    """One processor's enqueues and claims interleaved, each ack up to ``hold`` steps after
-    its claim (the plain programs' rule, so a "both" processor behaves as it always did)."""
-    steps: list[Step] = []
-    acks_due: list[int] = []
-    while enqueues or claims or acks_due:
-        if acks_due and acks_due[0] <= len(steps):
-            acks_due.pop(0)
-            steps.append(Step("ack"))
-        elif enqueues and (not claims or rng.random() < 0.6):
-            steps.append(enqueues.pop(0))
-        elif claims:
-            steps.append(Step("claim"))
-            claims -= 1
-            due = len(steps) + (rng.randint(0, hold) if hold else 0)
-            acks_due.append(max(due, acks_due[-1] if acks_due else 0))
-        else:
-            acks_due[0] = len(steps)
-    return steps
 
 
 def _paced(steps: list[Step], pause: int) -> list[Step]:
@@ -119,7 +98,7 @@ def shaped_programs(*, entries: int, processors: int, payload_min: int, payload_
     for _ in range(entries if consumers else 0):
         claims[rng.choices(consumers, [weight[p] for p in consumers])[0]] += 1
     top = max(weight)
-    result = [_paced(_merge(enqueues[p], claims[p], hold, rng), round(top / weight[p]) - 1)
+    result = [_paced(merge(enqueues[p], claims[p], hold, rng), round(top / weight[p]) - 1)
               for p in range(processors)]
     calls = [real_steps(prog) for prog in result]
     idlers = tuple(p for p in sorted(set(idle)) if p < processors)

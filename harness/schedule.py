@@ -35,7 +35,7 @@ from typing import Any
 
 from harness._waits import Waits
 
-__all__ = ["Step", "programs", "workload_programs", "Baton", "OpBudgetExceeded"]
+__all__ = ["Step", "programs", "merge", "workload_programs", "Baton", "OpBudgetExceeded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,28 @@ class Step:
 def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
     body = rng.randbytes(rng.randint(low, high))
     return key.encode("ascii") + b"|" + body
+
+
+def merge(enqueues: list[Step], claims: int, hold: int, rng: random.Random) -> list[Step]:
+    """One processor's enqueues and claims interleaved, each ack up to ``hold`` steps after
+    its claim (0: at once); consumes ``enqueues``."""
+    steps: list[Step] = []
+    acks_due: list[int] = []  # step positions at which an ack is owed
+    while enqueues or claims or acks_due:
+        if acks_due and acks_due[0] <= len(steps):
+            acks_due.pop(0)
+            steps.append(Step("ack"))
+        # Enqueue a little more often than claim so the queue is rarely empty.
+        elif enqueues and (not claims or rng.random() < 0.6):
+            steps.append(enqueues.pop(0))
+        elif claims:
+            steps.append(Step("claim"))
+            claims -= 1
+            due = len(steps) + (rng.randint(0, hold) if hold else 0)
+            acks_due.append(max(due, acks_due[-1] if acks_due else 0))
+        else:
+            acks_due[0] = len(steps)
+    return steps
 
 
 def programs(*, entries: int, processors: int, payload_min: int, payload_max: int,
@@ -79,24 +101,7 @@ def programs(*, entries: int, processors: int, payload_min: int, payload_max: in
         key = f"e{n}"
         result[owner].append(Step("enqueue", key, _payload(key, rng, payload_min, payload_max)))
     for steps in result:
-        enqueues = list(steps)
-        steps.clear()
-        claims = len(enqueues)
-        acks_due: list[int] = []  # step positions at which an ack is owed
-        while enqueues or claims or acks_due:
-            if acks_due and acks_due[0] <= len(steps):
-                acks_due.pop(0)
-                steps.append(Step("ack"))
-            # Enqueue a little more often than claim so the queue is rarely empty.
-            elif enqueues and (not claims or rng.random() < 0.6):
-                steps.append(enqueues.pop(0))
-            elif claims:
-                steps.append(Step("claim"))
-                claims -= 1
-                due = len(steps) + (rng.randint(0, hold) if hold else 0)
-                acks_due.append(max(due, acks_due[-1] if acks_due else 0))
-            else:
-                acks_due[0] = len(steps)
+        steps[:] = merge(list(steps), len(steps), hold, rng)
     return result
 
 
