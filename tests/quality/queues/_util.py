@@ -74,24 +74,24 @@ def ensure_dir(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def flocked(lock_path: str, ensure=None):
-    """Exclusive flock on ``lock_path`` for the block, on a descriptor opened for this call.
+def _flock_named(path: str, flags: int, ensure=None):
+    """Exclusive flock, for the block, on a descriptor of ``path`` opened for this call.
 
-    The lock file may have been removed (the whole directory deleted) between our open and
-    our flock: then we hold a lock nobody else can see, so check the inode and retry.
+    ``path`` may have been removed (the whole directory deleted) between our open and our
+    flock: then we hold a lock nobody else can see, so check the inode and retry.
     ``ensure`` (optional) is called before each attempt to (re)create the directory.
     """
     for _ in range(100):
         if ensure is not None:
             ensure()
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, flags, 0o644)
         except FileNotFoundError:
             continue  # the directory vanished under us: recreate it and try again
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
         except BaseException:
@@ -105,7 +105,12 @@ def flocked(lock_path: str, ensure=None):
         finally:
             os.close(fd)  # closing the descriptor releases the flock
         return
-    raise OSError(f"could not lock {lock_path}: it keeps disappearing")
+    raise OSError(f"could not lock {path}: it keeps disappearing")
+
+
+def flocked(lock_path: str, ensure=None):
+    """Exclusive flock on the lock file ``lock_path`` (created if missing) for the block."""
+    return _flock_named(lock_path, os.O_RDWR | os.O_CREAT, ensure)
 
 
 @contextlib.contextmanager
@@ -114,9 +119,7 @@ def dir_flocked(directory: str, ensure=None):
 
     No lock file: one removed while held (a tmp cleaner, an operator deleting a "stale"
     lock) lets the next processor create a new one and lock that, and two processors hold
-    "the" lock at once (`flocked` has that weakness). The directory itself may be removed
-    and re-created between our open and our flock: then we hold a lock nobody else can
-    see, so check the inode and retry. ``ensure`` as for `flocked`.
+    "the" lock at once (`flocked` has that weakness). ``ensure`` as for `flocked`.
 
     On Windows a directory cannot be opened (CPython's open has no
     FILE_FLAG_BACKUP_SEMANTICS): portable code locks a file in it instead, with the
@@ -126,31 +129,8 @@ def dir_flocked(directory: str, ensure=None):
         with flocked(os.path.join(directory, "dir.lock"), ensure=ensure):
             yield
         return
-    for _ in range(100):
-        if ensure is not None:
-            ensure()
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.stat(directory).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if not same:
-            os.close(fd)
-            continue
-        try:
-            yield
-        finally:
-            os.close(fd)
-        return
-    raise OSError(f"could not lock {directory}: it keeps disappearing")
+    with _flock_named(directory, os.O_RDONLY | os.O_DIRECTORY, ensure):
+        yield
 
 
 def unique(prefix: str) -> str:
