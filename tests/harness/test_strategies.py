@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis.errors import NoSuchExample
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -99,8 +99,10 @@ def test_queue_machine_passes_on_robust():
 
 
 def test_queue_machine_finds_a_failure_on_legacy():
+    # Finding is the point here; shrinking (most of the time) is stress's test's subject.
+    found = settings(_MACHINE, phases=[Phase.generate], report_multiple_bugs=False)
     with pytest.raises(BaseException) as caught:  # noqa: B017 - any failed promise will do
-        run_state_machine_as_test(QueueMachine.for_target("legacy"), settings=_MACHINE)
+        run_state_machine_as_test(QueueMachine.for_target("legacy"), settings=found)
     assert isinstance(caught.value, AssertionError | BaseExceptionGroup)
 
 

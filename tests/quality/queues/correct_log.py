@@ -47,6 +47,9 @@ class LogQueue:
         self.dir = os.path.abspath(directory)
         self.log_path = os.path.join(self.dir, LOG)
         self.lock_path = os.path.join(self.dir, "log.lock")  # for variants with a lock file
+        # Every call replays the whole log: decoding each line once per handle keeps long
+        # drains linear. The bytes are the key, so damage still decodes afresh.
+        self._decoded: dict[bytes, dict | None] = {}
 
     def _ensure(self) -> None:
         if os.path.isdir(self.dir):
@@ -84,6 +87,13 @@ class LogQueue:
 
     def _decode(self, line: bytes) -> dict | None:
         """A record, or None for a line that is not a whole record."""
+        try:
+            return self._decoded[line]
+        except KeyError:
+            rec = self._decoded[line] = self._parse(line)
+            return rec
+
+    def _parse(self, line: bytes) -> dict | None:
         if not self.CHECKSUM:
             return json.loads(line)
         crc, sep, body = line.partition(b" ")
