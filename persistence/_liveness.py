@@ -3,9 +3,10 @@
 Why a second mark besides ``owners/<token>``: a file can be removed by anyone (a tmp
 cleaner, an operator deleting what looks like a stale lock file), and a missing owner
 file used to read as a dead owner, so another process's recovery handed a live handle's
-claims out again. A lock on the directory itself cannot be removed that way: the
-directory cannot go while it holds the queue's files, and a lock belongs to the inode,
-not to a name.
+claims out again. A lock on the directory cannot be removed that way: it belongs to
+the directory's inode, not to a name, and lasts as long as the handle's descriptor (a
+handle that finds its whole directory replaced locks its byte of the new one when it
+re-attaches, ``_vanished.py``).
 
 Each handle takes an open file description (OFD) read lock, ``fcntl(F_OFD_SETLK)``, on
 one byte of its directory descriptor, at an offset taken from its owner token
@@ -17,9 +18,9 @@ A forked child's copy is re-opened (``detach_after_fork``) and so holds no lock.
 
 Where OFD locks do not exist (macOS, the BSDs), or the filesystem refuses them, no byte
 is locked and a missing owner file reads as dead, as before this mark existed. Every
-call here follows ``_os.py``'s rules (the shim sees the module attribute; every
-OSError is raised typed, with path and errno); they live apart only to keep ``_os.py``
-within its size.
+call here follows ``_os.py``'s rules (each goes through the module attribute, so a
+shim can patch it; every OSError is raised typed, with path and errno); they live apart
+only to keep ``_os.py`` within its size.
 """
 
 from __future__ import annotations
