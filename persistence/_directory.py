@@ -13,7 +13,10 @@ outside it:
 - every file is opened with ``O_NOFOLLOW`` (``_os.open_file``) and files the queue
   writes are checked to be regular files of ours, so a link planted at a journal name
   is refused (ELOOP) instead of followed to, say, a root-owned file elsewhere;
-- ``owners`` must be a real directory: recovery unlinks files in it.
+- ``owners`` must be a real directory: recovery unlinks files in it;
+- removing a file must not make a live handle look dead: besides its owner file, each
+  handle locks one byte of the directory itself (``_liveness.py``), which only its
+  close or its death releases.
 
 The commit lock is flock(2) on a descriptor of the directory itself, held open for the
 handle's lifetime. There is no lock *file*: removing one (a tmp cleaner, an operator
@@ -32,7 +35,7 @@ import os
 import os.path
 from dataclasses import dataclass
 
-from . import _os
+from . import _liveness, _os
 from .errors import (
     InvalidArgumentError,
     PersistenceError,
@@ -41,10 +44,14 @@ from .errors import (
     usage_error,
 )
 
-__all__ = ["Attachment", "attach", "check_file", "make_dirs", "owner_path", "resolve"]
+__all__ = ["Attachment", "attach", "check_file", "make_dirs", "open_owner", "owner_path",
+           "resolve"]
 
 _log = logging.getLogger("persistence")
 _ATTACH_TRIES = 5  # a directory replaced this often while we open it is not settling
+# What a filesystem without record locks answers an OFD lock with (NFS mounted nolock
+# says ENOLCK): the handle then has only its owner file, as before liveness locks.
+_NO_RECORD_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 
 
 def resolve(directory: object) -> str:
@@ -149,10 +156,11 @@ class Attachment:
 
 
 def attach(directory: str, token: str, create: bool) -> Attachment:
-    """Open the directory (creating it if allowed), check it, and take our owner file.
+    """Open the directory (creating it if allowed), check it, lock our liveness byte of
+    it (``_liveness.py``) and take our owner file.
 
-    The owner file is opened and flocked under the commit lock: recover() runs under
-    it, and between our open and our flock the file looks dead to it.
+    Both are taken under the commit lock: recover() runs under it, and between our open
+    and our flock the file would look dead to it.
     """
     syncs = 0
     parent_synced = False  # our make_dirs fsynced the parent after creating the directory
@@ -181,6 +189,8 @@ def attach(directory: str, token: str, create: bool) -> Attachment:
             _check_dir(dir_fd, directory)
             _os.flock(dir_fd, _os.LOCK_EX, directory)
             try:
+                # First the byte: it goes with dir_fd, which every failure below closes.
+                _lock_liveness(dir_fd, directory, token)
                 owner_fd, made = open_owner(directory, token)
                 syncs += made
                 if not made:
@@ -214,10 +224,26 @@ def attach(directory: str, token: str, create: bool) -> Attachment:
                               f"{_ATTACH_TRIES} times meanwhile; {StorageMissingError.hint}")
 
 
+def _lock_liveness(dir_fd: int, directory: str, token: str) -> None:
+    """Lock our token's byte of the directory: while it is held, recovery takes us for
+    alive even if our owner file was removed. Where the filesystem has no record locks,
+    say so and go on with the owner file alone (a handle there loses its claims to the
+    next recover() if its owner file is removed, as before these locks existed)."""
+    try:
+        _liveness.lock_byte(dir_fd, _liveness.owner_byte(token), directory)
+    except PersistenceError as exc:
+        if exc.errno not in _NO_RECORD_LOCKS:
+            raise
+        _log.warning("no liveness lock on this filesystem, the owner file alone says this "
+                     "handle is alive: %s", exc)
+
+
 def open_owner(directory: str, token: str) -> tuple[int, int]:
     """Create ``owners/`` if needed and open + flock our owner file (under the commit
     lock). Owner files carry no data and need no fsync: after a power loss every holder
-    is dead anyway, and a missing owner file reads as dead. Returns (fd, dir fsyncs)."""
+    is dead anyway. A missing owner file alone does not read as dead: recovery then asks
+    the owner's liveness byte of the directory (``attach``), which dies with its handle
+    and which no program can remove. Returns (fd, dir fsyncs)."""
     owners = os.path.join(directory, "owners")
     syncs = 0
     st = _os.lstat_or_none(owners)

@@ -4,10 +4,21 @@ Runs under the commit lock, at open, on :meth:`Queue.recover` and after a vanish
 directory was re-created. Nothing is repaired silently: every torn tail cut, temp file
 removed, file quarantined and entry requeued appears in the :class:`RecoveryReport`.
 
-Liveness: a claim records the claimer's owner token, and every open Queue holds the
-flock of ``owners/<token>`` for its lifetime. The kernel drops a flock when its
-holder dies, so an owner file whose flock can be taken (or that is missing) belongs
-to a dead owner, and its PROCESSING entries go back to PENDING.
+Liveness: a claim records the claimer's owner token, and every open Queue holds, for
+its lifetime, the flock of ``owners/<token>`` and a lock on its token's byte of the
+directory (``_liveness.py``). The kernel drops both when the handle closes or its
+process dies (SIGKILL included), and a power loss leaves neither. An owner is dead, and
+its PROCESSING entries go back to PENDING, only when neither is held: its owner file
+missing or unlocked AND its byte unlocked. A missing file alone proves nothing: any
+program can remove it (a tmp cleaner, an operator deleting a "stale lock"), and taking
+its live handle for dead would hand its claims to another processor, which delivers them
+a second time. The byte cannot be removed; only its handle's end releases it.
+
+Not covered: where OFD locks do not exist (macOS, the BSDs) or the filesystem refuses
+them, a missing owner file still reads as dead, so removing a live handle's file
+releases its claims (delivered again, never lost; its stale ack raises
+ClaimMismatchError); the handle re-creates its file at its next claim. Claims written
+by versions before liveness bytes (no byte held) read as before.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import os.path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import _os
+from . import _liveness, _os
 from . import _records as _r
 from . import journal as _j
 from .errors import PersistenceError, UnsafeDirectoryError
@@ -155,9 +166,17 @@ def recover(store: Store) -> RecoveryReport:
     return report
 
 
-def owner_held(directory: str, token: str) -> bool:
-    """Is the owner file of ``token`` flock-held, that is, is its handle open? False when
-    the file is missing or nobody holds its flock (its holder died or closed)."""
+def owner_held(directory: str, token: str, dir_fd: int) -> bool:
+    """Is the handle of ``token`` open? Yes if the flock of its owner file is held or,
+    the file missing or unlocked, if its byte of the directory is locked (asked through
+    ``dir_fd``, our own descriptor of the directory): see the module doc."""
+    if _file_held(directory, token):
+        return True
+    offset = _liveness.owner_byte(token)
+    return offset is not None and _liveness.byte_locked(dir_fd, offset, 1, directory)
+
+
+def _file_held(directory: str, token: str) -> bool:
     if not token.isalnum():
         return False  # not a token we could have written: never open a path from it
     path = os.path.join(directory, "owners", token)
@@ -175,7 +194,7 @@ def owner_held(directory: str, token: str) -> bool:
 
 def _owner_alive(store: Store, token: str) -> bool:
     """Like :func:`owner_held`, removing the file of a dead owner."""
-    if owner_held(store.dir, token):
+    if owner_held(store.dir, token, store.att.dir_fd):
         return True
     if token.isalnum():
         store.unlink_quietly(os.path.join(store.dir, "owners", token))

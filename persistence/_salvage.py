@@ -4,7 +4,8 @@ Opening a damaged queue raises CorruptionError and changes nothing: deciding tha
 damaged bytes are gone for good is the operator's call, not the library's. Once it is
 made, :func:`salvage` (SQLite's ``.recover`` for this queue) does what can be done:
 
-1. it refuses while any handle has the queue open (the owner files say so);
+1. it refuses while any handle has the queue open (the owner files say so, and the
+   liveness bytes of the directory for a handle whose owner file was removed);
 2. it loads the newest checkpoint that is valid (a damaged newer one is reported);
 3. it replays every journal of that generation and later, in order; where a journal is
    damaged it skips to the next intact commit frame (each is CRC-checked, so a frame
@@ -25,7 +26,7 @@ import os.path
 import secrets
 from dataclasses import dataclass, field
 
-from . import _directory, _os
+from . import _directory, _liveness, _os
 from . import _records as _r
 from . import journal as _j
 from ._recovery import owner_held
@@ -60,7 +61,7 @@ def salvage(directory: str) -> SalvageReport:
     try:
         _os.flock(att.dir_fd, _os.LOCK_EX, path)
         try:
-            _refuse_if_open(path, token)
+            _refuse_if_open(path, token, att.dir_fd)
             return _Salvager(path).run()
         finally:
             _os.flock(att.dir_fd, _os.LOCK_UN, path)
@@ -70,17 +71,23 @@ def salvage(directory: str) -> SalvageReport:
             raise err
 
 
-def _refuse_if_open(path: str, token: str) -> None:
+def _refuse_if_open(path: str, token: str, dir_fd: int) -> None:
     alive = []
     owners = os.path.join(path, "owners")
     for name in _os.listdir(owners):
-        if name != token and owner_held(path, name):
+        if name != token and owner_held(path, name, dir_fd):
             alive.append(name)
     if alive:
         raise PersistenceError(errno.EBUSY, "queue in use", path,
                                f"salvage refused: path={path!r} open_handles={len(alive)} "
                                f"(owners {sorted(alive)}); close every handle of the queue, "
                                "then run salvage again")
+    # Our own byte is locked through dir_fd itself, which the question leaves out.
+    if _liveness.byte_locked(dir_fd, *_liveness.ANY, path):
+        raise PersistenceError(errno.EBUSY, "queue in use", path,
+                               f"salvage refused: path={path!r} open_handles>=1 (a handle "
+                               "whose owner file was removed still holds its liveness lock); "
+                               "close every handle of the queue, then run salvage again")
 
 
 class _Salvager:

@@ -4,7 +4,9 @@ Files in the queue directory (0700; files 0600):
 
 ``checkpoint.<gen>``  full live state at the start of generation ``gen``
 ``journal.<gen>``     state changes since that checkpoint (``_records.py``)
-``owners/<token>``    one per open handle, flock-held for its lifetime: liveness
+``owners/<token>``    one per open handle, flock-held for its lifetime: liveness (with
+                      the handle's lock on one byte of the directory, ``_liveness.py``,
+                      which outlives the file's removal by another program)
 ``reserve``           allocated space that lets a full queue drain (``_reserve.py``)
 ``.tmp-<pid>-<hex>``  a checkpoint being written; a leftover one is a crash's debris
 ``*.corrupt-<n>``     copies of damaged files, kept as evidence, never read

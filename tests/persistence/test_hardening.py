@@ -235,7 +235,34 @@ def test_only_the_claiming_handle_may_ack_or_fail(qdir):
         assert b.states() == {x: "DELIVERED"}
 
 
-def test_a_stale_ack_after_the_claim_was_released_is_refused(qdir):
+def test_a_live_handle_whose_owner_file_was_removed_keeps_its_claims(qdir):
+    a = open_queue(qdir)
+    x, y, z = a.enqueue(b"x"), a.enqueue(b"y"), a.enqueue(b"z")
+    a.claim("wa")
+    os.unlink(os.path.join(qdir, "owners", a._token))  # a tmp cleaner, a "stale lock"
+    with open_queue(qdir) as b:
+        assert b.recover().requeued == ()  # a is alive: its liveness byte says so
+        assert b.states() == {x: "PROCESSING", y: "PENDING", z: "PENDING"}
+        assert b.claim("wb") == (y, b"y")  # never x, which a holds
+        a.ack(x)
+        b.ack(y)
+    with pytest.raises(persistence.PersistenceError, match="liveness lock"):
+        salvage(qdir)  # a is still open, although no owner file says so
+    assert a.claim("wa") == (z, b"z")
+    assert os.listdir(os.path.join(qdir, "owners")) == [a._token]  # re-created at the claim
+    a.ack(z)
+    a.close()
+    with open_queue(qdir) as c:
+        assert set(c.states().values()) == {"DELIVERED"}
+
+
+def test_without_liveness_locks_a_stale_ack_after_the_release_is_refused(qdir, monkeypatch):
+    """Where OFD locks do not exist (macOS), a missing owner file reads as dead, as it
+    did before liveness locks: the claim is released, and the old holder's ack refused."""
+    import fcntl
+
+    monkeypatch.delattr(fcntl, "F_OFD_SETLK")
+    monkeypatch.delattr(fcntl, "F_OFD_GETLK")
     a = open_queue(qdir)
     x = a.enqueue(b"x")
     a.claim("wa")

@@ -604,3 +604,76 @@ def test_an_idle_forked_child_does_not_keep_a_dead_parents_locks(qdir, spawn, st
         assert states[x] in (PENDING, DELIVERED)  # requeued, or its ack had landed
     finally:
         os.kill(helper, signal.SIGKILL)
+
+
+# -- 7. owner files removed by another program ---------------------------------------------
+# A tmp cleaner, or an operator deleting what looks like a stale lock file, removes
+# owners/<token> of a live handle. Its claims must stay its own (no one else may be handed
+# them, its ack must work); the claims of a handle that really ended must still come back.
+
+
+def _live_claimer(out, directory, ack_now):
+    with open_queue(directory) as q:
+        ids = [i for i, _ in q.claim_many("live", 2)]
+        out.put(("claimed", ids))
+        _wait(ack_now)
+        q.ack_many(ids)  # raised ClaimMismatchError once recover() elsewhere took them
+        out.put(("acked", ids))
+
+
+def _ending_claimer(out, directory, end, close_now):
+    q = open_queue(directory)
+    out.put(("claimed", [i for i, _ in q.claim_many("ending", 2)]))
+    if end == "closed":
+        _wait(close_now)
+        q.close()  # a clean close: this process lives on
+        out.put(("closed", None))
+    time.sleep(120)  # SIGKILLed (or, once closed, killed at teardown)
+
+
+def _rescuer(out, directory):
+    with open_queue(directory) as q:
+        requeued = list(q.last_recovery.requeued) + list(q.recover().requeued)
+        out.put(("rescued", (requeued, [i for i, _ in _drain(q, "rescuer")])))
+
+
+@pytest.mark.parametrize("end", ["killed", "closed", "power_loss"])
+def test_a_live_handle_keeps_its_claims_when_its_owner_file_is_removed(qdir, spawn, end):
+    """A stays open and keeps its claims without its owner file; C ends (SIGKILLed after
+    its owner file was removed, closed cleanly while its process lives on, or SIGKILLed
+    and then every owner file gone, as a power loss takes names never fsynced): another
+    process's recover() hands out C's claims and everything else, never A's, and A's
+    late acks land. Every entry is delivered exactly once."""
+    with open_queue(qdir) as q:
+        made = q.enqueue_many([b"%d" % n for n in range(6)])
+    ack_now, close_now = CTX.Event(), CTX.Event()
+    live, live_out = spawn(_live_claimer, qdir, ack_now)
+    mine = _expect(live_out, "claimed")
+    ending, ending_out = spawn(_ending_claimer, qdir, end, close_now)
+    theirs = _expect(ending_out, "claimed")
+    owners = os.path.join(qdir, "owners")
+    if end == "power_loss":
+        os.kill(ending.pid, signal.SIGKILL)
+        ending.join(WAIT)
+    # A's and C's (a SIGKILL leaves C's file; a power loss takes it, never fsynced)
+    assert len(_remove(qdir, [os.path.join("owners", n) for n in os.listdir(owners)])) == 2
+    if end == "killed":
+        os.kill(ending.pid, signal.SIGKILL)
+        ending.join(WAIT)
+    elif end == "closed":
+        close_now.set()
+        _expect(ending_out, "closed")
+        assert ending.is_alive()
+
+    rescuer, out = spawn(_rescuer, qdir)
+    requeued, rescued = _expect(out, "rescued")
+    _join(rescuer)
+    assert sorted(requeued) == sorted(theirs)  # the ended handle's claims, never A's
+    ack_now.set()
+    assert sorted(_expect(live_out, "acked")) == sorted(mine)  # A's acks were not refused
+    _join(live)
+    delivered = rescued + mine
+    assert len(delivered) == len(set(delivered)), "an entry was delivered twice"
+    assert sorted(delivered) == sorted(made)
+    with open_queue(qdir) as q:
+        assert set(q.states().values()) == {DELIVERED}
