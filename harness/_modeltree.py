@@ -36,14 +36,26 @@ class TreeIO:
         return os.path.relpath(path, self.root).replace(os.sep, "/") if path != self.root else ""
 
     def _walk(self) -> list[tuple[str, os.stat_result]]:
-        """Every entry under the root, parents before children, names sorted."""
+        """Every entry under the root, parents before children, names sorted.
+
+        Not one instant: in process mode the other workers go on while the parent walks,
+        so a name listed may be gone by its lstat (skipped: the walk saw it go), and a
+        file renamed from a directory not walked yet into one already walked is seen
+        nowhere (`_collect` must not take that for its end).
+        """
         out: list[tuple[str, os.stat_result]] = []
         todo = [""]
         while todo:
             rel = todo.pop()
-            for name in sorted(self._real.listdir(self._abs(rel)), reverse=True):
+            try:
+                names = self._real.listdir(self._abs(rel))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed (or replaced) since it was listed
+            for name in sorted(names, reverse=True):
                 child = f"{rel}/{name}" if rel else name
-                st = self._real.lstat(self._abs(child))
+                st = self._lstat(child)
+                if st is None:
+                    continue
                 out.append((child, st))
                 if _stat.S_ISDIR(st.st_mode):
                     todo.append(child)
@@ -60,6 +72,13 @@ class TreeIO:
             if node is not None:
                 node.path = rel
         return out
+
+    def _lstat(self, rel: str) -> os.stat_result | None:
+        """lstat of ``rel``, None when another process removed it since it was listed."""
+        try:
+            return self._real.lstat(self._abs(rel))
+        except FileNotFoundError:
+            return None
 
     def _locate(self, ino: int) -> str | None:
         """The current path of an inode: the cached one if it still holds, else a walk."""

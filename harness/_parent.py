@@ -51,7 +51,7 @@ from harness.actions import PowerCut, SyncFailed
 from harness.client import RESTART_LIMIT
 from harness.history import NEMESIS, History
 
-__all__ = ["Conductor", "Hung", "SILENCE_S"]
+__all__ = ["Conductor", "Hung", "ParentError", "SILENCE_S"]
 
 SILENCE_S = 5.0
 """No message for this long, no restart under way: the sleepers go on (see above)."""
@@ -61,6 +61,10 @@ _RECORDS = ("op", "fs", "fault")
 
 class Hung(Exception):
     """The run went on past its deadline: some processor blocked outside our sight."""
+
+
+class ParentError(Exception):
+    """The parent could not serve a child's request: a harness error, not the target's."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -173,11 +177,24 @@ class Conductor:
                     continue  # killed while we served another child
                 if ready is child.conn:
                     try:
-                        self._serve(child, child.conn.recv())
+                        message = child.conn.recv()
                     except (EOFError, OSError):
                         continue  # it died mid-request: its sentinel tells the rest
+                    self._answer(child, message)
                 else:
                     self._exited(child)
+
+    def _answer(self, c: _Child, message: tuple) -> None:
+        """Serve one request. A child that died before our answer is told by its sentinel;
+        any other error is ours, and must not leave the child waiting for an answer that
+        never comes (a silent wait until the deadline, blamed on the target)."""
+        try:
+            self._serve(c, message)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError | ConnectionResetError) or not c.proc.is_alive():
+                return
+            raise ParentError(f"the harness failed serving processor {c.process}'s "
+                              f"{message[0]!r} request: {type(exc).__name__}: {exc}") from exc
 
     # -- one request
 

@@ -189,8 +189,8 @@ class DurabilityModel(TreeIO, DroppedWrites):
             entries = {}
             for name in sorted(self._real.listdir(self._abs(rel))):
                 child = f"{rel}/{name}" if rel else name
-                cst = self._real.lstat(self._abs(child))
-                if _stat.S_ISDIR(cst.st_mode) or _stat.S_ISREG(cst.st_mode):
+                cst = self._lstat(child)  # None: another process removed it just now
+                if cst is not None and (_stat.S_ISDIR(cst.st_mode) or _stat.S_ISREG(cst.st_mode)):
                     self._track(child, cst.st_ino, _stat.S_ISDIR(cst.st_mode),
                                 _stat.S_IMODE(cst.st_mode))
                     entries[name] = cst.st_ino
@@ -320,8 +320,17 @@ class DurabilityModel(TreeIO, DroppedWrites):
         """Drop records no durable entry and no current name points to."""
         keep = {ino for _rel, ino in self._durable_tree()} | {self._root_ino}
         keep |= {ino for ino, _d, _m in self._scan().values()}
-        for ino in [i for i in self._nodes if i not in keep]:
+        for ino in [i for i in self._nodes if i not in keep and not self._named(i)]:
             self._drop(ino)
+
+    def _named(self, ino: int) -> bool:
+        """Has inode ``ino`` a name still, though the walk did not see it? In process mode
+        a worker's rename can land mid-walk (`_walk`); dropping the record then would
+        forget what its fsyncs made durable (a synced file rebuilt empty)."""
+        node = self._nodes[ino]
+        if node.pin is not None:
+            return self._real.fstat(node.pin).st_nlink > 0  # a link count is one instant
+        return self._locate(ino) is not None
 
     def _drop(self, ino: int) -> None:
         self._dropped.pop(ino, None)

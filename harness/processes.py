@@ -44,7 +44,7 @@ import multiprocess
 
 from harness import _mounts, checker
 from harness._outcome import never_ran, refused_open
-from harness._parent import Conductor, Hung
+from harness._parent import Conductor, Hung, ParentError
 from harness._realfaults import RealFaults
 from harness._reaper import interruptible, make_sandbox, remove_sandbox
 from harness._windows import LABEL as _WINDOWS
@@ -192,7 +192,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 run.history, run.result.valid)
             if run.unfired:
                 run.observations.append("never fired: " + ", ".join(run.unfired))
-        except (TargetError, Hung) as exc:
+        except (TargetError, Hung, ParentError) as exc:
             run.error = str(exc)
         finally:
             if conductor is not None:

@@ -319,3 +319,42 @@ def test_appends_over_a_dropped_page_make_it_durable_again(mode):
                      mode=mode)
     assert [x.outcome for x in r.history.fs_ops() if x.fault and "Fsync" in x.fault] == ["EIO"]
     assert r.status == "pass", statuses(r)
+
+
+def _ask_about_a_closed_descriptor(conn):
+    conn.send(("synced", 1_000_000, False))  # no such descriptor: the parent cannot open it
+    conn.recv()  # waits for the answer, as a worker does
+
+
+def test_an_error_serving_a_request_is_a_harness_error_not_a_silent_wait(tmp_path):
+    # The parent used to take any OSError while serving for the child's death, and never
+    # answered the (live) child: the run waited for its deadline, then blamed the target.
+    import random as _random
+    import time
+    import types
+
+    import multiprocess
+
+    from harness._parent import Conductor, ParentError, _Child
+    from harness.durability import DurabilityModel
+    from harness.history import History
+
+    model = DurabilityModel(str(tmp_path), types.SimpleNamespace(**{
+        n: getattr(os, n) for n in ("open", "read", "write", "close", "lstat", "fstat",
+                                    "listdir", "mkdir", "rmdir", "unlink", "lseek")}))
+    model.snapshot_all()
+    ctx = multiprocess.get_context("fork")
+    conductor = Conductor(ctx=ctx, history=History(), armed=None, model=model, real=None,
+                          disk_rng=_random.Random(1), base=None, factory=None, programs=[],
+                          max_ops=10, deadline=time.monotonic() + 60)
+    parent_end, child_end = ctx.Pipe()
+    proc = ctx.Process(target=_ask_about_a_closed_descriptor, args=(child_end,), daemon=True)
+    proc.start()
+    conductor._procs.append(proc)
+    conductor._children = {0: _Child(0, proc, parent_end)}
+    try:
+        with pytest.raises(ParentError, match="processor 0's 'synced' request"):
+            conductor._loop()
+    finally:
+        conductor.reap()
+        model.close()
