@@ -190,11 +190,12 @@ def _commit_records(body: bytes) -> list[tuple]:
 def scan_commits(data: bytes) -> tuple[list[tuple], int, int]:
     """Decode the valid prefix of journal bytes ``data``.
 
-    Returns (records, length of the valid prefix, number of commits in it).
+    Returns (records, length of the valid prefix, offset of the last commit in it: 0 if
+    there is none).
     """
     records: list[tuple] = []
     extend = records.extend
-    pos, end, commits = 0, len(data), 0
+    pos, end, last = 0, len(data), 0
     unpack = _HEADER.unpack_from
     while end - pos >= HEADER_SIZE:
         mark, length, crc = unpack(data, pos)
@@ -209,9 +210,8 @@ def scan_commits(data: bytes) -> tuple[list[tuple], int, int]:
             extend(_commit_records(body))
         except _BAD:
             break
-        pos = stop
-        commits += 1
-    return records, pos, commits
+        last, pos = pos, stop
+    return records, pos, last
 
 
 def frames_after(data: bytes, start: int) -> Iterator[tuple[int, int, int, list[tuple]]]:
