@@ -1,9 +1,12 @@
-"""Damage at rest under live handles: what others acknowledged on top is never cut.
+"""Damage at rest: what others acknowledged on top is never cut, and salvage keeps every
+intact record of a damaged checkpoint.
 
-A journal truncated while a handle (in another process) is open and idle. A handle
-opened afterwards cannot tell the cut from a torn tail, repairs it and commits on top;
-the idle handle must then refuse (CorruptionError) instead of reading on from the middle
-of those commits, where it once cut them away as a "torn tail".
+1. A journal truncated while a handle (in another process) is open and idle. A handle
+   opened afterwards cannot tell the cut from a torn tail, repairs it and commits on top;
+   the idle handle must then refuse (CorruptionError) instead of reading on from the middle
+   of those commits, where it once cut them away as a "torn tail".
+2. A checkpoint with one damaged record. open_queue refuses it, as ever; salvage keeps every
+   other entry of it (it used to drop the checkpoint whole) and says what is gone.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import traceback
 
 import pytest
 
-from persistence import PENDING, CorruptionError, DiskFullError, open_queue
+from persistence import (
+    DELIVERED,
+    PENDING,
+    CorruptionError,
+    DiskFullError,
+    open_queue,
+    salvage,
+)
 from persistence import _records as R
 from persistence import journal as J
 
@@ -166,3 +176,120 @@ def test_a_journal_rewritten_below_what_a_handle_applied_is_damage(tmp_path, mon
     assert sorted(n for n in os.listdir(tmp_path) if ".corrupt-" in n) == ["journal.0.corrupt-1"]
     for handle in (idle, other, fresh):
         handle.close()
+
+
+# -- 2. salvage of a checkpoint with damaged records ---------------------------------------
+
+
+def _checkpointed(qdir):
+    """20 entries, 5 of them acked, then a checkpoint; after it, a claim (of e05) and an
+    enqueue. Returns (checkpoint path, {id: payload} of the checkpoint's entries, the
+    claimed id, the id enqueued after the checkpoint)."""
+    with open_queue(qdir, compact_min_bytes=1 << 30) as q:
+        ids = [q.enqueue(b"entry-%02d" % i) for i in range(20)]
+        for _ in range(5):
+            q.ack(q.claim("w")[0])
+        q.compact()
+        gen = q.stats()["generation"]
+        claimed, _ = q.claim("w")
+        later = q.enqueue(b"after the checkpoint")
+    live = {i: b"entry-%02d" % n for n, i in enumerate(ids) if n >= 5}
+    assert claimed == ids[5]
+    return os.path.join(qdir, f"checkpoint.{gen}"), live, claimed, later
+
+
+def _damage(data, how):
+    """Damage one record of checkpoint bytes ``data``; the payload of the entry lost."""
+    at = data.index(b"entry-12")
+    if how == "flip":  # one bit of a payload: the frame's CRC fails
+        data[at + 3] ^= 0x04
+        return b"entry-12"
+    if how == "zeroed-header":  # the header of e12's record: resynchronise by scanning
+        start = data.rindex(bytes([R.MARK]), 0, at)
+        data[start : start + R.HEADER_SIZE] = bytes(R.HEADER_SIZE)
+        return b"entry-12"
+    if how == "claimed":  # the record of the entry the journal claims after it
+        data[data.index(b"entry-05") + 2] ^= 0x01
+        return b"entry-05"
+    if how == "count":  # the count record, the last frame
+        data[-1] ^= 0x01
+        return None
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["flip", "zeroed-header", "claimed", "count"])
+def test_salvage_keeps_every_intact_record_of_a_damaged_checkpoint(qdir, how):
+    path, live, claimed, later = _checkpointed(qdir)
+    data = bytearray(_read(path))
+    gone = _damage(data, how)
+    _write(path, bytes(data))
+    with pytest.raises(CorruptionError, match="checkpoint"):  # never repaired silently
+        open_queue(qdir)
+    assert _read(path) == bytes(data)
+
+    report = salvage(qdir)
+    lost = {i for i, payload in live.items() if payload == gone}
+    name = os.path.basename(path)
+    assert report.damaged and not report.clean
+    assert all(d.startswith(name) for d in report.damaged), report.damaged
+    if how == "count":
+        assert report.notes == (f"{name}: entries recovered 15, recorded unknown (its "
+                                "count record is damaged), lost unknown",)
+    else:
+        assert report.notes == (f"{name}: entries recovered 14, recorded 15, lost 1",)
+    # an id the journal refers to after the checkpoint, whose record is gone, is named
+    assert report.unrecoverable == ((claimed,) if how == "claimed" else ())
+    assert _read(os.path.join(qdir, report.kept[0])) == bytes(data)
+    with open_queue(qdir) as q:
+        states = q.states()
+        assert set(states) == set(live) - lost | {later}
+        assert states[later] == PENDING
+        if claimed not in lost:  # its claim was replayed; its claimer is gone: requeued
+            assert states[claimed] == PENDING
+            assert q.last_recovery.requeued == (claimed,)
+        delivered = []
+        while got := q.claim("drain"):
+            q.ack(got[0])
+            delivered.append(got)
+    assert dict(delivered) == {**{i: p for i, p in live.items() if i not in lost},
+                               later: b"after the checkpoint"}
+
+
+def test_salvage_never_rebuilds_from_an_older_checkpoint_without_its_journal(qdir):
+    with open_queue(qdir, compact_min_bytes=1 << 30) as q:
+        a, b = q.enqueue(b"a"), q.enqueue(b"b")
+        q.compact()
+        old_gen = q.stats()["generation"]
+        old = _read(os.path.join(qdir, f"checkpoint.{old_gen}"))
+        q.ack(q.claim("w")[0])  # a, acked in journal.<old_gen> only
+        c = q.enqueue(b"c")
+        q.compact()
+        path = os.path.join(qdir, f"checkpoint.{q.stats()['generation']}")
+    # A power loss brought the old checkpoint back, not its journal; then damage at rest
+    # to one record of the new one.
+    _write(os.path.join(qdir, f"checkpoint.{old_gen}"), old)
+    data = bytearray(_read(path))
+    data[data.index(b"c", len(data) - 40)] ^= 0x01  # c's payload: the last entry record
+    _write(path, bytes(data))
+    report = salvage(qdir)
+    with open_queue(qdir) as q:
+        states = q.states()
+    assert states.get(a, DELIVERED) == DELIVERED  # acked: never delivered again
+    assert states[b] == PENDING and c not in states
+    assert report.notes == (f"{os.path.basename(path)}: entries recovered 1, recorded 2, "
+                            "lost 1",)
+
+
+def test_a_payload_holding_queue_records_is_never_taken_for_an_entry(qdir):
+    inner = R.encode_checkpoint(7, [("phantom-1", "PENDING", 0, "", "", "", b"not mine")])
+    with open_queue(qdir, compact_min_bytes=1 << 30) as q:
+        ids = [q.enqueue(b"<" + inner + b">"), q.enqueue(b"plain")]
+        q.compact()
+        path = os.path.join(qdir, f"checkpoint.{q.stats()['generation']}")
+    data = bytearray(_read(path))
+    data[data.index(b"<" + inner)] ^= 0x01  # the outer record's CRC fails
+    _write(path, bytes(data))
+    report = salvage(qdir)
+    with open_queue(qdir) as q:
+        assert q.states() == {ids[1]: PENDING}  # no "phantom-1"
+    assert report.notes[0].endswith("entries recovered 1, recorded 2, lost 1")
