@@ -45,6 +45,7 @@ __all__ = [
     "mkdir",
     "open_dir",
     "open_file",
+    "pread",
     "read_all",
     "read_from",
     "read_rest",
@@ -139,6 +140,20 @@ def read_from(fd: int, offset: int, path: str) -> bytes:
     except OSError as exc:
         raise from_oserror(exc, "lseek", path)
     return read_rest(fd, path)
+
+
+def pread(fd: int, size: int, offset: int, path: str) -> bytes:
+    """``size`` bytes at ``offset`` (fewer only at end of file); the fd's offset stays."""
+    try:
+        data = os.pread(fd, size, offset)
+        while data and len(data) < size:  # a short read before EOF: read on
+            more = os.pread(fd, size - len(data), offset + len(data))
+            if not more:
+                break
+            data += more
+        return data
+    except OSError as exc:
+        raise from_oserror(exc, "pread", path)
 
 
 def read_rest(fd: int, path: str) -> bytes:

@@ -21,7 +21,8 @@ closed; the queue continues in generation ``n``).
 
 Checkpoint. One frame per record: ``M`` (generation), one ``N`` per live entry in queue
 order, ``Z`` (entry count). Invalid as a whole unless every frame is valid and ``Z``
-counts the ``N`` records; it is only ever published by rename(2) after an fsync.
+counts the ``N`` records; it is only ever published by rename(2) after an fsync. Only
+salvage reads an invalid one, frame by frame (:func:`checkpoint_frames`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_BODY",
     "OLD_MARKS",
     "STATE_CODES",
+    "checkpoint_frames",
     "commit_frame",
     "decode_checkpoint",
     "encode_checkpoint",
@@ -190,11 +192,12 @@ def _commit_records(body: bytes) -> list[tuple]:
 def scan_commits(data: bytes) -> tuple[list[tuple], int, int]:
     """Decode the valid prefix of journal bytes ``data``.
 
-    Returns (records, length of the valid prefix, number of commits in it).
+    Returns (records, length of the valid prefix, offset of the last commit in it: 0 if
+    there is none).
     """
     records: list[tuple] = []
     extend = records.extend
-    pos, end, commits = 0, len(data), 0
+    pos, end, last = 0, len(data), 0
     unpack = _HEADER.unpack_from
     while end - pos >= HEADER_SIZE:
         mark, length, crc = unpack(data, pos)
@@ -209,31 +212,74 @@ def scan_commits(data: bytes) -> tuple[list[tuple], int, int]:
             extend(_commit_records(body))
         except _BAD:
             break
-        pos = stop
-        commits += 1
-    return records, pos, commits
+        last, pos = pos, stop
+    return records, pos, last
+
+
+def _frame_at(data: bytes, pos: int, decode: Callable[[bytes], object]
+              ) -> tuple[int, object] | None:
+    """(end, decoded body) of the valid frame at ``pos`` in ``data``, else None."""
+    if len(data) - pos < HEADER_SIZE:
+        return None
+    mark, length, crc = _HEADER.unpack_from(data, pos)
+    stop = pos + HEADER_SIZE + length
+    if mark != MARK or length > MAX_BODY or stop > len(data):
+        return None
+    body = data[pos + HEADER_SIZE : stop]
+    if _crc32(body) != crc:
+        return None
+    try:
+        return stop, decode(body)
+    except _BAD:
+        return None
+
+
+def _durable_and_records(body: bytes) -> tuple[int, list[tuple]]:
+    return _U64.unpack_from(body)[0], _commit_records(body)
 
 
 def frames_after(data: bytes, start: int) -> Iterator[tuple[int, int, int, list[tuple]]]:
     """Every valid commit frame in ``data`` at or after ``start``, found by trying each
     marker byte (a resynchronising scan, run only where damage was found):
     (offset, end, durable mark, records)."""
-    end = len(data)
     pos = data.find(MARK, start)
-    while 0 <= pos <= end - HEADER_SIZE:
-        _, length, crc = _HEADER.unpack_from(data, pos)
-        stop = pos + HEADER_SIZE + length
-        if _U64.size <= length <= MAX_BODY and stop <= end:
-            body = data[pos + HEADER_SIZE : stop]
-            if _crc32(body) == crc:
-                try:
-                    records = _commit_records(body)
-                except _BAD:
-                    records = None
-                if records is not None:
-                    yield pos, stop, _U64.unpack_from(body)[0], records
-                    pos = data.find(MARK, stop)
-                    continue
+    while pos >= 0:
+        found = _frame_at(data, pos, _durable_and_records)
+        if found is None:
+            pos = data.find(MARK, pos + 1)
+            continue
+        stop, (durable, records) = found
+        yield pos, stop, durable, records
+        pos = data.find(MARK, stop)
+
+
+def _checkpoint_record(body: bytes) -> tuple:
+    return _DECODERS[body[0]](body)
+
+
+def checkpoint_frames(data: bytes) -> Iterator[tuple[int, int, tuple]]:
+    """Every valid frame of a damaged checkpoint: (offset, end, record), for salvage.
+
+    Past an invalid frame whose header is sane, the next frame is looked for where that
+    header says it ends (the damage lies in its body; the end of the file will do too);
+    failing that, at each following marker byte. Hopping over the body keeps a payload
+    that happens to hold a valid frame (a queue of queue files) from being taken for an
+    entry.
+    """
+    pos, end = 0, len(data)
+    while 0 <= pos < end:
+        found = _frame_at(data, pos, _checkpoint_record)
+        if found is not None:
+            yield pos, found[0], found[1]
+            pos = found[0]
+            continue
+        if end - pos >= HEADER_SIZE:
+            mark, length, _ = _HEADER.unpack_from(data, pos)
+            hop = pos + HEADER_SIZE + length
+            if mark == MARK and hop <= end and (
+                    hop == end or _frame_at(data, hop, _checkpoint_record)):
+                pos = hop
+                continue
         pos = data.find(MARK, pos + 1)
 
 

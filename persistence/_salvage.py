@@ -6,15 +6,21 @@ made, :func:`salvage` (SQLite's ``.recover`` for this queue) does what can be do
 
 1. it refuses while any handle has the queue open (the owner files say so, and the
    liveness bytes of the directory for a handle whose owner file was removed);
-2. it loads the newest checkpoint that is valid (a damaged newer one is reported);
+2. it loads the newest checkpoint. A damaged one is read frame by frame as journals are
+   (below): every intact entry record is kept, each damaged byte range is reported, and
+   a note compares the entries found with the count the checkpoint recorded. An older
+   valid checkpoint whose journal is still there (a power loss brought back a generation
+   removed after the damaged one was published) is used instead: replaying from it loses
+   nothing. One without its journal never is: the changes of that journal would be lost
+   and its acked entries delivered again;
 3. it replays every journal of that generation and later, in order; where a journal is
    damaged it skips to the next intact commit frame (each is CRC-checked, so a frame
    found by a resynchronising scan is as trustworthy as any) and records the damaged
    byte range;
 4. it reports the entries it could not recover: ids that surviving records refer to
-   (a claim, an ack) although their enqueue record was lost, and, for every handle
-   whose enqueues it saw, the numbers missing between its first and last one
-   (entry ids are ``<handle token>-<n>`` with n counting up from 1);
+   (a claim, an ack) although their enqueue or checkpoint record was lost, and, for
+   every handle whose enqueues it saw, the numbers missing between its first and last
+   one (entry ids are ``<handle token>-<n>`` with n counting up from 1);
 5. it publishes the result as a new generation, and keeps every damaged file aside as
    ``<name>.corrupt-<n>`` (evidence is never deleted); intact old files are removed.
 """
@@ -42,10 +48,11 @@ class SalvageReport:
 
     generation: int  # the generation it published
     entries: int  # entries recovered (every state but DELIVERED)
-    damaged: tuple[str, ...] = ()  # "journal.3 bytes 120-4216", "checkpoint.4 (whole file)"
-    unrecoverable: tuple[str, ...] = ()  # ids referred to, but whose enqueue was lost
+    damaged: tuple[str, ...] = ()  # "journal.3 bytes 120-4216", "checkpoint.4 bytes 9-75"
+    unrecoverable: tuple[str, ...] = ()  # ids referred to, but whose record was lost
     possibly_lost: tuple[str, ...] = ()  # ids missing from a handle's sequence
     kept: tuple[str, ...] = ()  # damaged files set aside, by their new names
+    # what else is known: how many entries a damaged checkpoint lost
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -95,6 +102,7 @@ class _Salvager:
         self.path = path
         self.state = State()
         self.damaged: list[str] = []
+        self.notes: list[str] = []
         self.bad_files: list[str] = []
         self.unrecoverable: dict[str, None] = {}
         self.seqs: dict[str, set[int]] = {}
@@ -103,7 +111,7 @@ class _Salvager:
         names = _os.listdir(self.path)
         ckpts = _j.generations(names, "checkpoint")
         journals = sorted(_j.generations(names, "journal"))
-        base = self._load_base(ckpts)
+        base = self._load_base(ckpts, journals)
         if ckpts and base not in journals:
             self.damaged.append(f"journal.{base} (missing: every change since "
                                 f"checkpoint.{base} is lost)")
@@ -116,22 +124,60 @@ class _Salvager:
         return SalvageReport(
             generation=new_gen, entries=entries, damaged=tuple(self.damaged),
             unrecoverable=tuple(self.unrecoverable), possibly_lost=self._gaps(),
-            kept=tuple(kept))
+            kept=tuple(kept), notes=tuple(self.notes))
 
-    def _load_base(self, ckpts: list[int]) -> int:
-        """Load the newest valid checkpoint; its generation (0 if there is none)."""
+    def _load_base(self, ckpts: list[int], journals: list[int]) -> int:
+        """Load the newest checkpoint (see the module doc); its generation, 0 if none."""
+        newest = None  # (generation, name) of the newest one, when it is damaged
         for gen in ckpts:
             name = f"checkpoint.{gen}"
             try:
                 found = _j.read_checkpoint(os.path.join(self.path, name))
             except CorruptionError:
-                self.damaged.append(f"{name} (whole file: not a valid checkpoint)")
                 self.bad_files.append(name)
+                if newest is None:
+                    newest = (gen, name)
+                else:
+                    self.damaged.append(f"{name} (whole file: not a valid checkpoint)")
                 continue
-            if found is not None:
+            if found is None:
+                continue
+            if newest is None or gen in journals:
+                if newest is not None:
+                    self.damaged.append(f"{newest[1]} (whole file: not a valid checkpoint; "
+                                        f"rebuilt from {name} and the journals since)")
                 self.state.load(found[1])
                 return gen
-        return 0
+            break  # without its journal it lacks changes the damaged newer one holds
+        if newest is None:
+            return 0
+        self._load_damaged(newest[1])
+        return newest[0]
+
+    def _load_damaged(self, name: str) -> None:
+        """Keep every intact entry record of a damaged checkpoint (see the module doc)."""
+        data = _os.read_all(os.path.join(self.path, name))
+        entries, count, gap_start = [], None, 0
+        ranges = len(self.damaged)
+        for offset, stop, rec in _r.checkpoint_frames(data):
+            if offset > gap_start:
+                self.damaged.append(f"{name} bytes {gap_start}-{offset}")
+            gap_start = stop
+            if rec[0] == "N":
+                entries.append(rec)
+            elif rec[0] == "Z":
+                count = rec[1]
+        if gap_start < len(data):
+            self.damaged.append(f"{name} bytes {gap_start}-{len(data)} (to the end)")
+        if len(self.damaged) == ranges:  # cut at a frame boundary, say
+            self.damaged.append(f"{name} (not a valid checkpoint, although every frame "
+                                "in it is)")
+        self.state.load(entries)
+        if count is None:
+            counts = "recorded unknown (its count record is damaged), lost unknown"
+        else:
+            counts = f"recorded {count}, lost {max(count - len(entries), 0)}"
+        self.notes.append(f"{name}: entries recovered {len(entries)}, {counts}")
 
     def _replay(self, name: str) -> None:
         data = _os.read_all(os.path.join(self.path, name))

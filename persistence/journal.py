@@ -21,6 +21,18 @@ a frame header, nor zeros, nor fewer than 9 bytes: no crash of our writer leaves
 A flipped bit in the last commit is not distinguishable from a torn write: it is cut,
 and reported, as a torn tail.
 
+A journal rewritten beneath a handle. Damage at rest can cut a journal short while a
+handle that has applied more of it idles. The next handle to read it cannot tell that
+from a torn tail: it cuts the partial commit and appends its own, acknowledged, commits,
+which may grow the file past the idle handle's ``end`` again. Reading on from ``end``
+would then start in the middle of those commits, and could cut them as a torn tail. So
+each handle keeps the header of the last commit it applied (it holds the body's CRC) and
+its offset, and reads it back under the lock before reading on: different bytes there,
+or a file too short to hold them, is damage. Nothing of ours changes bytes a handle
+applied: a cut or a rollback only removes bytes past every handle's ``end``, and a new
+generation is a new file. Once damage is found, the journal keeps raising it, without
+another copy.
+
 fsync failure (fsyncgate). After fsync(2) fails, the kernel may have dropped the dirty
 pages and will report success next time: the file can no longer be trusted. The
 journal is marked ``poisoned``, the failed commit is rolled back as far as possible
@@ -72,6 +84,10 @@ class Journal:
         self.fsyncs = self.bytes_written = 0
         self.sealed_to: int | None = None
         self.poisoned: str | None = None  # why this file is no longer trusted
+        # (offset, header) of the last commit applied: read back to see the file
+        # unchanged up to ``end`` (see the module doc)
+        self._last: tuple[int, bytes] | None = None
+        self._damage: tuple[int, str, str | None] | None = None  # (offset, why, kept)
         st = _os.fstat(fd, path)
         self.identity = (st.st_dev, st.st_ino)
 
@@ -94,6 +110,12 @@ class Journal:
 
     def read_tail(self) -> tuple[list[tuple], int]:
         """Records committed since our last read, and the torn bytes cut (0 if none)."""
+        if self._damage is not None:
+            self._damaged(*self._damage[:2])
+        last = self._last
+        if last is not None and _os.pread(self.fd, _r.HEADER_SIZE, last[0],
+                                          self.path) != last[1]:
+            self._rewritten(last[0])
         pos, self._pos = self._pos, None  # a failed lseek or read leaves it unknown
         if pos != self.end:
             _os.lseek(self.fd, self.end, self.path)
@@ -101,16 +123,28 @@ class Journal:
         self._pos = self.end + len(data)
         if not data:
             return [], 0
-        records, valid, _ = _r.scan_commits(data)
+        records, valid, last = _r.scan_commits(data)
         cut = len(data) - valid
         if cut:
             self._check_torn(data, valid)
             self._cut(self.end + valid, cut)
+        if valid:
+            self._last = (self.end + last, data[last : last + _r.HEADER_SIZE])
         self.end += valid
         for rec in records:
             if rec[0] == "S":
                 self.sealed_to = rec[1]
         return records, cut
+
+    def _rewritten(self, at: int) -> None:
+        """The last commit we applied, at ``at``, is no longer there: say why."""
+        size = _os.fstat(self.fd, self.path).st_size
+        if size < self.end:
+            self._damaged(size, f"the file shrank to {size} bytes below the {self.end} "
+                          "bytes already committed")
+        self._damaged(at, f"the commit at offset {at}, the last of the {self.end} bytes "
+                      "already applied, was replaced: the journal was cut short and "
+                      "written again since this handle read it")
 
     def _check_torn(self, data: bytes, p: int) -> None:
         """Raise CorruptionError unless ``data[p:]`` is a tail a crash could have torn."""
@@ -131,7 +165,9 @@ class Journal:
         self._damaged(at, f"byte 0x{head[0]:02x} where a commit frame must start")
 
     def _damaged(self, offset: int, why: str) -> None:
-        kept = keep_copy(self.path)
+        if self._damage is None:
+            self._damage = (offset, why, keep_copy(self.path))
+        offset, why, kept = self._damage
         raise CorruptionError(
             errno.EBADMSG, "damaged journal", self.path,
             f"read journal failed: path={self.path!r} offset={offset} errno=EBADMSG "
@@ -184,6 +220,7 @@ class Journal:
                 raise
             self.synced_to = start + len(data)
         self.end = start + len(data)
+        self._last = (start, data[: _r.HEADER_SIZE])
         self.bytes_written += len(data)
 
     def _rollback(self, start: int) -> None:

@@ -149,9 +149,9 @@ def test_corruption_explores_each_damage_to_each_file_between_calls():
     assert bug["status"] == "fail" and kinds & {"lost", "duplicate"}
 
 
-@pytest.mark.xfail(strict=True, reason="robust finding: salvage drops a checkpoint with one "
-                   "damaged record as a whole, and a journal cut at a commit boundary goes "
-                   "unnoticed; the entries outside the damage are lost")
+@pytest.mark.xfail(strict=True, reason="robust finding: a journal cut at a commit boundary "
+                   "while no handle is open looks like a shorter valid journal: the cut "
+                   "commits (an ack, say) go unnoticed")
 def test_robust_checkpointing_always_survives_damage_at_rest():
     run = ex.explore("tests.harness.test_explore:robust_checkpointing_always", "corruption",
                      ops=30)

@@ -45,8 +45,10 @@ def _commits(n, durable_step=True):
 
 def test_records_round_trip_byte_for_byte_in_one_commit():
     data = R.commit_frame(0, RECORDS)
-    records, valid, commits = R.scan_commits(data)
-    assert (records, valid, commits) == (DECODED, len(data), 1)
+    records, valid, last = R.scan_commits(data)
+    assert (records, valid, last) == (DECODED, len(data), 0)
+    records, valid, last = R.scan_commits(data + data + data[:-1])
+    assert (records, valid, last) == (DECODED * 2, 2 * len(data), len(data))
 
 
 @pytest.mark.parametrize("cut", [1, 5, 9, 12])
