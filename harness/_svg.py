@@ -348,7 +348,9 @@ def processor_svg(timeline: Mapping[str, Any], violations: Sequence[Mapping[str,
     """The by-processor picture: each processor's calls as bars, faults on their lane."""
     calls = _rows(timeline, "calls", CALL_FIELDS)
     marks = _rows(timeline, "marks", MARK_FIELDS)
-    procs = sorted({c["process"] for c in calls} | {m["process"] for m in marks}
+    # a runner's stop ("kill") draws only on the lanes it stopped: no lane of its own
+    procs = sorted({c["process"] for c in calls}
+                   | {m["process"] for m in marks if m["kind"] != "kill"}
                    | {p for m in marks for p in m.get("crashed") or []},
                    key=lambda p: (p < 0, -p if p < 0 else p))
     lane_of = {p: n for n, p in enumerate(procs)}

@@ -277,3 +277,12 @@ def test_chromium_draws_raised_calls_in_their_own_style_not_in_violation_red(tmp
     assert pixels.count(_rgb(_svg.COLOURS["violation"])) <= 120, "a raised call is drawn red"
     grey = {c for c in colours if c[0] == c[1] == c[2] and c[0] < 0x70}
     assert sum(pixels.count(c) for c in grey) > 500, "no dashed outline drawn"
+
+
+def test_the_runners_stop_before_the_drain_adds_no_empty_lane():
+    timeline = {**_processor_timeline("ok", None),
+                "marks": [[14, -2, "kill", None, "every processor stops", [0]]]}
+    picture = _svg.processor_svg(timeline, [], "a")
+    assert ">every processor<" not in picture and ">p0<" in picture
+    timeline["marks"].append([8, -2, "power_loss", 0, "power lost", [0]])
+    assert ">every processor<" in _svg.processor_svg(timeline, [], "a")
