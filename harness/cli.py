@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import faults, html, report, scenarios
+from harness._help import EPILOGS as _EPILOGS
+from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._windows import PLATFORMS, refusals
 from harness.faults import FaultSpecError
@@ -44,32 +46,6 @@ _REPRODUCE_EPILOG = """\
 exit codes: 0 reproduced (legacy lost or stalled entries and robust passed); 1 not
 reproduced (the verdict line says which expectation failed); 2 bad configuration.
 """
-
-# Every subcommand's --help ends with its exit codes (the CI contract of each).
-_EPILOGS = {
-    "report": "exit codes: 0 the reports were written; 2 the JSON cannot be read or is not\n"
-              "a run's report, or nothing was asked for (nothing written).",
-    "stress": "exit codes: 0 nothing found (or a replayed counterexample now passes); 1 a\n"
-              "counterexample found (or a replay still fails); 2 bad usage or configuration.",
-    "explore": "exit codes: 0 no violation in any state; 1 violations or a harness error;\n"
-               "2 bad usage or configuration.",
-    "soak": "exit codes: 0 no violation; 1 violations, no kill or a harness error; 2 bad\n"
-            "usage; 130 (SIGINT) or 143 (SIGTERM) interrupted, after every worker was\n"
-            "reaped and the sandbox removed.",
-    "list": "exit codes: 0 listed; 2 a scenario file is invalid or the directory has none.",
-}
-
-
-class _Help(argparse.RawDescriptionHelpFormatter):
-    """Epilogs as written, and every option's default in its help: the help's own words
-    when it already says it, else "(default: X)" for any default that is not None."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if ("default" in text or not action.option_strings or action.required
-                or action.default in (None, False, argparse.SUPPRESS)):
-            return text
-        return text + " (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
