@@ -3,15 +3,19 @@
 The x axis is the history index (the ``op`` numbers the checker's sentences cite), so a
 violation's ops land exactly on the calls they name. By entry, each lane follows one
 entry through its states (being enqueued, waiting in the queue, held by a claim,
-delivered, outcome unknown); by processor, each lane shows a processor's calls as
-bars. Faults are purple triangles with a dashed line down every lane, the runner's
-stops are black crosses, violations are red rings that link to their explanation.
-Everything is plain SVG with ``<title>`` tooltips: no script, no font files.
+delivered, outcome unknown) and, when it was lost, a dashed red line from the fault
+that lost it (or from its last call, when no fault explains it) to the end; by
+processor, each lane shows a processor's calls as bars, and a call that raised is
+pale with a dashed dark outline (red stays the violations' colour). Faults are purple
+triangles with a dashed line down every lane, the runner's stops are black crosses,
+violations are red rings that link to their explanation. Everything is plain SVG with
+``<title>`` tooltips: no script, no font files.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
@@ -30,6 +34,8 @@ COLOURS = {
     "fault": "#8e44ad",
     "kill": "#222222",
     "violation": "#d62728",
+    "lost": "#d62728",  # a lost entry's line: a violation, so the violations' red
+    "raised": "#3d3d3d",  # outline of a call that raised
     "drain": "#eeeeee",
     "enqueue": "#4e79a7",
     "claim": "#f28e2b",
@@ -43,6 +49,7 @@ MAX_ENTRY_LANES = 60
 
 _LABEL_W, _PLOT_W, _LANE_H, _TOP, _BOTTOM = 150, 960, 16, 36, 26
 _BAR_H = 10
+_RAISED_FILL = "#e6e6e6"  # legend swatch; the bars keep their call's colour, faded
 
 
 def _esc(value: Any) -> str:
@@ -51,17 +58,22 @@ def _esc(value: Any) -> str:
 
 
 def legend_items(view: str) -> list[tuple[str, str]]:
-    """(colour, words) pairs for the legend of a view ("entry" or "processor")."""
+    """(swatch CSS, words) pairs for the legend of a view ("entry" or "processor")."""
     if view == "entry":
         states = [("enqueueing", "enqueue in flight"), ("pending", "in the queue"),
                   ("held", "claimed, not yet acked"), ("delivered", "acked"),
                   ("unknown", "outcome unknown")]
+        extra = [(f"height:0;border-top:2px dashed {COLOURS['lost']}",
+                  "lost (from the fault, or from its last call)")]
     else:
         states = [("enqueue", "enqueue"), ("claim", "claim"), ("ack", "ack"),
                   ("other", "open / recover / close")]
-    return [(COLOURS[k], words) for k, words in states] + [
-        (COLOURS["fault"], "fault fired"), (COLOURS["kill"], "processor stopped"),
-        (COLOURS["violation"], "violation (click: explanation)")]
+        extra = [(f"background:{_RAISED_FILL};border:1px dashed {COLOURS['raised']}",
+                  "call raised (hover: its exception)")]
+    return [(f"background:{COLOURS[k]}", words) for k, words in states] + extra + [
+        (f"background:{COLOURS['fault']}", "fault fired"),
+        (f"background:{COLOURS['kill']}", "processor stopped"),
+        (f"background:{COLOURS['violation']}", "violation (click: explanation)")]
 
 
 def _rows(timeline: Mapping[str, Any], part: str, fields: Sequence[str]) -> list[dict]:
@@ -166,12 +178,21 @@ def _cross(x: float, y: float, colour: str, tip: str) -> str:
 
 
 def _bar(frame: _Frame, lane: int, start: float, end: float, colour: str, tip: str,
-         *, height: float = _BAR_H, outline: str | None = None) -> str:
+         *, height: float = _BAR_H, raised: bool = False) -> str:
     x0, x1 = frame.x(start), frame.x(end)
     y = frame.y(lane) + (_LANE_H - height) / 2
-    stroke = f' stroke="{outline}" stroke-width="1.5"' if outline else ""
+    # a raised call: faded, outlined dashed in dark grey (red is for violations only)
+    style = (f' fill-opacity="0.35" stroke="{COLOURS["raised"]}" stroke-width="1" '
+             'stroke-dasharray="2 1.5"' if raised else "")
     return (f'<rect x="{x0}" y="{y}" width="{max(x1 - x0, 1.5)}" height="{height}" '
-            f'fill="{colour}"{stroke}><title>{_esc(tip)}</title></rect>')
+            f'fill="{colour}"{style}><title>{_esc(tip)}</title></rect>')
+
+
+def _lost_line(frame: _Frame, lane: int, start: float, tip: str) -> str:
+    y = frame.y(lane) + _LANE_H / 2
+    return (f'<line x1="{frame.x(start)}" y1="{y}" x2="{frame.x(frame.end)}" y2="{y}" '
+            f'stroke="{COLOURS["lost"]}" stroke-width="2" stroke-dasharray="5 3">'
+            f'<title>{_esc(tip)}</title></line>')
 
 
 def _label(frame: _Frame, lane: int, text: str, *, href: str | None = None,
@@ -245,6 +266,29 @@ def _entry_segments(calls: list[dict], marks: list[dict], end: int) -> list[tupl
 _STATE_WORDS = {"enqueueing": "enqueue in flight", "pending": "in the queue",
                 "held": "claimed", "delivered": "acked", "unknown": "outcome unknown"}
 
+# "lost", or a silent_error whose symptom was a loss ("entry e3: lost: enqueue returned ...")
+_LOST = re.compile(r"^(entry \S+: )?lost\b")
+
+
+def _lost_at(segments: list[tuple], violation: Mapping[str, Any] | None, marks: list[dict],
+             faults: Sequence[str], end: int) -> int | None:
+    """Where a lost entry was lost: the first firing of a fault its violation names after
+    its last call, else its last call's end (a swallowed error lost it inside that call);
+    None when it is not lost or came out."""
+    if violation is None or not segments:
+        return None
+    kind, detail = violation.get("kind"), str(violation.get("detail") or "")
+    if not (kind == "lost" or (kind == "silent_error" and _LOST.match(detail))):
+        return None
+    since, stop, state = segments[-1]
+    if stop != end or state not in ("pending", "held"):
+        return None  # it came out after all, or its last state says nothing of a loss
+    named = set(violation.get("faults") or []) if kind == "lost" else set()
+    fired = [m["index"] for m in marks if since <= m["index"] < end
+             and isinstance(m.get("fault"), int) and 0 <= m["fault"] < len(faults)
+             and faults[m["fault"]] in named]
+    return min(fired, default=since)
+
 
 def entry_svg(timeline: Mapping[str, Any], violations: Sequence[Mapping[str, Any]],
               anchor: str) -> tuple[str, int]:
@@ -271,11 +315,21 @@ def entry_svg(timeline: Mapping[str, Any], violations: Sequence[Mapping[str, Any
     for lane, key in enumerate(chosen):
         href = f"#{anchor}-v{bad[key]}" if key in bad else None
         out += _label(frame, lane, key, href=href, bad=key in bad)
-        for start, stop, state in _entry_segments(by_key.get(key, []), crash_marks, frame.end):
+        segments = _entry_segments(by_key.get(key, []), crash_marks, frame.end)
+        lost = _lost_at(segments, violations[bad[key]] if key in bad else None, marks,
+                        timeline.get("faults") or [], frame.end)
+        if lost is not None:  # its last state ends where it was lost
+            since, _stop, state = segments.pop()
+            if lost > since:
+                segments.append((since, lost, state))
+        for start, stop, state in segments:
             thin = state == "delivered"
             out.append(_bar(frame, lane, start, stop, COLOURS[state],
                             f"{key}: {_STATE_WORDS[state]} from op {start} to {stop}",
                             height=4 if thin else _BAR_H))
+        if lost is not None:
+            out.append(_lost_line(frame, lane, lost, f"{key}: lost from op {lost}: never "
+                                  "came out again, not even in the final drain"))
         if key in bad:
             rings += _violation_rings(frame, lane, violations[bad[key]], href or "")
     out += _marks(frame, marks, timeline.get("faults") or [], None)
@@ -294,7 +348,9 @@ def processor_svg(timeline: Mapping[str, Any], violations: Sequence[Mapping[str,
     """The by-processor picture: each processor's calls as bars, faults on their lane."""
     calls = _rows(timeline, "calls", CALL_FIELDS)
     marks = _rows(timeline, "marks", MARK_FIELDS)
-    procs = sorted({c["process"] for c in calls} | {m["process"] for m in marks}
+    # a runner's stop ("kill") draws only on the lanes it stopped: no lane of its own
+    procs = sorted({c["process"] for c in calls}
+                   | {m["process"] for m in marks if m["kind"] != "kill"}
                    | {p for m in marks for p in m.get("crashed") or []},
                    key=lambda p: (p < 0, -p if p < 0 else p))
     lane_of = {p: n for n, p in enumerate(procs)}
@@ -312,9 +368,10 @@ def processor_svg(timeline: Mapping[str, Any], violations: Sequence[Mapping[str,
         tip += f": op {c['invoke']} to {c['done']}, {c['outcome']}"
         if c.get("error"):
             tip += f" ({c['error']})"
-        unknown = c["outcome"] != "ok"
-        out.append(_bar(frame, lane, c["invoke"], stop, colour, tip,
-                        outline=COLOURS["violation"] if unknown else None))
+        # raised: an exception of the target's own; a kill's cut call has the kill's cross
+        raised = c["outcome"] != "ok" and bool(c.get("error")) and (
+            c["error"] != "processor killed")
+        out.append(_bar(frame, lane, c["invoke"], stop, colour, tip, raised=raised))
         hit = bad_ops.get(stop, bad_ops.get(c["invoke"]))
         if hit is not None and c.get("key") == violations[hit].get("entry"):
             y = frame.y(lane) + _LANE_H / 2

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import faults, html, report, scenarios
+from harness._help import EPILOGS as _EPILOGS
+from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._windows import PLATFORMS, refusals
 from harness.faults import FaultSpecError
@@ -49,16 +51,17 @@ reproduced (the verdict line says which expectation failed); 2 bad configuration
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``prog`` fixed so ``python -m harness`` reads the same)."""
     parser = argparse.ArgumentParser(
-        prog="harness", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="harness", epilog=_EPILOG, formatter_class=_Help,
         description="Fault-injection harness: prove a file-backed queue loses nothing.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run scenarios against a target", epilog=_EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=_Help)
     run.add_argument("--target", default="robust",
                      help="robust, legacy, legacy-seedfix or MODULE:CALLABLE (default: robust)")
     run.add_argument("--scenario", dest="scenarios", metavar="NAME", nargs="+",
-                     action="extend", help="scenario names, or 'all' (default: all)")
+                     action="extend", help="scenario names, paths of scenario .toml files "
+                     "(format: docs/scenarios.md), or 'all' (default: all)")
     _common(run, report_help=(
         f"write JSON, JUnit and Markdown here as run-<target>.* (default: "
         f"{_DEFAULT_REPORT_DIR}/; when only explicit --json/--junit/--markdown paths are "
@@ -72,13 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
     run.add_argument("--html", metavar="PATH",
                      help="write the HTML report (summary and a timeline per failure) here")
-    run.add_argument("--progress", choices=MODES, default="auto",
-                     help="progress on stderr: a live bar on a terminal, periodic lines "
-                     "otherwise (default: auto)")
+    _progress(run)
 
     html_rep = sub.add_parser("report", help="rebuild reports from a saved run JSON",
                               description="Rebuild HTML, JUnit or Markdown reports from the "
-                              "JSON a 'harness run' wrote (nothing is run again).")
+                              "JSON a 'harness run' wrote (nothing is run again).",
+                              epilog=_EPILOGS["report"], formatter_class=_Help)
     html_rep.add_argument("run_json", metavar="RUN.json", type=Path, help="a run's JSON report")
     html_rep.add_argument("--html", metavar="PATH", help="write the HTML report here")
     html_rep.add_argument("--junit", metavar="PATH", help="write the JUnit XML report here")
@@ -86,37 +88,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="reproduce the incident on legacy, "
                          "legacy-seedfix and robust side by side", epilog=_REPRODUCE_EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=_Help)
     rep.add_argument("what", choices=["incident"], help="what to reproduce")
     _platform(rep)
     _common(rep, report_help=(
         f"write reproduce-incident.{{json,xml,md}} here (default: {_DEFAULT_REPORT_DIR}/; "
         "--json moves only the JSON)"))
+    _progress(rep)
 
     for name, help_text in (("stress", "search random workloads, fault plans and "
                                        "interleavings with hypothesis; shrink what fails"),
                             ("explore", "try one fault at every op of a workload, "
                                         "exhaustively")):
         importlib.import_module(f"harness.{name}").add_arguments(
-            sub.add_parser(name, help=help_text))
+            sub.add_parser(name, help=help_text, epilog=_EPILOGS[name], formatter_class=_Help))
 
-    importlib.import_module("harness.soak").configure(sub.add_parser(
-        "soak", help="producers and consumers on real processes, SIGKILLed at random, "
-        "then drained and checked", epilog="exit codes: 0 no violation; 1 violations, no "
-        "kill or a harness error; 2 bad usage."))
+    soak = sub.add_parser("soak", help="producers and consumers on real processes, SIGKILLed "
+                          "at random, then drained and checked", epilog=_EPILOGS["soak"],
+                          formatter_class=_Help)
+    importlib.import_module("harness.soak").configure(soak)
 
-    lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets")
+    lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets",
+                         epilog=_EPILOGS["list"], formatter_class=_Help)
     lst.add_argument("--scenario-dir", metavar="DIR", type=Path,
                      help="where the scenario files are (default: ./scenarios)")
     return parser
 
 
 def _common(p: argparse.ArgumentParser, *, report_help: str) -> None:
-    p.add_argument("--seed", type=_seed, help="override every scenario's seed (an int >= 0)")
+    p.add_argument("--seed", type=_seed, help="override every scenario's seed (an int >= 0; "
+                   "default: each scenario's own)")
     p.add_argument("--json", metavar="PATH", help="write the JSON report here")
     p.add_argument("--report-dir", metavar="DIR", help=report_help)
     p.add_argument("--scenario-dir", metavar="DIR", type=Path,
                    help="where the scenario files are (default: ./scenarios)")
+
+
+def _progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=MODES, default="auto",
+                   help="progress on stderr: auto is a live bar on a terminal and a plain "
+                   "line every 10 s otherwise (CI logs); off shows none")
 
 
 def _platform(p: argparse.ArgumentParser) -> None:
@@ -249,10 +260,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         _resolve_target(target)
     suite = _runner().run_suite
     runs = {}
-    for target in INCIDENT_TARGETS:
-        print(f"running the incident scenario on {target} ...", flush=True)
-        runs[target] = suite(target, chosen, seed=args.seed,
-                             **({"platform": args.platform} if args.platform else {}))
+    with Progress(total=len(INCIDENT_TARGETS), description="reproduce incident", unit="run",
+                  mode=args.progress) as bar:
+        for target in INCIDENT_TARGETS:
+            bar.write(f"running the incident scenario on {target} ...")
+            runs[target] = suite(target, chosen, seed=args.seed,
+                                 **({"platform": args.platform} if args.platform else {}))
+            bar.update(1)
     windows = (args.platform or chosen[0].platform) == "windows"
     print()
     print(report.explain(list(runs.values())))

@@ -6,8 +6,11 @@ nothing but itself: styles inline, pictures as inline SVG (harness._svg), no scr
 web font, no link leaving the file. A scenario that did not pass gets its timeline
 (drawn from the ``timeline`` key the runner records for it), switchable between one
 lane per entry and one lane per processor with a CSS-only toggle; every violation is
-a red ring on the picture linking to its sentence, and each scenario ends with the
-command that replays it. Text from the run (details quote raw payloads) is escaped.
+a red ring on the picture linking to its entry in the list below it. That list groups
+the violations that say the same thing (same kind, same sentence but for the numbers:
+"lost, 12 entries: e1 e6 ...: enqueue returned ok at op ...; never came out") with
+each entry's own sentence folded under it. Each scenario ends with the command that
+replays it. Text from the run (details quote raw payloads) is escaped.
 """
 
 from __future__ import annotations
@@ -44,8 +47,12 @@ table.sum td.n{text-align:right;font-variant-numeric:tabular-nums}
   font-size:12px}.chip.bad{background:#fde3e3;color:#b71c1c;font-weight:bold}
 pre.replay{background:#263238;color:#eceff1;padding:6px 10px;border-radius:4px;
   overflow-x:auto;font-size:13px}
-ol.viol{font-size:13px;padding-left:22px}ol.viol li{margin:3px 0;padding:2px 4px}
-ol.viol li:target{background:#fff3bf;outline:2px solid #f2c94c}
+ol.viol{font-size:13px;padding-left:22px}ol.viol>li{margin:4px 0;padding:2px 4px}
+ol.viol>li:has(:target){background:#fffbe6}
+ol.viol .entry:target{background:#fff3bf;outline:2px solid #f2c94c}
+ol.viol .n{color:#555}ol.viol details{margin:2px 0 0;color:#444}
+ol.viol details summary{cursor:pointer;font-size:12px;color:#666}
+ol.viol details ul{margin:2px 0;padding-left:18px}
 .kind{color:#c62828;font-weight:bold}.entry{font-family:monospace}
 ul.obs{font-size:12px;color:#555}
 .tl{margin:6px 0;overflow-x:auto}.tl input{margin-left:0}
@@ -56,8 +63,9 @@ ul.obs{font-size:12px;color:#555}
 svg.timeline{font-size:11px;font-family:inherit;display:block;margin-top:4px}
 svg.timeline .small{font-size:10px;fill:#555}
 .legend{font-size:12px;color:#444;margin:4px 0}
-.legend span.sw{display:inline-block;width:12px;height:10px;margin:0 4px 0 10px;
-  vertical-align:middle;border-radius:2px}
+.legend span.item{white-space:nowrap;margin-right:10px;display:inline-block}
+.legend span.sw{display:inline-block;width:12px;height:10px;margin:0 4px 0 0;
+  vertical-align:middle;border-radius:2px;box-sizing:border-box}
 .note{font-size:12px;color:#666}
 """
 
@@ -158,21 +166,69 @@ def _scenario(s: Mapping[str, Any], anchor: str) -> list[str]:
         out += _timeline(s, anchor)
     violations = s.get("violations") or []
     if violations:
-        out.append(f"<h3>{_e(violation_summary(s))}</h3><ol class=\"viol\">")
-        for n, v in enumerate(violations):
-            faults = "; ".join(map(str, v.get("faults") or []))
-            out.append(
-                f'<li id="{anchor}-v{n}"><span class="kind">{_e(v.get("kind"))}</span> '
-                f'<span class="entry">{_e(v.get("entry"))}</span>: {_e(v.get("detail"))}'
-                + (f' <span class="note">(faults: {_e(faults)})</span>' if faults else "")
-                + "</li>")
-        out.append("</ol>")
+        out += _violation_list(violations, anchor, violation_summary(s))
     if s.get("observations"):
         out.append("<h3>observed</h3><ul class=\"obs\">"
                    + "".join(f"<li>{_e(o)}</li>" for o in s["observations"]) + "</ul>")
     if status != "pass":
         out.append(f'<h3>replay</h3><pre class="replay">{_e(s.get("replay", ""))}</pre>')
     out.append("</section>")
+    return out
+
+
+_NUMBER = re.compile(r"(\d+)")
+
+
+def _sentence(v: Mapping[str, Any]) -> str:
+    """A violation's sentence without its "entry eN: " head (the list shows the entry)."""
+    detail = str(v.get("detail") or "")
+    head = f"entry {v.get('entry')}: "
+    return detail[len(head):] if detail.startswith(head) else detail
+
+
+def _groups(violations: list[Mapping[str, Any]]) -> list[list[int]]:
+    """Indexes of the violations that say the same thing but for their numbers (op
+    indexes, entry numbers), in order of first appearance."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for n, v in enumerate(violations):
+        key = (str(v.get("kind")), _NUMBER.sub("#", _sentence(v)))
+        groups.setdefault(key, []).append(n)
+    return list(groups.values())
+
+
+def _common(sentences: list[str]) -> str:
+    """The sentences' shared text, with "…" where their numbers differ."""
+    parts = [_NUMBER.split(text) for text in sentences]
+    return "".join(p[0] if i % 2 == 0 or len({q[i] for q in parts}) == 1 else "…"
+                   for i, p in enumerate(zip(*parts, strict=True)))
+
+
+def _violation_list(violations: list[Mapping[str, Any]], anchor: str, summary: str
+                    ) -> list[str]:
+    """The violations grouped: kind, count, entries (each one a ring's link target), the
+    shared sentence, the faults; each entry's own sentence folded under a group."""
+    groups = _groups(violations)
+    if len(groups) < len(violations):
+        summary += f", in {len(groups)} groups of the same kind and explanation"
+    out = [f"<h3>{_e(summary)}</h3><ol class=\"viol\">"]
+    for members in groups:
+        first = violations[members[0]]
+        faults = list(dict.fromkeys(str(f) for n in members
+                                    for f in violations[n].get("faults") or []))
+        entries = " ".join(f'<span class="entry" id="{anchor}-v{n}">'
+                           f'{_e(violations[n].get("entry"))}</span>' for n in members)
+        count = f' <span class="n">{len(members)} entries:</span>' if len(members) > 1 else ""
+        sentence = _common([_sentence(violations[n]) for n in members])
+        item = (f'<li><span class="kind">{_e(first.get("kind"))}</span>{count} {entries}: '
+                f"{_e(sentence)}"
+                + (f' <span class="note">(faults: {_e("; ".join(faults))})</span>'
+                   if faults else ""))
+        if len(members) > 1:
+            item += ("<details><summary>each entry's own sentence</summary><ul>" + "".join(
+                f'<li><span class="entry">{_e(violations[n].get("entry"))}</span>: '
+                f"{_e(_sentence(violations[n]))}</li>" for n in members) + "</ul></details>")
+        out.append(item + "</li>")
+    out.append("</ol>")
     return out
 
 
@@ -208,6 +264,7 @@ def _timeline(s: Mapping[str, Any], anchor: str) -> list[str]:
 
 
 def _legend(view: str) -> str:
-    items = "".join(f'<span class="sw" style="background:{colour}"></span>{_e(words)}'
-                    for colour, words in _svg.legend_items(view))
-    return f'<div class="legend">{items}; x axis: history op index</div>'
+    items = "".join(f'<span class="item"><span class="sw" style="{style}"></span>'
+                    f"{_e(words)}</span>" for style, words in _svg.legend_items(view))
+    axis = '<span class="item">x axis: history op index</span>'
+    return f'<div class="legend">{items}{axis}</div>'

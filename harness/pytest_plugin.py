@@ -9,8 +9,14 @@ Installed with this project (entry point ``pytest11``, name ``harness``; disable
   ``.history``, ``.faults_fired``, ``.killed``, ``.restart()``, ``.heal()``). With no
   faults it takes those of the ``faults`` marker; the sandbox defaults to ``tmp_path``.
 - fixture ``queue_target``: the target of ``--harness-target`` (or the
-  ``harness_target`` marker; default ``robust``) with ``.open()``, which opens a queue
-  in ``tmp_path/q`` and closes it at teardown.
+  ``harness_target`` marker; default ``robust``): a factory, not a queue. Its
+  ``.open(directory=None)`` opens a queue (in ``tmp_path/q`` by default) and may be
+  called again to reopen after a kill; every queue it opened is closed at teardown. Open
+  inside ``shim.processor(p)`` for faults to reach the queue's files: the shim sees only
+  files opened while it is installed.
+- fixture ``opened_queue``: a queue of that target, opened in ``tmp_path/q`` before the
+  test and closed after it; for tests that need a queue and no faults (it is opened
+  before any ``fault_shim()`` call, so a fault plan cannot reach its files).
 - marker ``@pytest.mark.faults(DiskFull(after_bytes=10), ...)`` (fault objects or
   scenario-style dicts) and marker ``@pytest.mark.harness_target("mymod:open_queue")``.
 - option ``--harness-seed N``: the seed of every ``fault_shim`` (default 1); a failing
@@ -29,7 +35,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["QueueTarget", "fault_shim", "queue_target"]
+__all__ = ["QueueTarget", "fault_shim", "opened_queue", "queue_target"]
 
 _INJECTION = pytest.StashKey[Any]()
 
@@ -39,15 +45,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-seed", type=int, default=None, metavar="N",
                     help="seed of every fault_shim plan (default: 1)")
     group.addoption("--harness-target", default=None, metavar="SPEC",
-                    help="queue_target's target: robust, legacy or MODULE:CALLABLE "
+                    help="the target of queue_target and opened_queue: robust, legacy or "
+                    "MODULE:CALLABLE "
                     "(default: robust, or the harness_target marker)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "faults(*faults): the fault plan fault_shim() installs "
                             "when called without faults")
-    config.addinivalue_line("markers", "harness_target(spec): the target queue_target opens "
-                            "(MODULE:CALLABLE or a built-in name)")
+    config.addinivalue_line("markers", "harness_target(spec): the target of queue_target and "
+                            "opened_queue (MODULE:CALLABLE or a built-in name)")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -82,8 +89,12 @@ def fault_shim(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callab
         yield install
 
 
+_QUEUE_METHODS = frozenset({"enqueue", "claim", "ack", "fail", "recover", "close", "states"})
+
+
 class QueueTarget:
-    """A resolved target: ``open()`` a queue in the test's directory, closed at teardown."""
+    """A resolved target, i.e. a queue factory: ``open()`` a queue in the test's directory;
+    every queue it opened is closed at teardown."""
 
     def __init__(self, spec: str, factory: Callable[[str], Any], directory: str) -> None:
         self.spec = spec
@@ -100,6 +111,18 @@ class QueueTarget:
         self._opened.append(queue)
         return queue
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a missing attribute: a queue method asked of the factory is the
+        # mistake the old documentation invited, so say what to do instead.
+        if name in _QUEUE_METHODS:
+            raise AttributeError(
+                f"queue_target is the target {self.spec!r}, a queue factory, not a queue: "
+                f"call queue_target.open() for a queue (inside shim.processor(...) for faults "
+                f"to reach it), or ask for the opened_queue fixture ({name!r} is a method of "
+                "the queue)", name=name, obj=self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}",
+                             name=name, obj=self)
+
     def _close_all(self) -> None:
         for queue in reversed(self._opened):
             # a queue a fault already broke may refuse to close; teardown goes on
@@ -109,7 +132,8 @@ class QueueTarget:
 
 @pytest.fixture
 def queue_target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[QueueTarget]:
-    """The target of ``--harness-target`` or the ``harness_target`` marker (default robust)."""
+    """The target of ``--harness-target`` or the ``harness_target`` marker (default robust):
+    a factory; ``queue_target.open()`` opens a queue, closed at teardown."""
     from harness.targets import resolve
 
     marker = request.node.get_closest_marker("harness_target")
@@ -118,3 +142,10 @@ def queue_target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Queu
     target = QueueTarget(spec, resolve(spec), str(tmp_path / "q"))
     yield target
     target._close_all()
+
+
+@pytest.fixture
+def opened_queue(queue_target: QueueTarget) -> Any:
+    """A queue of the target, opened in ``tmp_path/q`` (no fault plan reaches it); closed
+    at teardown by ``queue_target``."""
+    return queue_target.open()

@@ -44,6 +44,7 @@ from harness._reaper import (
 from harness._soakworker import DRAIN_SLOT, record, worker
 from harness.cli import at_least
 from harness.history import History
+from harness.progress import MODES, Progress
 from harness.targets import resolve
 
 __all__ = ["configure", "command", "soak", "replay_command"]
@@ -254,6 +255,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=at_least(0), default=1,
                         help="seeds the victims and the payloads (default: 1)")
     parser.add_argument("--json", metavar="PATH", help="write the JSON result here")
+    parser.add_argument("--progress", choices=MODES, default="auto",
+                        help="kills so far on stderr: auto is a live bar on a terminal and a "
+                        "plain line every 10 s otherwise (CI logs); off shows none")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -262,8 +266,11 @@ def command(args: argparse.Namespace) -> int:
     print(f"soak: {args.target}, {args.processes} processes, {args.duration:g} s, a SIGKILL "
           f"every {args.kill_every:g} s ...", flush=True)
     try:
-        run = soak(args.target, processes=args.processes, duration=args.duration,
-                   kill_every=args.kill_every, seed=args.seed)
+        with Progress(total=max(1, int(args.duration / args.kill_every)), unit="kill",
+                      description=f"soak {args.target}", mode=args.progress) as bar:
+            run = soak(args.target, processes=args.processes, duration=args.duration,
+                       kill_every=args.kill_every, seed=args.seed,
+                       progress=lambda _s: bar.update(1))
     except Interrupted as exc:
         print(f"soak: {exc}; every worker reaped, the sandbox removed", file=sys.stderr)
         return 128 + exc.signum

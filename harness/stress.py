@@ -328,7 +328,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"example database shared by workers and shards "
                         f"(default {DEFAULT_DATABASE})")
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
-                   help="run shard I of N (seeds split deterministically)")
+                   help="run shard I of N (seeds split deterministically; default: 1/1)")
     p.add_argument("--faults", type=_kinds, default=FAULT_KINDS, metavar="KIND[,KIND]",
                    help="fault kinds plans may mix (default: all)")
     p.add_argument("--replay", metavar="FILE", help="run a saved counterexample again")

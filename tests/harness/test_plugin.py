@@ -1,14 +1,16 @@
 """The pytest plugin, used the way another project would: through its fixtures and marker only.
 
-The last test runs pytest in a fresh directory outside this repository, so it also
-proves the plugin is found through the installed ``pytest11`` entry point.
+The last two tests run pytest in a fresh directory outside this repository, so they also
+prove the plugin is found through the installed ``pytest11`` entry point.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,88 @@ def test_another_project_gets_the_plugin_from_the_entry_point(tmp_path):
     out = done.stdout + done.stderr
     assert "1 failed, 3 passed" in out, out
     assert "harness" in out and "plan Plan(faults=(DiskFull(after_bytes=5),)), seed 7" in out
+
+
+_OPENED_MODULE = '''
+import json, os
+
+class Recorded:
+    """A dict queue that notes its close in the directory, so the outer test can see it."""
+    def __init__(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        self.directory, self.items, self.n = directory, {}, 0
+    def enqueue(self, payload):
+        self.n += 1
+        self.items[f"e{self.n}"] = payload
+        return f"e{self.n}"
+    def claim(self, worker):
+        return next(iter(self.items.items()), None)
+    def ack(self, entry_id):
+        del self.items[entry_id]
+    def recover(self):
+        pass
+    def close(self):
+        with open(os.path.join(os.path.dirname(self.directory), "closed"), "a") as f:
+            f.write(self.directory + "\\n")
+
+def open_recorded(directory):
+    return Recorded(directory)
+'''
+
+_OPENED_TEST = '''
+import os
+import pytest
+
+@pytest.mark.harness_target("recorded:open_recorded")
+def test_opened_queue_is_a_queue(opened_queue, tmp_path):
+    entry = opened_queue.enqueue(b"hello")
+    assert opened_queue.claim("w") == (entry, b"hello")
+    opened_queue.ack(entry)
+    assert opened_queue.directory == str(tmp_path / "q")
+    with open(os.environ["OUTER"], "a") as f:
+        f.write(str(tmp_path) + "\\n")
+
+def test_opened_queue_defaults_to_robust(opened_queue):
+    entry = opened_queue.enqueue(b"x")
+    assert opened_queue.claim("w")[0] == entry
+
+def test_the_factory_says_how_to_get_a_queue(queue_target):
+    with pytest.raises(AttributeError) as info:
+        queue_target.enqueue(b"x")
+    message = str(info.value)
+    assert "queue_target.open()" in message and "opened_queue" in message, message
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        queue_target.nonsense
+'''
+
+
+def test_opened_queue_yields_a_queue_and_closes_it(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "recorded.py").write_text(textwrap.dedent(_OPENED_MODULE))
+    (project / "test_opened.py").write_text(textwrap.dedent(_OPENED_TEST))
+    outer = tmp_path / "tmp_paths"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "test_opened.py"], cwd=project, capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "OUTER": str(outer), "PYTHONPATH": str(project)})
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "3 passed" in out, out
+    inner_tmp = outer.read_text().strip()
+    closed = (Path(inner_tmp) / "closed").read_text().split()
+    assert closed == [str(Path(inner_tmp) / "q")], "opened_queue was not closed at teardown"
+
+
+def test_the_readme_example_runs_as_written(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**4. Or test one function in pytest.**"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("```\n", 10)]
+    assert "opened_queue" in code and "queue_target.open()" in code, "the example moved"
+    (tmp_path / "test_readme.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "test_readme.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and " failed" not in out and " error" not in out, out
