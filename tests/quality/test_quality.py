@@ -151,7 +151,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
                        frozenset({"stuck", "lost"})),
     "bug_recover_deletes_processing": (("killed-mid-write", "power-loss", "stale-locks",
                                         "concurrent-power-loss"), frozenset({"lost"})),
-    "bug_recover_requeues_delivered": (tuple(ALL), frozenset({"duplicate"})),
+    # caught by the final drain's recover in any scenario: three where a person looks first
+    "bug_recover_requeues_delivered": (("killed-mid-write", "stale-locks", "power-loss"),
+                                       frozenset({"duplicate"})),
     "bug_delete_then_move": (("killed-mid-rename", "killed-mid-write", "incident",
                               "stale-locks"), frozenset({"lost", "stuck"})),
     "bug_excl_lockfile": (("stale-locks", "incident"), frozenset({"lost", "stuck"})),
@@ -179,7 +181,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     # processor that idles for long (idle-processor) shows it
     "bug_stale_after_idle": (("idle-processor",), frozenset({"lost", "duplicate"})),
     # plain logic bugs
-    "bug_nonunique_ids": (tuple(ALL), frozenset({"lost"})),
+    "bug_nonunique_ids": (("concurrent-processors", "killed-mid-write"), frozenset({"lost"})),
     "bug_short_read": (("large-payloads",), frozenset({"corrupt", "stuck"})),
     # Windows semantics: os.replace onto a file a handle holds open is refused
     "bug_replace_open": (("windows-concurrent",), frozenset({"stuck", "lost"})),
@@ -243,10 +245,13 @@ def test_a_stale_handle_after_idling_is_caught_and_its_correct_twin_passes(mode)
 # -- through the real CLI ------------------------------------------------------------
 
 
+# Two scenarios are enough for the exit code: every scenario's verdict on these queues is
+# checked in-process above.
 def _cli(target: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--target", target, "--scenario", "all",
+        [sys.executable, "-m", "harness", "run", "--target", target, "--scenario",
+         "concurrent-processors", "killed-mid-write",
          "--report-dir", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
