@@ -20,6 +20,7 @@ from typing import Any
 
 from harness import faults, html, report, scenarios
 from harness._incident import incident_expectations, passed, refused, side_by_side
+from harness._scenarioset import describe
 from harness._windows import PLATFORMS, refusals
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
@@ -39,6 +40,9 @@ exit codes: 0 all scenarios passed; 1 a violation, no fault fired, or a harness 
 In CI, append the Markdown report to the step summary:
   cat reports/run-robust.md >> "$GITHUB_STEP_SUMMARY"
 """
+
+_SCENARIO_DIR_HELP = ("a folder of your own *.toml scenarios (default: the built-in set "
+                      "shipped with the harness; ./scenarios is never read unless named here)")
 
 _REPRODUCE_EPILOG = """\
 exit codes: 0 reproduced (legacy lost or stalled entries and robust passed); 1 not
@@ -106,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kill or a harness error; 2 bad usage."))
 
     lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets")
-    lst.add_argument("--scenario-dir", metavar="DIR", type=Path,
-                     help="where the scenario files are (default: ./scenarios)")
+    lst.add_argument("--scenario-dir", metavar="DIR", type=Path, help=_SCENARIO_DIR_HELP)
     return parser
 
 
@@ -115,8 +118,7 @@ def _common(p: argparse.ArgumentParser, *, report_help: str) -> None:
     p.add_argument("--seed", type=_seed, help="override every scenario's seed (an int >= 0)")
     p.add_argument("--json", metavar="PATH", help="write the JSON report here")
     p.add_argument("--report-dir", metavar="DIR", help=report_help)
-    p.add_argument("--scenario-dir", metavar="DIR", type=Path,
-                   help="where the scenario files are (default: ./scenarios)")
+    p.add_argument("--scenario-dir", metavar="DIR", type=Path, help=_SCENARIO_DIR_HELP)
 
 
 def _platform(p: argparse.ArgumentParser) -> None:
@@ -168,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     chosen = _load(args.scenarios or ["all"], args.scenario_dir)
     _resolve_target(args.target)
+    used = scenarios.scenario_set(args.scenario_dir)
+    print(describe(used), flush=True)
     with Progress(total=len(chosen), description=f"run {args.target}", unit="scenario",
                   mode=args.progress) as bar:
         printer = _Printer(bar)
@@ -177,6 +181,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                   **({"mode": args.mode} if args.mode else {}),
                                   **({"platform": args.platform} if args.platform else {}))
     printer.finish(run)
+    run["scenario_set"] = used
     written = _write(run, args, stem=f"run-{_safe(args.target)}", junit=args.junit,
                      md=args.markdown, only_explicit=True)
     if args.html:
@@ -247,6 +252,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     chosen = _load(["incident"], args.scenario_dir)
     for target in INCIDENT_TARGETS:
         _resolve_target(target)
+    used = scenarios.scenario_set(args.scenario_dir)
+    print(describe(used), flush=True)
     suite = _runner().run_suite
     runs = {}
     for target in INCIDENT_TARGETS:
@@ -261,7 +268,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print()
     if windows:
         print(refused(runs) + "\n")
-    combined = {"targets": runs}
+    combined = {"targets": runs, "scenario_set": used}
     # JUnit and Markdown always go to the report dir here: --json only moves the JSON.
     written = _write(combined, args, stem="reproduce-incident", junit=None, md=None,
                      only_explicit=False)
@@ -314,9 +321,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     directory = args.scenario_dir or scenarios.default_dir()
     found = scenarios.load_dir(directory)  # a broken file is exit 2 before any output
-    print(f"scenarios ({directory}):")
+    more = {name: scenarios.load(path) for name, path in scenarios.nested(directory).items()}
+    print(describe(scenarios.scenario_set(args.scenario_dir)))
+    print("\nin --scenario all:")
     for s in found:
         print(f"  {s.name:<28} {s.fault:<22} {_first_sentence(s.description)}")
+    if more:
+        print("\nnot in 'all', run each by its name (--scenario FOLDER/NAME):")
+    for name, s in more.items():
+        print(f"  {name:<28} {s.fault:<22} {_first_sentence(s.description)}")
     print("\nfaults:")
     for kind, cls in _fault_classes(faults):
         print(f"  {kind:<22} {cls.__name__:<22} {_first_sentence(inspect.getdoc(cls) or '')}")

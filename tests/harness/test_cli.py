@@ -96,9 +96,12 @@ def test_run_all_pass_exits_0_and_writes_reports(fake, sdir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert fake.calls == [("robust", ["alpha", "beta", "incident"], None)]
     assert out.count("PASS  ") == 3 and "replay:" not in out
+    assert out.splitlines()[0] == f"scenarios: --scenario-dir ({sdir})"
     assert "verdict: PASS" in out.splitlines()[-2]
     for suffix in ("json", "xml", "md"):
         assert (tmp_path / "reports" / f"run-robust.{suffix}").exists()
+    saved = json.loads((tmp_path / "reports" / "run-robust.json").read_text())
+    assert saved["scenario_set"] == {"set": "--scenario-dir", "directory": str(sdir)}
 
 
 def test_run_with_a_violation_exits_1_and_prints_replay(fake, sdir, tmp_path, capsys):
@@ -119,7 +122,7 @@ def test_run_with_a_violation_exits_1_and_prints_replay(fake, sdir, tmp_path, ca
 def test_run_no_fault_fired_or_error_exits_1(fake, sdir, capsys, status, word):
     fake.statuses = {"robust": {"alpha": status}}
     assert _main("run", "--scenario", "alpha", "--scenario-dir", str(sdir)) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().out.split("\n", 1)[1]  # after the scenario set's line
     assert out.startswith(f"{word}  alpha (disk_full)")
     assert "replay: harness run --target robust --scenario alpha --seed 1" in out
 
@@ -218,6 +221,7 @@ def test_reproduce_exits_0_when_legacy_fails_and_robust_passes(fake, sdir, tmp_p
     assert table[3][:3] == ["robust", "pass", "0"]
     data = json.loads((tmp_path / "reports" / "reproduce-incident.json").read_text())
     assert list(data["targets"]) == ["legacy", "legacy-seedfix", "robust"]
+    assert data["scenario_set"] == {"set": "--scenario-dir", "directory": str(sdir)}
     root = ET.parse(tmp_path / "reports" / "reproduce-incident.xml").getroot()
     assert root.tag == "testsuites" and len(root.findall("testsuite")) == 3
     assert (tmp_path / "reports" / "reproduce-incident.md").exists()
@@ -247,8 +251,12 @@ def test_reproduce_without_incident_scenario_exits_2(fake, sdir, capsys):
 
 
 def test_list_prints_faults_targets_and_scenarios(fake, sdir, capsys):
+    (sdir / "extra").mkdir()
+    (sdir / "extra" / "deep.toml").write_text(SCENARIO.format(name="deep"), encoding="utf-8")
     assert _main("list", "--scenario-dir", str(sdir)) == 0
     out = capsys.readouterr().out
+    assert out.startswith(f"scenarios: --scenario-dir ({sdir})\n")
+    assert "\nnot in 'all', run each by its name (--scenario FOLDER/NAME):\n  extra/deep " in out
     for kind in FAULT_KINDS:
         assert kind in out
     assert len(FAULT_KINDS) == 9 and "KillMidWrite" in out and "FileRemoved" in out
