@@ -96,15 +96,6 @@ def test_report_command_rebuilds_the_page_from_the_json(failing_run, tmp_path, c
     assert "nothing to write" in capsys.readouterr().err
 
 
-def test_run_html_writes_only_the_page(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code = cli.main(["run", "--target", "legacy", "--scenario", "power-loss",
-                     "--html", "out.html", "--progress", "off"])
-    assert code == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.html"]
-    assert 'class="violation"' in (tmp_path / "out.html").read_text(encoding="utf-8")
-
-
 # -- the real browser ---------------------------------------------------------------------
 
 _CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
