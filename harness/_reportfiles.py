@@ -3,8 +3,8 @@
 Two runs started in one directory used to write the same ``run-<target>.json``, and the
 one that finished last replaced the other's report (a failing run's report was replaced
 by a passing one). Now a run claims its names before it starts: an ``flock`` on a hidden
-lock file beside each report (``.run-robust-thread.lock``), held until its reports are
-written. A name another live run holds is skipped for the next free one (``-2``, ``-3``,
+lock file beside each report (``.run-robust-thread.json.lock``), held until its reports
+are written. A name another live run holds is skipped for the next free one (``-2``, ``-3``,
 ...), so concurrent runs keep every report, while a run started after another one ended
 reuses the plain name and replaces that earlier report, which is what a re-run is for.
 The kernel drops an ``flock`` when its process dies, SIGKILL included, so a crashed run
@@ -66,10 +66,11 @@ def claim(stem: str, report_dir: str | Path | None, explicit: Mapping[str, str |
         for fmt, path in explicit.items():
             if path is not None:
                 path = Path(path)
-                held.paths[fmt] = _hold(held, path.parent, path.stem, path.suffix, "")
+                base = _hold(held, path.parent, path.stem, [path.suffix], path.suffix)
+                held.paths[fmt] = base.with_name(base.name + path.suffix)
         rest = [fmt for fmt, path in explicit.items() if path is None]
         if rest and report_dir is not None:
-            free = _hold(held, Path(report_dir), stem, "", ".*")
+            free = _hold(held, Path(report_dir), stem, [suffixes[f] for f in rest], ".*")
             for fmt in rest:
                 held.paths[fmt] = free.with_name(free.name + suffixes[fmt])
         held.paths = {fmt: held.paths[fmt] for fmt in explicit if fmt in held.paths}
@@ -79,9 +80,11 @@ def claim(stem: str, report_dir: str | Path | None, explicit: Mapping[str, str |
     return held
 
 
-def _hold(held: Claim, directory: Path, stem: str, suffix: str, shown: str) -> Path:
-    """Lock the first free ``<stem>[-N]<suffix>`` in ``directory``; that path (``shown``
-    ends the names in `Claim.moved`: ``.*`` for a stem that stands for every format)."""
+def _hold(held: Claim, directory: Path, stem: str, suffixes: list[str], shown: str) -> Path:
+    """Lock ``<stem>[-N]<suffix>`` for every suffix, at the first N free for all of them;
+    returns ``<directory>/<stem>[-N]``. Each file has its own lock, so an explicit path
+    and another run's default name cannot meet either. (``shown`` ends the names in
+    `Claim.moved`: ``.*`` for a stem of several formats.)"""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -89,16 +92,22 @@ def _hold(held: Claim, directory: Path, stem: str, suffix: str, shown: str) -> P
                               f"{exc.strerror or exc}; pick another with --report-dir or "
                               "the report's path")
     for n in range(1, _MAX_TRIES + 1):
-        name = f"{stem}{'' if n == 1 else f'-{n}'}{suffix}"
-        fd = _lock(directory / f".{name}.lock")
-        if fd is not None:
-            held._locks.append((fd, directory / f".{name}.lock"))
+        name = f"{stem}{'' if n == 1 else f'-{n}'}"
+        got = Claim()
+        for suffix in suffixes:
+            lock = directory / f".{name}{suffix}.lock"
+            fd = _lock(lock)
+            if fd is None:
+                got.release()  # one of them is another run's: try the next N for all
+                break
+            got._locks.append((fd, lock))
+        else:
+            held._locks += got._locks
             if n > 1:
-                held.moved.append(f"{directory / (stem + suffix)}{shown} -> "
-                                  f"{directory / name}{shown}")
+                held.moved.append(f"{directory / stem}{shown} -> {directory / name}{shown}")
             return directory / name
-    raise ReportPathError(f"{directory}: {_MAX_TRIES} runs hold reports named {stem}-N"
-                          f"{suffix}; wait for them or pick another --report-dir")
+    raise ReportPathError(f"{directory}: {_MAX_TRIES} runs hold reports named {stem}-N; "
+                          "wait for them or pick another --report-dir")
 
 
 def _lock(lock: Path) -> int | None:

@@ -179,9 +179,15 @@ def test_a_held_name_is_skipped_and_freed_on_release(tmp_path):
         assert second.paths["json"].name == "run-x-2.json"
         assert second.moved == [f"{tmp_path / 'run-x'}.* -> {tmp_path / 'run-x-2'}.*"]
     assert list(tmp_path.iterdir()) == []  # lock files go with their claims
-    (tmp_path / ".run-x.lock").write_text("")  # left by a run that was SIGKILLed
+    (tmp_path / ".run-x.json.lock").write_text("")  # left by a run that was SIGKILLed
     with _reportfiles.claim("run-x", tmp_path, {"json": None}, suffixes) as again:
         assert again.paths["json"].name == "run-x.json" and again.moved == []
+        # A path given explicitly meets the same lock as the name another run chose.
+        explicit = _reportfiles.claim("ignored", tmp_path, {"json": tmp_path / "run-x.json"},
+                                      suffixes)
+        assert explicit.paths["json"].name == "run-x-2.json"
+        assert explicit.moved == [f"{tmp_path / 'run-x'}.json -> {tmp_path / 'run-x-2'}.json"]
+        explicit.release()
 
 
 def test_an_unwritable_report_place_is_exit_2_before_anything_runs(tmp_path, monkeypatch,
