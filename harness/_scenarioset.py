@@ -13,7 +13,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.resources
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["BUILTIN_SET", "builtin_dir", "describe", "nested", "scenario_set"]
 
@@ -36,17 +38,24 @@ def builtin_dir() -> Path:
     return _extracted.enter_context(importlib.resources.as_file(resource))
 
 
-def scenario_set(directory: str | Path | None) -> dict[str, str]:
+def scenario_set(directory: str | Path | None, chosen: Iterable[Any] = ()) -> dict[str, Any]:
     """Which set a run uses, for its JSON and its terminal line: ``{"set": "built-in" or
-    "--scenario-dir", "directory": absolute path}``; plus ``"ignored"`` when the working
-    directory holds a ``scenarios/`` folder the run did not use (say so, it is not read)."""
+    "--scenario-dir", "directory": absolute path}``; plus ``"files"``, the ``chosen``
+    scenarios named by a path outside it, and ``"ignored"`` when the working directory
+    holds a ``scenarios/`` folder the run did not use (say so: it is not read)."""
     if directory is None:
-        info = {"set": BUILTIN_SET, "directory": str(builtin_dir())}
-        here = Path.cwd() / "scenarios"
-        if here.is_dir() and any(here.glob("*.toml")):
-            info["ignored"] = str(here)
-        return info
-    return {"set": "--scenario-dir", "directory": str(Path(directory).resolve())}
+        info: dict[str, Any] = {"set": BUILTIN_SET, "directory": str(builtin_dir())}
+    else:
+        info = {"set": "--scenario-dir", "directory": str(Path(directory).resolve())}
+    root = Path(info["directory"]).resolve()
+    files = [str(Path(s.source).resolve()) for s in chosen if getattr(s, "source", "")
+             and not Path(s.source).resolve().is_relative_to(root)]
+    if files:
+        info["files"] = files
+    here = Path.cwd() / "scenarios"
+    if directory is None and here.is_dir() and any(here.glob("*.toml")):
+        info["ignored"] = str(here)
+    return info
 
 
 def nested(directory: str | Path) -> dict[str, Path]:
@@ -63,6 +72,8 @@ def describe(info: dict[str, str]) -> str:
     ``scenarios/`` folder in the working directory was not used, with the flag that uses it."""
     which = "built-in set" if info.get("set") == BUILTIN_SET else "--scenario-dir"
     line = f"scenarios: {which} ({info.get('directory')})"
+    if info.get("files"):
+        line += f", and by path: {', '.join(info['files'])}"
     if info.get("ignored"):
         line += (f"; not {info['ignored']} (only --scenario-dir reads a folder of yours: "
                  "--scenario-dir scenarios)")

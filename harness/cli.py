@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     chosen = _load(args.scenarios or ["all"], args.scenario_dir)
     _resolve_target(args.target)
-    used = scenarios.scenario_set(args.scenario_dir)
+    used = scenarios.scenario_set(args.scenario_dir, chosen)
     stem = stem_for(f"run-{safe_name(args.target)}", chosen, args.mode, args.platform)
     with _claim(args, stem, junit=args.junit, md=args.markdown, page=args.html) as held:
         print(describe(used), flush=True)
@@ -251,7 +251,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     chosen = _load(["incident"], args.scenario_dir)
     for target in INCIDENT_TARGETS:
         _resolve_target(target)
-    used = scenarios.scenario_set(args.scenario_dir)
+    used = scenarios.scenario_set(args.scenario_dir, chosen)
     # JUnit and Markdown always go to the report dir here: --json only moves the JSON.
     with _claim(args, stem_for("reproduce-incident", chosen, None, args.platform), junit=None,
                 md=None, page=None) as held:

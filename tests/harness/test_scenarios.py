@@ -253,6 +253,8 @@ def test_default_dir_is_the_shipped_set_whatever_the_working_directory(tmp_path,
     assert scenario_set(None)["ignored"] == str(tmp_path / "scenarios")  # but it is named
     assert scenario_set("scenarios") == {"set": "--scenario-dir",
                                          "directory": str((tmp_path / "scenarios").resolve())}
+    by_path = select([str(tmp_path / "scenarios" / "mine.toml"), "power-loss"], default_dir())
+    assert scenario_set(None, by_path)["files"] == [str(tmp_path / "scenarios" / "mine.toml")]
 
 
 def test_a_subfolder_scenario_is_selected_by_folder_and_name_and_not_by_all(tmp_path):
