@@ -12,7 +12,6 @@ import argparse
 import importlib
 import inspect
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ from harness import faults, html, report, scenarios
 from harness._help import EPILOGS as _EPILOGS
 from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
+from harness._reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
+from harness._scenarioset import describe
 from harness._windows import PLATFORMS, refusals
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
@@ -39,8 +40,13 @@ _EPILOG = """\
 exit codes: 0 all scenarios passed; 1 a violation, no fault fired, or a harness error;
 2 bad usage or configuration (nothing ran).
 In CI, append the Markdown report to the step summary:
-  cat reports/run-robust.md >> "$GITHUB_STEP_SUMMARY"
+  cat reports/run-robust-thread.md >> "$GITHUB_STEP_SUMMARY"
+Report names carry the command, target and mode; a run started while another one holds
+those names writes NAME-2.* instead (the last line lists the files written).
 """
+
+_SCENARIO_DIR_HELP = ("a folder of your own *.toml scenarios (default: the built-in set "
+                      "shipped with the harness; ./scenarios is never read unless named here)")
 
 _REPRODUCE_EPILOG = """\
 exit codes: 0 reproduced (legacy lost or stalled entries and robust passed); 1 not
@@ -63,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                      action="extend", help="scenario names, paths of scenario .toml files "
                      "(format: docs/scenarios.md), or 'all' (default: all)")
     _common(run, report_help=(
-        f"write JSON, JUnit and Markdown here as run-<target>.* (default: "
-        f"{_DEFAULT_REPORT_DIR}/; when only explicit --json/--junit/--markdown paths are "
-        "given, only those are written)"))
+        "write JSON, JUnit and Markdown here as run-<target>-<mode>.json, .xml and .md "
+        f"(default: {_DEFAULT_REPORT_DIR}/); --json, --junit and --markdown move one format "
+        "each, --html adds the page"))
     run.add_argument("--mode", choices=("thread", "process"), default=None,
                      help="thread: processors are threads under one seeded schedule; "
                      "process: real processes, real SIGKILL and kernel faults, not "
@@ -92,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("what", choices=["incident"], help="what to reproduce")
     _platform(rep)
     _common(rep, report_help=(
-        f"write reproduce-incident.{{json,xml,md}} here (default: {_DEFAULT_REPORT_DIR}/; "
-        "--json moves only the JSON)"))
+        "write reproduce-incident-<mode>.json, .xml and .md here (default: "
+        f"{_DEFAULT_REPORT_DIR}/; --json moves only the JSON)"))
     _progress(rep)
 
     for name, help_text in (("stress", "search random workloads, fault plans and "
@@ -110,8 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets",
                          epilog=_EPILOGS["list"], formatter_class=_Help)
-    lst.add_argument("--scenario-dir", metavar="DIR", type=Path,
-                     help="where the scenario files are (default: ./scenarios)")
+    lst.add_argument("--scenario-dir", metavar="DIR", type=Path, help=_SCENARIO_DIR_HELP)
     return parser
 
 
@@ -120,8 +125,7 @@ def _common(p: argparse.ArgumentParser, *, report_help: str) -> None:
                    "default: each scenario's own)")
     p.add_argument("--json", metavar="PATH", help="write the JSON report here")
     p.add_argument("--report-dir", metavar="DIR", help=report_help)
-    p.add_argument("--scenario-dir", metavar="DIR", type=Path,
-                   help="where the scenario files are (default: ./scenarios)")
+    p.add_argument("--scenario-dir", metavar="DIR", type=Path, help=_SCENARIO_DIR_HELP)
 
 
 def _progress(p: argparse.ArgumentParser) -> None:
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                }[args.command]
     try:
         return command(args)
-    except (ScenarioError, TargetError, FaultSpecError) as exc:
+    except (ScenarioError, TargetError, FaultSpecError, ReportPathError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
 
@@ -179,23 +183,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     chosen = _load(args.scenarios or ["all"], args.scenario_dir)
     _resolve_target(args.target)
-    with Progress(total=len(chosen), description=f"run {args.target}", unit="scenario",
-                  mode=args.progress) as bar:
-        printer = _Printer(bar)
-        run = _runner().run_suite(args.target, chosen, seed=args.seed,
-                                  progress=printer.progress,
-                                  # only when asked: a runner without modes still works
-                                  **({"mode": args.mode} if args.mode else {}),
-                                  **({"platform": args.platform} if args.platform else {}))
-    printer.finish(run)
-    written = _write(run, args, stem=f"run-{_safe(args.target)}", junit=args.junit,
-                     md=args.markdown, only_explicit=True)
-    if args.html:
-        written.append(html.write_html(run, args.html))
-    ok = passed(run)
-    print(_verdict(run, ok))
-    if written:
-        print("reports: " + ", ".join(str(p) for p in written))
+    used = scenarios.scenario_set(args.scenario_dir, chosen)
+    stem = stem_for(f"run-{safe_name(args.target)}", chosen, args.mode, args.platform)
+    with _claim(args, stem, junit=args.junit, md=args.markdown, page=args.html) as held:
+        print(describe(used), flush=True)
+        with Progress(total=len(chosen), description=f"run {args.target}", unit="scenario",
+                      mode=args.progress) as bar:
+            printer = _Printer(bar)
+            run = _runner().run_suite(args.target, chosen, seed=args.seed,
+                                      progress=printer.progress,
+                                      # only when asked: a runner without modes still works
+                                      **({"mode": args.mode} if args.mode else {}),
+                                      **({"platform": args.platform} if args.platform else {}))
+        printer.finish(run)
+        run["scenario_set"] = used
+        ok = passed(run)
+        print(_verdict(run, ok))
+        _write(run, held)
     return 0 if ok else 1
 
 
@@ -258,6 +262,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     chosen = _load(["incident"], args.scenario_dir)
     for target in INCIDENT_TARGETS:
         _resolve_target(target)
+    used = scenarios.scenario_set(args.scenario_dir, chosen)
+    # JUnit and Markdown always go to the report dir here: --json only moves the JSON.
+    with _claim(args, stem_for("reproduce-incident", chosen, None, args.platform), junit=None,
+                md=None, page=None) as held:
+        print(describe(used), flush=True)
+        return _reproduce(args, chosen, used, held)
+
+
+def _reproduce(args: argparse.Namespace, chosen: list, used: dict, held: Claim) -> int:
     suite = _runner().run_suite
     runs = {}
     with Progress(total=len(INCIDENT_TARGETS), description="reproduce incident", unit="run",
@@ -275,13 +288,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print()
     if windows:
         print(refused(runs) + "\n")
-    combined = {"targets": runs}
-    # JUnit and Markdown always go to the report dir here: --json only moves the JSON.
-    written = _write(combined, args, stem="reproduce-incident", junit=None, md=None,
-                     only_explicit=False)
+    _write({"targets": runs, "scenario_set": used}, held)
     failed = incident_expectations(runs, windows=windows)
-    if written:
-        print("reports: " + ", ".join(str(p) for p in written))
     if failed:
         print("verdict: NOT REPRODUCED: " + "; ".join(failed))
         return 1
@@ -328,9 +336,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     directory = args.scenario_dir or scenarios.default_dir()
     found = scenarios.load_dir(directory)  # a broken file is exit 2 before any output
-    print(f"scenarios ({directory}):")
+    more = {name: scenarios.load(path) for name, path in scenarios.nested(directory).items()}
+    print(describe(scenarios.scenario_set(args.scenario_dir)))
+    print("\nin --scenario all:")
     for s in found:
         print(f"  {s.name:<28} {s.fault:<22} {_first_sentence(s.description)}")
+    if more:
+        print("\nnot in 'all', run each by its name (--scenario FOLDER/NAME):")
+    for name, s in more.items():
+        print(f"  {name:<28} {s.fault:<22} {_first_sentence(s.description)}")
     print("\nfaults:")
     for kind, cls in _fault_classes(faults):
         print(f"  {kind:<22} {cls.__name__:<22} {_first_sentence(inspect.getdoc(cls) or '')}")
@@ -369,28 +383,25 @@ def _resolve_target(spec: str) -> Callable:
     return resolve(spec)
 
 
-def _write(run: Any, args: argparse.Namespace, *, stem: str, junit: str | None,
-           md: str | None, only_explicit: bool) -> list[Path]:
-    """Each format to its explicit path, else to ``<report dir>/<stem>.<ext>``.
+_WRITERS = {"json": report.write_json, "junit": report.write_junit,
+            "markdown": report.write_markdown, "html": html.write_html}
+_SUFFIXES = {"json": ".json", "junit": ".xml", "markdown": ".md"}
 
-    With ``only_explicit``, giving any explicit path and no --report-dir writes just
-    the formats asked for (so ``--json out.json`` does not also fill reports/).
-    """
-    explicit = {"json": args.json, "junit": junit, "markdown": md}
-    writers = {"json": report.write_json, "junit": report.write_junit,
-               "markdown": report.write_markdown}
-    suffix = {"json": ".json", "junit": ".xml", "markdown": ".md"}
-    skip_dir = only_explicit and (any(explicit.values()) or bool(getattr(args, "html", None)))
-    report_dir = args.report_dir or (None if skip_dir else _DEFAULT_REPORT_DIR)
-    written = []
-    for fmt, path in explicit.items():
-        if path is None and report_dir is not None:
-            path = Path(report_dir) / f"{stem}{suffix[fmt]}"
-        if path is not None:
-            written.append(writers[fmt](run, path))
+
+def _claim(args: argparse.Namespace, stem: str, *, junit: str | None, md: str | None,
+           page: str | None) -> Claim:
+    """Hold every report's path before the run (see `harness._reportfiles`): JSON, JUnit
+    and Markdown always, each at its explicit path or as ``<report dir>/<stem>.<ext>``;
+    the HTML page when asked for. An explicit path moves one format, it drops none."""
+    explicit = {"json": args.json, "junit": junit, "markdown": md,
+                **({"html": page} if page else {})}
+    return claim(stem, args.report_dir or _DEFAULT_REPORT_DIR, explicit, _SUFFIXES)
+
+
+def _write(run: Any, held: Claim) -> list[Path]:
+    """Write each held format and print the ``reports:`` line (and any name that was taken)."""
+    written = [_WRITERS[fmt](run, path) for fmt, path in held.paths.items()]
+    print("reports: " + ", ".join(str(p) for p in written))
+    for moved in held.moved:
+        print(f"reports: {moved} (another run in progress holds the first name)")
     return written
-
-
-def _safe(target: str) -> str:
-    """A target as a file-name part: ``pkg.mod:make`` -> ``pkg.mod-make``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", target).strip("-.") or "target"

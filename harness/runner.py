@@ -47,7 +47,7 @@ from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, History
 from harness.promises import PromiseError, Promises, outside, promises_of
-from harness.scenarios import default_dir
+from harness.scenarios import builtin_dir
 from harness.schedule import Baton, OpBudgetExceeded, workload_programs
 from harness.shim import DeadlockError, installed
 from harness.targets import TargetError, resolve
@@ -66,14 +66,14 @@ def replay_command(target: str, scenario: str, seed: int) -> str:
 
 
 def scenario_arg(scenario: Any) -> str:
-    """How ``--scenario`` names it in a replay: its name, or its file's path when it lives
-    outside the default scenario directory (scenarios/windows/, a user's own file)."""
+    """How ``--scenario`` names it in a replay: its name for a shipped one (with its
+    folder for ``windows/`` and ``long/``), else its file's path (a user's own file)."""
     source = getattr(scenario, "source", "")
     if not source:
         return scenario.name
     path = Path(source).resolve()
-    if path.parent == default_dir().resolve():
-        return scenario.name
+    with contextlib.suppress(ValueError):
+        return path.relative_to(builtin_dir().resolve()).with_suffix("").as_posix()
     with contextlib.suppress(ValueError):
         return os.path.relpath(path)
     return str(path)

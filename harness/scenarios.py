@@ -1,11 +1,11 @@
 """Load fault-injection scenarios from TOML files, checking every key before anything runs.
 
-A scenario is data: a workload, a fault plan and a seed (``scenarios/*.toml``). This
-module turns one file into a frozen `Scenario` and refuses anything it does not
-understand, because a typo that silently falls back to a default would make a run pass
-while testing nothing. Every refusal is a `ScenarioError` whose message names the file,
-the key, the value, what was expected and what to do, so the CLI can print it as is and
-exit 2.
+A scenario is data: a workload, a fault plan and a seed (a ``*.toml`` file; the shipped
+ones are in ``harness/scenarios_data/``, see `harness._scenarioset`). This module turns
+one file into a frozen `Scenario` and refuses anything it does not understand, because
+a typo that silently falls back to a default would make a run pass while testing
+nothing. Every refusal is a `ScenarioError` whose message names the file, the key, the
+value, what was expected and what to do, so the CLI can print it as is and exit 2.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness._scenarioset import BUILTIN_SET, builtin_dir, nested, scenario_set
 from harness._shapes import ROLES
 from harness._windows import PLATFORMS
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
@@ -28,9 +29,13 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Workload",
+    "BUILTIN_SET",
+    "builtin_dir",
     "default_dir",
     "load",
     "load_dir",
+    "nested",
+    "scenario_set",
     "select",
 ]
 
@@ -129,12 +134,9 @@ class Scenario:
 
 
 def default_dir() -> Path:
-    """``scenarios/`` in the working directory if there is one, else the repository's own."""
-    here = Path.cwd() / "scenarios"
-    if here.is_dir():
-        return here
-    # harness/ is a namespace package (no __init__), so go from this module's file.
-    return Path(__file__).resolve().parent.parent / "scenarios"
+    """Where scenario names are looked up when no ``--scenario-dir`` is given: the shipped
+    set, whatever the working directory holds."""
+    return builtin_dir()
 
 
 def load(path: str | Path) -> Scenario:
@@ -172,15 +174,18 @@ def load_dir(directory: str | Path) -> list[Scenario]:
 
 
 def select(names: Iterable[str], directory: str | Path) -> list[Scenario]:
-    """The scenarios called ``names`` (``"all"``: every file), in the order given.
+    """The scenarios called ``names`` (``"all"``: every file of ``directory`` itself), in
+    the order given.
 
-    A name may also be the path of a ``.toml`` file outside ``directory``. Only the
-    files asked for are read, so one broken file does not block the others.
+    A name may also carry its subfolder (``windows/windows-concurrent``, see `nested`)
+    or be the path of a ``.toml`` file anywhere. Only the files asked for are read, so
+    one broken file does not block the others.
     """
     names = list(dict.fromkeys(names))  # drop repeats, keep order
     if not names or "all" in names:
         return load_dir(directory)
-    available = {f.stem: f for f in _files(directory)}
+    top = {f.stem: f for f in _files(directory)}
+    available = {**nested(directory), **top}
     chosen, unknown = [], []
     for name in names:
         if name in available:
@@ -192,7 +197,8 @@ def select(names: Iterable[str], directory: str | Path) -> list[Scenario]:
     if unknown:
         raise ScenarioError(
             f"unknown scenario {', '.join(map(repr, unknown))} in {_shown(Path(directory))}; "
-            f"available: {', '.join(sorted(available))} (or 'all'); "
+            f"available: {', '.join(sorted(top))} (or 'all')"
+            + "".join(f", {name}" for name in nested(directory)) + "; "
             "pick one of those or pass --scenario-dir")
     return [load(f) for f in chosen]
 
@@ -204,8 +210,8 @@ def _files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise ScenarioError(
-            f"{_shown(directory)}: no such scenario directory; pass --scenario-dir DIR "
-            "or run from the repository root")
+            f"{_shown(directory)}: no such scenario directory; check the --scenario-dir path "
+            "(without it the built-in scenarios run)")
     files = sorted(directory.glob("*.toml"))
     if not files:
         raise ScenarioError(f"{_shown(directory)}: no *.toml scenario files in it; add one")

@@ -27,7 +27,7 @@ SQLITE_TARGET = "examples.persistqueue_sqlite:open_queue"
 
 
 def _run(target: str, *names: str) -> dict[str, dict]:
-    run = run_suite(target, scenarios.select(list(names), REPO / "scenarios"))
+    run = run_suite(target, scenarios.select(list(names), scenarios.default_dir()))
     return {s["name"]: s for s in run["scenarios"]}
 
 

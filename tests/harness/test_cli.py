@@ -96,9 +96,12 @@ def test_run_all_pass_exits_0_and_writes_reports(fake, sdir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert fake.calls == [("robust", ["alpha", "beta", "incident"], None)]
     assert out.count("PASS  ") == 3 and "replay:" not in out
+    assert out.splitlines()[0] == f"scenarios: --scenario-dir ({sdir})"
     assert "verdict: PASS" in out.splitlines()[-2]
     for suffix in ("json", "xml", "md"):
-        assert (tmp_path / "reports" / f"run-robust.{suffix}").exists()
+        assert (tmp_path / "reports" / f"run-robust-thread.{suffix}").exists()
+    saved = json.loads((tmp_path / "reports" / "run-robust-thread.json").read_text())
+    assert saved["scenario_set"] == {"set": "--scenario-dir", "directory": str(sdir)}
 
 
 def test_run_with_a_violation_exits_1_and_prints_replay(fake, sdir, tmp_path, capsys):
@@ -110,7 +113,7 @@ def test_run_with_a_violation_exits_1_and_prints_replay(fake, sdir, tmp_path, ca
     assert "    lost e4: entry 4 never came out" in out
     assert "replay: harness run --target legacy --scenario beta --seed 9" in out.splitlines()
     assert "verdict: FAIL" in out
-    run = json.loads((tmp_path / "reports" / "run-legacy.json").read_text())
+    run = json.loads((tmp_path / "reports" / "run-legacy-thread.json").read_text())
     assert run["violations_total"] == 1 and fake.calls[0][2] == 9
 
 
@@ -119,7 +122,7 @@ def test_run_with_a_violation_exits_1_and_prints_replay(fake, sdir, tmp_path, ca
 def test_run_no_fault_fired_or_error_exits_1(fake, sdir, capsys, status, word):
     fake.statuses = {"robust": {"alpha": status}}
     assert _main("run", "--scenario", "alpha", "--scenario-dir", str(sdir)) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().out.split("\n", 1)[1]  # after the scenario set's line
     assert out.startswith(f"{word}  alpha (disk_full)")
     assert "replay: harness run --target robust --scenario alpha --seed 1" in out
 
@@ -179,13 +182,25 @@ def test_bad_usage_exits_2(fake, capsys):
 # -- run: where reports go ----------------------------------------------------------------
 
 
-def test_explicit_paths_replace_the_report_dir(fake, sdir, tmp_path):
+def test_explicit_paths_move_their_formats_and_drop_none(fake, sdir, tmp_path):
     out = tmp_path / "out"
     assert _main("run", "--scenario-dir", str(sdir), "--json", str(out / "r.json"),
                  "--junit", str(out / "r.xml")) == 0
     assert sorted(p.name for p in out.iterdir()) == ["r.json", "r.xml"]
-    assert not (tmp_path / "reports").exists()
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["run-robust-thread.md"]
     assert ET.parse(out / "r.xml").getroot().tag == "testsuite"
+
+
+def test_report_names_carry_the_mode_and_the_platform(fake, sdir, tmp_path, monkeypatch):
+    import harness.runner
+
+    monkeypatch.setattr(harness.runner, "run_suite",
+                        lambda target, chosen, **kw: fake.run_suite(target, chosen))
+    assert _main("run", "--scenario-dir", str(sdir), "--mode", "process",
+                 "--platform", "windows", "--report-dir", "r") == 0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "run-robust-process-windows.json", "run-robust-process-windows.md",
+        "run-robust-process-windows.xml"]
 
 
 def test_report_dir_and_module_target_make_a_safe_stem(fake, sdir, tmp_path, monkeypatch):
@@ -196,7 +211,7 @@ def test_report_dir_and_module_target_make_a_safe_stem(fake, sdir, tmp_path, mon
     assert _main("run", "--target", "myq:make", "--scenario-dir", str(sdir),
                  "--report-dir", str(tmp_path / "r")) == 0
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
-        "run-myq-make.json", "run-myq-make.md", "run-myq-make.xml"]
+        "run-myq-make-thread.json", "run-myq-make-thread.md", "run-myq-make-thread.xml"]
 
 
 # -- reproduce incident -------------------------------------------------------------------
@@ -216,11 +231,12 @@ def test_reproduce_exits_0_when_legacy_fails_and_robust_passes(fake, sdir, tmp_p
     assert table[0][:4] == ["target", "status", "lost", "stuck"]
     assert table[1][:4] == ["legacy", "fail", "1", "0"]
     assert table[3][:3] == ["robust", "pass", "0"]
-    data = json.loads((tmp_path / "reports" / "reproduce-incident.json").read_text())
+    data = json.loads((tmp_path / "reports" / "reproduce-incident-thread.json").read_text())
     assert list(data["targets"]) == ["legacy", "legacy-seedfix", "robust"]
-    root = ET.parse(tmp_path / "reports" / "reproduce-incident.xml").getroot()
+    assert data["scenario_set"] == {"set": "--scenario-dir", "directory": str(sdir)}
+    root = ET.parse(tmp_path / "reports" / "reproduce-incident-thread.xml").getroot()
     assert root.tag == "testsuites" and len(root.findall("testsuite")) == 3
-    assert (tmp_path / "reports" / "reproduce-incident.md").exists()
+    assert (tmp_path / "reports" / "reproduce-incident-thread.md").exists()
 
 
 def test_reproduce_exits_1_naming_the_failed_expectation(fake, sdir, tmp_path, capsys):
@@ -234,7 +250,7 @@ def test_reproduce_exits_1_naming_the_failed_expectation(fake, sdir, tmp_path, c
     assert json.loads((tmp_path / "i.json").read_text())["targets"]["robust"]["status"] == "fail"
     # JUnit and Markdown still go to the report dir: CI wants all three
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
-        "reproduce-incident.md", "reproduce-incident.xml"]
+        "reproduce-incident-thread.md", "reproduce-incident-thread.xml"]
 
 
 def test_reproduce_without_incident_scenario_exits_2(fake, sdir, capsys):
@@ -247,8 +263,12 @@ def test_reproduce_without_incident_scenario_exits_2(fake, sdir, capsys):
 
 
 def test_list_prints_faults_targets_and_scenarios(fake, sdir, capsys):
+    (sdir / "extra").mkdir()
+    (sdir / "extra" / "deep.toml").write_text(SCENARIO.format(name="deep"), encoding="utf-8")
     assert _main("list", "--scenario-dir", str(sdir)) == 0
     out = capsys.readouterr().out
+    assert out.startswith(f"scenarios: --scenario-dir ({sdir})\n")
+    assert "\nnot in 'all', run each by its name (--scenario FOLDER/NAME):\n  extra/deep " in out
     for kind in FAULT_KINDS:
         assert kind in out
     assert len(FAULT_KINDS) == 9 and "KillMidWrite" in out and "FileRemoved" in out

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.faults import FAULT_KINDS, Plan
+from harness.runner import scenario_arg
 from harness.scenarios import (
     Scenario,
     ScenarioError,
@@ -15,10 +16,11 @@ from harness.scenarios import (
     default_dir,
     load,
     load_dir,
+    scenario_set,
     select,
 )
 
-REPO_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+REPO_SCENARIOS = Path(__file__).resolve().parents[2] / "harness" / "scenarios_data"
 
 NAMED = {
     "disk-full", "disk-full-persistent", "permission-denied", "missing-directory",
@@ -240,11 +242,42 @@ def test_select_accepts_a_toml_path(tmp_path):
     assert [s.name for s in select([str(path)], tmp_path)] == ["custom"]
 
 
-def test_default_dir_prefers_the_working_directory(tmp_path, monkeypatch):
+def test_default_dir_is_the_shipped_set_whatever_the_working_directory(tmp_path,
+                                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert default_dir().resolve() == REPO_SCENARIOS
+    assert scenario_set(None) == {"set": "built-in", "directory": str(default_dir())}
     (tmp_path / "scenarios").mkdir()
-    assert default_dir().resolve() == (tmp_path / "scenarios").resolve()
+    _write(tmp_path / "scenarios", VALID, "mine")
+    assert default_dir().resolve() == REPO_SCENARIOS  # a stray folder changes nothing
+    assert scenario_set(None)["ignored"] == str(tmp_path / "scenarios")  # but it is named
+    assert scenario_set("scenarios") == {"set": "--scenario-dir",
+                                         "directory": str((tmp_path / "scenarios").resolve())}
+    by_path = select([str(tmp_path / "scenarios" / "mine.toml"), "power-loss"], default_dir())
+    assert scenario_set(None, by_path)["files"] == [str(tmp_path / "scenarios" / "mine.toml")]
+
+
+def test_a_subfolder_scenario_is_selected_by_folder_and_name_and_not_by_all(tmp_path):
+    _write(tmp_path, VALID, "top")
+    (tmp_path / "extra").mkdir()
+    _write(tmp_path / "extra", VALID, "deep")
+    assert [s.name for s in select(["all"], tmp_path)] == ["top"]
+    assert [s.name for s in select(["extra/deep", "top"], tmp_path)] == ["deep", "top"]
+    with pytest.raises(ScenarioError, match=r"available: top \(or 'all'\), extra/deep;"):
+        select(["deep"], tmp_path)
+
+
+def test_a_replay_names_a_shipped_scenario_by_name_and_a_users_by_path(tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert scenario_arg(load(REPO_SCENARIOS / "power-loss.toml")) == "power-loss"
+    windows = load(REPO_SCENARIOS / "windows" / "windows-concurrent.toml")
+    assert scenario_arg(windows) == "windows/windows-concurrent"
+    assert [s.name for s in select([scenario_arg(windows)], default_dir())] == [
+        "windows-concurrent"]
+    (tmp_path / "mine").mkdir()
+    own = load(_write(tmp_path / "mine", VALID, "power-loss"))  # same name as a shipped one
+    assert scenario_arg(own) == "mine/power-loss.toml"
 
 
 # -- workload shapes ----------------------------------------------------------------------

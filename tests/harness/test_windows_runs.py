@@ -16,7 +16,7 @@ from harness.processes import run_scenario as run_processes
 from harness.scenarios import Scenario, ScenarioError, Workload, load
 
 REPO = Path(__file__).resolve().parents[2]
-WINDOWS_SCENARIO = REPO / "scenarios" / "windows" / "windows-concurrent.toml"
+WINDOWS_SCENARIO = REPO / "harness" / "scenarios_data" / "windows" / "windows-concurrent.toml"
 
 
 def read(path):
@@ -202,8 +202,8 @@ def test_a_bad_platform_option_exits_2(capsys):
 
 
 def test_reproduce_incident_on_windows_shows_what_windows_refused(tmp_path, capsys):
-    code = cli.main(["reproduce", "incident", "--platform", "windows", "--scenario-dir",
-                     str(REPO / "scenarios"), "--report-dir", str(tmp_path)])
+    code = cli.main(["reproduce", "incident", "--platform", "windows",
+                     "--report-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
     assert "Windows semantics: the calls Windows refused" in out

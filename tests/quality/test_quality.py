@@ -1,7 +1,7 @@
 """The harness judged from outside: independently written queues, correct and buggy.
 
 Every CORRECT queue (tests/quality/queues/correct_*.py) must come through every
-scenario of scenarios/ (and of scenarios/windows/, whose platform is Windows: their
+scenario of harness/scenarios_data/ (and of its windows/, whose platform is Windows: their
 directory fsyncs ask platform.system(), as portable code does) with status "pass": no
 violation, and a fault that fired. None
 of them needs a "no_fault_fired" exemption: every scenario's fault reaches every design
@@ -37,10 +37,10 @@ from harness.scenarios import default_dir, load_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = Path(__file__).resolve().parent / "queues"
-SCENARIOS = {sc.name: sc for sc in load_dir(ROOT / "scenarios")}
+SCENARIOS = {sc.name: sc for sc in load_dir(default_dir())}
 LINUX = sorted(SCENARIOS)
 # platform = "windows": not in the default gate, which robust (POSIX-only) must pass
-SCENARIOS.update({sc.name: sc for sc in load_dir(ROOT / "scenarios" / "windows")})
+SCENARIOS.update({sc.name: sc for sc in load_dir(default_dir() / "windows")})
 ALL = sorted(SCENARIOS)
 
 CORRECT = sorted(p.stem for p in QUEUES.glob("correct_*.py"))
