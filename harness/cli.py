@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import faults, html, report, scenarios
+from harness._causes import cause_lines, scenario_facts
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._windows import PLATFORMS, refusals
+from harness._words import count
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
 from harness.scenarios import ScenarioError
@@ -217,16 +219,18 @@ def _scenario_lines(s: dict) -> str:
     word = report.STATUS_WORDS.get(status, str(status).upper())
     if status == "fail":
         word += " " + report.violation_summary(s)
-    facts = (f"{s.get('faults_fired', 0)} faults fired, {s.get('ops', 0)} ops, "
-             f"{s.get('entries', 0)} entries, {float(s.get('duration_s') or 0):.2f}s")
+    facts = f"{scenario_facts(s)}, {float(s.get('duration_s') or 0):.2f}s"
     lines = [f"{word}  {s.get('name')} ({s.get('fault')}): {facts}"]
     if status != "pass":
-        violations = s.get("violations") or []
-        for v in violations[:_MAX_PRINTED]:
-            lines.append(f"    {v.get('kind')} {v.get('entry')}: {v.get('detail')}")
-        if len(violations) > _MAX_PRINTED:
-            lines.append(f"    ... and {len(violations) - _MAX_PRINTED} more in the reports")
-        lines += [f"    observed: {o}" for o in s.get("observations") or []]
+        if s.get("error"):
+            lines.append(f"    error: {s['error']}")
+        # one line per cause, not per entry; an ERROR's violations are no verdict
+        causes = cause_lines(s) if status != "error" else []
+        lines += [f"    {c}" for c in causes[:_MAX_PRINTED]]
+        if len(causes) > _MAX_PRINTED:
+            lines.append(f"    ... and {len(causes) - _MAX_PRINTED} more causes in the reports")
+        lines += [f"    observed: {o}" for o in s.get("observations") or []
+                  if o != s.get("error")]
         lines.append(f"replay: {s.get('replay', '')}")
     return report.printable("\n".join(lines))
 
@@ -236,8 +240,8 @@ def _verdict(run: dict, ok: bool) -> str:
     counts = ", ".join(f"{statuses.count(k)} {report.STATUS_WORDS[k].lower()}"
                        for k in report.STATUS_WORDS if statuses.count(k))
     return (f"verdict: {'PASS' if ok else 'FAIL'} target {run.get('target')}: "
-            f"{len(statuses)} scenarios ({counts or 'none ran'}), "
-            f"{run.get('violations_total', 0)} violations")
+            f"{count(len(statuses), 'scenario')} ({counts or 'none ran'}), "
+            f"{count(run.get('violations_total', 0), 'violation')}")
 
 
 # -- reproduce incident -------------------------------------------------------------------
