@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import faults, html, report, scenarios
+from harness import _usage, faults, html, report, scenarios
 from harness._causes import cause_lines, scenario_facts
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._windows import PLATFORMS, refusals
@@ -50,7 +50,7 @@ reproduced (the verdict line says which expectation failed); 2 bad configuration
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``prog`` fixed so ``python -m harness`` reads the same)."""
-    parser = argparse.ArgumentParser(
+    parser = _usage.Parser(  # its errors are one line; its subparsers share the class
         prog="harness", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fault-injection harness: prove a file-backed queue loses nothing.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets")
     lst.add_argument("--scenario-dir", metavar="DIR", type=Path,
                      help="where the scenario files are (default: ./scenarios)")
+    for command in sub.choices.values():
+        _usage.add_debug(command)
     return parser
 
 
@@ -157,11 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                "explore": lambda a: importlib.import_module("harness.explore").main(a),
                "soak": lambda a: importlib.import_module("harness.soak").command(a),
                }[args.command]
+    prog, debug = f"harness {args.command}", getattr(args, "debug", False)
     try:
+        # before anything runs, not after a long run
+        _usage.check_outputs(args, _report_dir(args, only_explicit=args.command == "run")
+                             if args.command in ("run", "reproduce") else None)
         return command(args)
-    except (ScenarioError, TargetError, FaultSpecError) as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+    except (ScenarioError, TargetError, FaultSpecError, _usage.UsageError) as exc:
+        return _usage.report(prog, exc, debug=debug)
+    except BrokenPipeError:  # `harness list | head`: the reader has all it wanted
+        return _usage.reader_gone()
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+        return _usage.report(prog, exc, debug=debug, code=1)
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -370,8 +379,7 @@ def _write(run: Any, args: argparse.Namespace, *, stem: str, junit: str | None,
     writers = {"json": report.write_json, "junit": report.write_junit,
                "markdown": report.write_markdown}
     suffix = {"json": ".json", "junit": ".xml", "markdown": ".md"}
-    skip_dir = only_explicit and (any(explicit.values()) or bool(getattr(args, "html", None)))
-    report_dir = args.report_dir or (None if skip_dir else _DEFAULT_REPORT_DIR)
+    report_dir = _report_dir(args, only_explicit)
     written = []
     for fmt, path in explicit.items():
         if path is None and report_dir is not None:
@@ -379,6 +387,13 @@ def _write(run: Any, args: argparse.Namespace, *, stem: str, junit: str | None,
         if path is not None:
             written.append(writers[fmt](run, path))
     return written
+
+
+def _report_dir(args: argparse.Namespace, only_explicit: bool) -> str | None:
+    """The directory `_write` fills, or None when only explicit paths are written."""
+    given = (getattr(args, k, None) for k in ("json", "junit", "markdown", "html"))
+    skip_dir = only_explicit and any(given)
+    return args.report_dir or (None if skip_dir else _DEFAULT_REPORT_DIR)
 
 
 def _safe(target: str) -> str:
