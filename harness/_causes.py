@@ -5,11 +5,12 @@ A power loss that drops 12 entries is one cause, not 12 sentences; a store whose
 
 - `target_errors`: the calls of the target that raised by themselves (no fault injected
   inside the call, the processor not killed), grouped by exception, message and the
-  line of the target that raised it (harness._where), most frequent first;
+  line of the target that raised it (`harness._words.raised_at`), most frequent first;
 - `group`: the violations grouped by kind and cause (`checker.Violation.cause`), each
   group one sentence naming how many entries, which (the first few), and why; where no
   fault explains them and the target raised, the sentence names its most frequent
-  exception and where.
+  exception and where;
+- `cause_lines` and `scenario_facts`: what the terminal and the Markdown summary print.
 
 The run JSON keeps every violation's own detail; the groups are its ``causes`` key, and
 the terminal and the Markdown summary print them.
@@ -29,7 +30,7 @@ from harness.history import FaultEvent, FsOp, History, Op, entry_key
 __all__ = ["cause_lines", "errors_sentence", "group", "scenario_facts", "target_errors"]
 
 _DIGITS = re.compile(r"\d+")
-_MAX_CAUSE = 400  # characters of one cause in a line; the JSON keeps the whole detail
+_MAX_CAUSE = 400  # characters of a story in a line; the JSON keeps the whole detail
 
 # How a group of each kind is counted and what happened to it.
 _HEADS = {"lost": ("entry", "lost"), "stuck": ("entry", "stuck"),
@@ -84,10 +85,12 @@ def errors_sentence(errors: Sequence[dict[str, Any]]) -> str:
             f"{top['error']}{where} ({count(top['count'], 'call')}: {calls})")
 
 
-def group(violations: Iterable[Any], errors: Sequence[dict[str, Any]] = ()
-          ) -> list[dict[str, Any]]:
+def group(violations: Iterable[Any], errors: Sequence[dict[str, Any]] = (),
+          processors: int = 1) -> list[dict[str, Any]]:
     """Violations (`checker.Violation`s, or their dicts) -> ``{"kind", "cause", "count",
-    "entries", "text"}`` per cause, in the order of each cause's first violation."""
+    "entries", "text"}`` per cause, in the order of each cause's first violation.
+    ``processors``: how many the run had (with several, the processors switching at file
+    calls is itself a fault, though no history record cites it)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     stories: dict[tuple[str, str], str] = {}  # the first entry's detail, for a group of one
     for v in violations:
@@ -101,7 +104,7 @@ def group(violations: Iterable[Any], errors: Sequence[dict[str, Any]] = ()
         stories.setdefault((kind, cause), _after_story(str(get("detail") or ""), entry))
     out = list(groups.values())
     for g in out:
-        g["text"] = _sentence(g, errors, stories[(g["kind"], g["cause"])])
+        g["text"] = _sentence(g, errors, stories[(g["kind"], g["cause"])], processors)
     return out
 
 
@@ -111,16 +114,20 @@ def _after_story(detail: str, entry: str) -> str:
     return detail[len(prefix):] if detail.startswith(prefix) else detail
 
 
-def _sentence(g: dict[str, Any], errors: Sequence[dict[str, Any]], story: str) -> str:
+def _sentence(g: dict[str, Any], errors: Sequence[dict[str, Any]], story: str,
+              processors: int) -> str:
     """The group's line: a group of one tells its entry's whole story (op numbers and
     all), a larger group how many, which and the cause they share."""
     kind, entries = g["kind"], g["entries"]
     alone = len(entries) == 1
     cause = story if alone else g["cause"]
-    if g["cause"].startswith(NO_FAULT) and errors:
-        cause += "; " + errors_sentence(errors)
     if len(cause) > _MAX_CAUSE:
         cause = cause[:_MAX_CAUSE - 3] + "..."
+    if not alone and processors > 1 and cause.startswith(NO_FAULT):
+        head, sep, rest = cause.partition(" (the last one before")
+        cause = f"{head}, only {processors} processors interleaving{sep}{rest}"
+    if g["cause"].startswith(NO_FAULT) and errors:  # never cut: it is what to fix
+        cause += "; " + errors_sentence(errors)
     if alone or kind not in _HEADS or not all(
             entry_key(f"{e}|".encode()) or kind == "phantom" for e in entries):
         # one entry, the queue, a processor: named

@@ -167,7 +167,8 @@ class ScenarioRun:
         within, beyond = self.graded()
         errors = _causes.target_errors(self.history)
         causes = _causes.group([v for v in result.violations if outside(  # its promises'
-            self.promises, self.processors, v.to_dict()) is None] if result else (), errors)
+            self.promises, self.processors, v.to_dict()) is None] if result else (), errors,
+            self.processors)
         return {
             "name": sc.name,
             "description": sc.description,
