@@ -161,9 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                }[args.command]
     prog, debug = f"harness {args.command}", getattr(args, "debug", False)
     try:
-        # before anything runs, not after a long run
         _usage.check_outputs(args, _report_dir(args, only_explicit=args.command == "run")
-                             if args.command in ("run", "reproduce") else None)
+                             if args.command in ("run", "reproduce") else None)  # before the run
         return command(args)
     except (ScenarioError, TargetError, FaultSpecError, _usage.UsageError) as exc:
         return _usage.report(prog, exc, debug=debug)
