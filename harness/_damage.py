@@ -40,6 +40,7 @@ import stat as _stat
 from collections.abc import Iterable
 from typing import Any
 
+from harness._words import count
 from harness.actions import Damage, RemoveFiles
 from harness.history import NEMESIS, Op, entry_key
 
@@ -189,7 +190,7 @@ def _draw(data: bytes, action: Damage, rng: random.Random
     if action.damage == "truncate":
         cut = rng.randrange(n)
         return data[:cut], [(cut, n)], f"truncated it from {n} to {cut} bytes"
-    return None, [(0, n)], f"deleted it ({n} bytes)"
+    return None, [(0, n)], f"deleted it ({count(n, 'byte')})"
 
 
 def _write(files: _Files, rel: str, new: bytes | None, ranges: list[tuple[int, int]],
@@ -286,7 +287,7 @@ def remove(action: RemoveFiles, *, root: str, records: Iterable[Any], real: Any 
             model.removed_by_fault(files.path(rel))
     if not removed:
         return {"effect": f"no file matching {action.path!r} was present: nothing removed"}
-    names = ", ".join(f"{rel} ({len(contents[rel])} bytes)" for rel in removed)
+    names = ", ".join(f"{rel} ({count(len(contents[rel]), 'byte')})" for rel in removed)
     held = ", ".join(sorted(entries, key=_order))
     return {"effect": f"another program removed {names}"
                       + (f"; entries that may have lain there: {held}" if held else ""),

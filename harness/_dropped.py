@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import stat as _stat
 
+from harness._words import count
+
 __all__ = ["PAGE", "DroppedWrites", "differing", "minus", "revert", "union"]
 
 PAGE = 4096
@@ -132,7 +134,7 @@ class DroppedWrites:
         if not ranges:
             return []
         n = sum(hi - lo for lo, hi in ranges)
-        return [f"{rel}: {n} bytes in pages a failed fsync dropped were not written again "
+        return [f"{rel}: {count(n, 'byte')} in pages a failed fsync dropped were not written again "
                 "since, so no later fsync made them durable"]
 
     def _syncable(self, ino: int, current: bytes, durable: bytes) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from harness import report
 from harness._windows import refusals, refused_lines
+from harness._words import count
 
 __all__ = ["KINDS_SHOWN", "incident_expectations", "passed", "refused", "side_by_side"]
 
@@ -45,10 +46,11 @@ def incident_expectations(runs: dict[str, dict], windows: bool = False) -> list[
               "POSIX-only: its commit lock is an flock on a descriptor of the queue "
               "directory, and Windows cannot open a directory)")
     elif _violations(robust) or not passed(robust):
-        failed.append(f"expected robust to pass, it had {_violations(robust)} violations "
-                      f"(status {_statuses(robust)}); see its replay command above")
+        failed.append(f"expected robust to pass, it had "
+                      f"{count(_violations(robust), 'violation')} (status "
+                      f"{_statuses(robust)}); see its replay command above")
     seedfix = _violations(runs["legacy-seedfix"])
-    print(f"the shipped fix (legacy-seedfix): {seedfix} violations"
+    print(f"the shipped fix (legacy-seedfix): {count(seedfix, 'violation')}"
           + (" - the check-then-act race survives it." if seedfix else
              " in this run (its race is timing-dependent; other seeds may show it)."))
     return failed

@@ -17,6 +17,7 @@ import os
 
 from harness import checker
 from harness._windows import shown
+from harness._words import count
 from harness.history import DRAIN, FsOp, History
 
 __all__ = ["LogCapture", "leftovers", "log_summary", "observe_fs", "retention",
@@ -57,7 +58,7 @@ def log_summary(messages: collections.Counter[str]) -> list[str]:
     if not total:
         return []
     top = [f"{n}x {m}" for m, n in messages.most_common(3)]
-    return [f"the target logged {total} warnings/errors; most frequent:", *top]
+    return [f"the target logged {count(total, 'warning/error')}; most frequent:", *top]
 
 
 def leftovers(queue_dir: str, patterns: tuple[str, ...]) -> list[str]:
@@ -86,7 +87,7 @@ def with_blocked(result: checker.Result, blocked: list[tuple[str, str]],
     if not blocked:
         return result
     extra = tuple(checker.Violation(kind=getattr(why, "kind", "stuck"), entry=name, ops=(),
-                                    faults=faults, detail=why)
+                                    faults=faults, detail=why, cause=why)
                   for name, why in blocked)
     counts = dict(result.counts)
     for v in extra:

@@ -67,12 +67,13 @@ def refused_open(history: History) -> str | None:
             if rec.f == "enqueue":
                 return None
             continue
+        error = f"{rec.error}" + (f" at {rec.where}" if rec.where else "")
         if rec.f == "open":
             return (f"the target could not be opened on a new, empty directory before any "
-                    f"fault had fired (processor {rec.process}): {rec.error}; it breaks the "
+                    f"fault had fired (processor {rec.process}): {error}; it breaks the "
                     "target contract (check the target's constructor)")
         return (f"the target's first enqueue raised before any fault had fired (processor "
-                f"{rec.process}): {rec.error}; it breaks the target contract (check the "
+                f"{rec.process}): {error}; it breaks the target contract (check the "
                 "target or its adapter)")
     return None
 
@@ -86,7 +87,8 @@ def never_ran(history: History, valid: bool) -> str | None:
     tried = sum(1 for op in enqueues if op.type == "invoke")
     errors = [op.error for op in enqueues if op.type == "info" and op.error]
     why = f"; the first error: {errors[0]}" if errors else ""
-    return (f"the workload never ran: none of its {tried} enqueues returned ok{why}; a run "
+    which = "its only enqueue did not" if tried == 1 else f"none of its {tried} enqueues"
+    return (f"the workload never ran: {which} return ok{why}; a run "
             "in which nothing got into the queue tests nothing (does the fault fire from "
             "the first op?)")
 

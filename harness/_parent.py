@@ -255,7 +255,7 @@ class Conductor:
     def _record(self, c: _Child, what: str, args: list) -> None:
         h = self.history
         if what == "op":
-            type_, p, f, key, value, error = args
+            type_, p, f, key, value, error, where = args
             if type_ == "invoke":
                 self._waits.called(p)
                 if any(o.invoke for o in self._children.values() if o is not c):
@@ -263,7 +263,7 @@ class Conductor:
                 c.invoke = (f, key, value)
             else:
                 c.invoke = None
-            h.op(type_, p, f, key=key, value=value, error=error)
+            h.op(type_, p, f, key=key, value=value, error=error, where=where)
         elif what == "fs":
             p, call, path, path2, nbytes, outcome, fault = args
             if fault is None and c.fired is not None and outcome not in ("ok", "killed"):

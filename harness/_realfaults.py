@@ -30,6 +30,7 @@ import shutil
 from typing import Any
 
 from harness import _damage, _mounts
+from harness._words import count
 from harness.actions import Action, Call, Raise, RemoveDirectory, RemoveFiles, ShortWrite
 from harness.history import History
 
@@ -108,8 +109,8 @@ class RealFaults:
         if os.path.isdir(target):
             files = sum(len(names) for _root, _dirs, names in os.walk(target))
             shutil.rmtree(target)
-            effect = (f"the harness process removed directory {action.path}/ with {files} "
-                      "files between two file calls of the worker")
+            effect = (f"the harness process removed directory {action.path}/ with "
+                      f"{count(files, 'file')} between two file calls of the worker")
         else:
             effect = f"directory {action.path}/ was already absent"
         self.history.fault(p, action.kind, action.fault, effect, destroyed=bool(files))

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from ._shimerrors import HarnessError, ProcessorKilled, _mark
 from ._shimfds import DeadlockError
+from ._words import count
 from .actions import PowerCut, RemoveDirectory
 from .history import NEMESIS
 
@@ -86,7 +87,7 @@ class Acts:
         if files is None:
             effect = f"directory {rel}/ was already absent"
         else:
-            effect = f"removed directory {rel}/ with {files} files"
+            effect = f"removed directory {rel}/ with {count(files, 'file')}"
         self.history.fault(p, action.kind, action.fault, effect, destroyed=bool(files))
         if self.model is not None:
             with self._quiet():

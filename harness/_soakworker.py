@@ -34,7 +34,8 @@ class _Recorder:
     def __init__(self, conn: Any) -> None:
         self._send = conn.send
 
-    def op(self, type: str, process: int, f: str, *, key=None, value=None, error=None) -> None:
+    def op(self, type: str, process: int, f: str, *, key=None, value=None, error=None,
+           where=None) -> None:  # where (harness._where) is not kept: soak lists no causes
         self._send((time.monotonic_ns(), "op", type, f, key, value, error))
 
 

@@ -10,12 +10,14 @@ from bisect import bisect_left
 from typing import Any
 
 from harness._trace import Call, EntryTrace, FaultMark, Trace
+from harness._words import article, count
 from harness.history import DRAIN, NEMESIS, FaultEvent, FsOp, Op
 
 __all__ = [
     "who",
     "preview",
     "cite",
+    "brief",
     "faults_between",
     "last_fault_before",
     "explaining_fault",
@@ -54,6 +56,18 @@ def cite(mark: FaultMark) -> str:
         if rec.crashed:
             what += f"; crashed {', '.join(who(p) for p in rec.crashed)}"
     return f"{mark.fault} fired at op {mark.index} ({what})"
+
+
+def brief(mark: FaultMark) -> str:
+    """What a fault did, then which fault and where, with no entry in it, so entries that
+    share a cause share the sentence: ``power lost; dropped q/ (...) (PowerLoss at op 69)``."""
+    rec = mark.record
+    if isinstance(rec, FsOp):
+        what = " ".join(x for x in (rec.call, rec.path, rec.path2 and f"-> {rec.path2}") if x)
+        what += f" -> {rec.outcome}"
+    else:
+        what = rec.effect
+    return f"{what} ({mark.fault.split('(')[0]} at op {mark.index})"
 
 
 def _idx(mark: FaultMark) -> int:
@@ -230,9 +244,15 @@ def swallowed_fault(entry: EntryTrace, facts: Trace) -> tuple[Call, FaultMark] |
                 break
             if rec.process == call.process and saw_error(rec, call.invoke.f) and not _retried(
                     facts, rec, call.done.index):
-                label = rec.fault or f"a {rec.outcome} error (no fault of ours)"
+                label = rec.fault or (f"{article(rec.outcome)} {rec.outcome} error "
+                                      "(no fault of ours)")
                 return call, FaultMark(rec.index, rec.process, label, rec)
     return None
+
+
+# A call's outcome as the README words it: "info" is a call that raised or whose
+# processor died, so its effect is unknown; "fail" one known to have had no effect.
+_ENDED = {"info": "ended unknown", "fail": "failed"}
 
 
 def _enqueue_story(entry: EntryTrace) -> str:
@@ -243,7 +263,7 @@ def _enqueue_story(entry: EntryTrace) -> str:
         return "never enqueued"
     last = entry.enqueues[-1]
     at = last.done.index if last.done is not None else last.invoke.index
-    story = f"enqueue ended {last.outcome} at op {at}"
+    story = f"enqueue {_ENDED.get(last.outcome, last.outcome)} at op {at}"
     if entry.claims:
         story += f" but it came out at op {entry.claims[0].done.index}"
     return story
@@ -273,7 +293,7 @@ def _stuck(entry: EntryTrace, story: str) -> str:
         acks = [a for a in entry.acks if a.process == DRAIN and a.invoke.index > after]
         if acks:
             end = acks[-1].done.index if acks[-1].done is not None else acks[-1].invoke.index
-            how = f"its ack ended {acks[-1].outcome} at op {end}"
+            how = f"its ack {_ENDED.get(acks[-1].outcome, acks[-1].outcome)} at op {end}"
         else:
             how = "never acked it"
         parts.append(f"the drain claimed it at op {after} but {how}")
@@ -310,7 +330,8 @@ def _corrupt(entry: EntryTrace, story: str) -> str:
     else:
         how = "altered"
     return (f"{story}; the claim by {who(bad.process)} at op {bad.done.index} returned "
-            f"{len(got)} bytes {preview(got)}, {how}: {len(want)} bytes {preview(want)} "
+            f"{count(len(got), 'byte')} {preview(got)}, {how}: {count(len(want), 'byte')} "
+            f"{preview(want)} "
             f"were enqueued at op {entry.enqueues[0].invoke.index}")
 
 

@@ -94,8 +94,9 @@ class _History:
     def __init__(self, link: _Link, process: int) -> None:
         self._link = link
         self._process = process
-    def op(self, type: str, process: int, f: str, *, key=None, value=None, error=None):
-        return self._link.ask("op", type, process, f, key, value, error)
+    def op(self, type: str, process: int, f: str, *, key=None, value=None, error=None,
+           where=None):
+        return self._link.ask("op", type, process, f, key, value, error, where)
 
     def fs(self, process: int, call: str, *, path=None, path2=None, nbytes=None,
            outcome="ok", fault=None):

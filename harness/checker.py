@@ -46,6 +46,7 @@ from typing import Any
 
 from harness._trace import Call, EntryTrace, FaultMark, Phantom, Trace, trace
 from harness._verdicts import (
+    brief,
     cite,
     damage_reports,
     destroyed_between,
@@ -67,6 +68,7 @@ __all__ = [
     "Violation",
     "Result",
     "check",
+    "NO_FAULT",
 ]
 
 VERDICTS = (
@@ -96,6 +98,9 @@ class Violation:
     faults: tuple[str, ...]
     detail: str
     tags: tuple[str, ...] = ()  # "released": it had been claimed and the claim let go
+    # Why, without the entry's own story: the sentence entries that share a cause share
+    # (harness._causes groups by it); not in to_dict, whose detail already ends with it.
+    cause: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.kind, "entry": self.entry, "detail": self.detail,
@@ -188,22 +193,31 @@ def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
                 f"{call.done.index}) returned ok although {cite(mark)} inside it: "
                 "the error was swallowed")
         faults = _with_first(faults, mark)
+        cause = (f"{symptom}: {_A_CALL.get(call.invoke.f, call.invoke.f)} returned ok although "
+                 f"{_failed(mark)} inside it: the error was swallowed")
     else:
         reason = explaining_fault(entry, facts, symptom)
         if reason is not None:
             body += f"; {cite(reason)}"
+            cause = brief(reason)
             rec = reason.record
             if getattr(rec, "kind", "") == "corruption" and rec.index not in facts.reports:
-                body += (": the target never reported that damage (no call raised, the file "
-                         "was neither set aside nor cut)")
+                unreported = (": the target never reported that damage (no call raised, the "
+                              "file was neither set aside nor cut)")
+                body += unreported
+                cause += unreported
         else:
             # An earlier fault can still be the cause (a stale lock left by a kill).
             earlier = last_fault_before(facts.marks, entry.first)
             body += "; no fault fired around it"
+            cause = f"{NO_FAULT} {_SPAN.get(symptom, _SPAN['lost'])}"
             if earlier is not None:
                 body += f" (the last one before it: {cite(earlier)})"
+                cause += (f" (the last one before the enqueue: {earlier.fault.split('(')[0]} "
+                          f"at op {earlier.index})")
     tags = ("released",) if entry.released else ()
-    return kind, Violation(kind, entry.key, ops, faults, f"entry {entry.key}: {body}", tags)
+    return kind, Violation(kind, entry.key, ops, faults, f"entry {entry.key}: {body}", tags,
+                           cause)
 
 
 def _phantom(phantom: Phantom, facts: Trace) -> Violation:
@@ -218,7 +232,29 @@ def _phantom(phantom: Phantom, facts: Trace) -> Violation:
     if len(ops) > 1:
         body += f" (claimed {len(ops)} times: ops {', '.join(map(str, ops))})"
     faults = faults_between(facts.marks, -1, ops[-1] + 1)
-    return Violation("phantom", phantom.name, ops, faults, body)
+    return Violation("phantom", phantom.name, ops, faults, body,
+                     cause="a claim returned a payload " + (
+                         "whose key does not parse" if phantom.key is None
+                         else "with a key no enqueue ever invoked"))
+
+
+NO_FAULT = "no fault fired"
+"""How the cause of a violation no fault explains begins (harness._causes adds the
+target's own exceptions to it)."""
+
+_SPAN = {"lost": "from the enqueue to the end of the run",
+         "stuck": "from the enqueue to the end of the run",
+         "duplicate": "from the enqueue to the second claim",
+         "corrupt": "from the enqueue to the claim that returned other bytes"}
+_A_CALL = {"enqueue": "an enqueue", "ack": "an ack", "claim": "a claim"}
+
+
+def _failed(mark: FaultMark) -> str:
+    """A failed file call, without its op number: ``write q/x -> ENOSPC (DiskFull)``."""
+    rec = mark.record
+    what = " ".join(x for x in (rec.call, rec.path, rec.path2 and f"-> {rec.path2}") if x)
+    by = rec.fault.split("(")[0] if rec.fault else "no fault of ours"
+    return f"{what} -> {rec.outcome} ({by})"
 
 
 def _call_name(call: Call) -> str:

@@ -17,13 +17,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import faults, html, report, scenarios
+from harness import _usage, faults, html, report, scenarios
+from harness._causes import cause_lines, scenario_facts
 from harness._help import EPILOGS as _EPILOGS
 from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
 from harness._scenarioset import describe
 from harness._windows import PLATFORMS, refusals
+from harness._words import count
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
 from harness.scenarios import ScenarioError
@@ -56,7 +58,7 @@ reproduced (the verdict line says which expectation failed); 2 bad configuration
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``prog`` fixed so ``python -m harness`` reads the same)."""
-    parser = argparse.ArgumentParser(
+    parser = _usage.Parser(  # its errors are one line; its subparsers share the class
         prog="harness", epilog=_EPILOG, formatter_class=_Help,
         description="Fault-injection harness: prove a file-backed queue loses nothing.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets",
                          epilog=_EPILOGS["list"], formatter_class=_Help)
     lst.add_argument("--scenario-dir", metavar="DIR", type=Path, help=_SCENARIO_DIR_HELP)
+    for command in sub.choices.values():
+        _usage.add_debug(command)
     return parser
 
 
@@ -170,11 +174,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                "explore": lambda a: importlib.import_module("harness.explore").main(a),
                "soak": lambda a: importlib.import_module("harness.soak").command(a),
                }[args.command]
+    prog, debug = f"harness {args.command}", getattr(args, "debug", False)
     try:
+        _usage.check_outputs(args, None)  # run and reproduce also claim their names
         return command(args)
-    except (ScenarioError, TargetError, FaultSpecError, ReportPathError) as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+    except (ScenarioError, TargetError, FaultSpecError, ReportPathError,
+            _usage.UsageError) as exc:
+        return _usage.report(prog, exc, debug=debug)
+    except BrokenPipeError:  # `harness list | head`: the reader has all it wanted
+        return _usage.reader_gone()
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+        return _usage.report(prog, exc, debug=debug, code=1)
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -232,16 +242,18 @@ def _scenario_lines(s: dict) -> str:
     word = report.STATUS_WORDS.get(status, str(status).upper())
     if status == "fail":
         word += " " + report.violation_summary(s)
-    facts = (f"{s.get('faults_fired', 0)} faults fired, {s.get('ops', 0)} ops, "
-             f"{s.get('entries', 0)} entries, {float(s.get('duration_s') or 0):.2f}s")
+    facts = f"{scenario_facts(s)}, {float(s.get('duration_s') or 0):.2f}s"
     lines = [f"{word}  {s.get('name')} ({s.get('fault')}): {facts}"]
     if status != "pass":
-        violations = s.get("violations") or []
-        for v in violations[:_MAX_PRINTED]:
-            lines.append(f"    {v.get('kind')} {v.get('entry')}: {v.get('detail')}")
-        if len(violations) > _MAX_PRINTED:
-            lines.append(f"    ... and {len(violations) - _MAX_PRINTED} more in the reports")
-        lines += [f"    observed: {o}" for o in s.get("observations") or []]
+        if s.get("error"):
+            lines.append(f"    error: {s['error']}")
+        # one line per cause, not per entry; an ERROR's violations are no verdict
+        causes = cause_lines(s) if status != "error" else []
+        lines += [f"    {c}" for c in causes[:_MAX_PRINTED]]
+        if len(causes) > _MAX_PRINTED:
+            lines.append(f"    ... and {len(causes) - _MAX_PRINTED} more causes in the reports")
+        lines += [f"    observed: {o}" for o in s.get("observations") or []
+                  if o != s.get("error")]
         lines.append(f"replay: {s.get('replay', '')}")
     return report.printable("\n".join(lines))
 
@@ -251,8 +263,8 @@ def _verdict(run: dict, ok: bool) -> str:
     counts = ", ".join(f"{statuses.count(k)} {report.STATUS_WORDS[k].lower()}"
                        for k in report.STATUS_WORDS if statuses.count(k))
     return (f"verdict: {'PASS' if ok else 'FAIL'} target {run.get('target')}: "
-            f"{len(statuses)} scenarios ({counts or 'none ran'}), "
-            f"{run.get('violations_total', 0)} violations")
+            f"{count(len(statuses), 'scenario')} ({counts or 'none ran'}), "
+            f"{count(run.get('violations_total', 0), 'violation')}")
 
 
 # -- reproduce incident -------------------------------------------------------------------

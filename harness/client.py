@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness._damage import at_rest
+from harness._words import raised_at
 from harness.history import PROBE, History, entry_key
 from harness.schedule import Baton, Step
 from harness.shim import ProcessorKilled, Shim
@@ -68,6 +69,7 @@ class Client:
         self._repair = repair_for(target, factory)  # the drain's way past damage, if any
         self.crashes = 0
         self.last_error: str | None = None  # of the latest call: None when it returned
+        self.last_where: str | None = None  # where in the target it raised (harness._where)
 
     # -- one recorded call
 
@@ -82,12 +84,14 @@ class Client:
         try:
             result = fn()
         except ProcessorKilled:
-            self.last_error = "processor killed"
+            self.last_error, self.last_where = "processor killed", None
             h.op("info", p, f, key=key, value=value, error=self.last_error)
             raise
         except Exception as exc:  # the target's error: recorded, never retried
             self.last_error = _describe(exc)
-            h.op("info", p, f, key=key, value=value, error=self.last_error)
+            self.last_where = raised_at(exc)
+            h.op("info", p, f, key=key, value=value, error=self.last_error,
+                 where=self.last_where)
             return False, exc
         finally:
             if self._baton is not None:
@@ -96,6 +100,11 @@ class Client:
         self.last_error = None
         h.op("ok", p, f, key=done_key, value=done_value)
         return True, result
+
+    def _raised(self) -> str:
+        """The latest call's error, and where in the target it was raised when known."""
+        where = f" at {self.last_where}" if self.last_where else ""
+        return f"{self.last_error}{where}"
 
     # -- the contract's calls
 
@@ -184,14 +193,14 @@ class Client:
         ok, _ = self._call("repair", lambda: self._repair(self._directory),
                            complete=lambda r: (None, None if r is None else str(r)[:300]))
         if not ok:
-            return DrainProblem(f"{problem}; its repair raised: {self.last_error}")
+            return DrainProblem(f"{problem}; its repair raised: {self._raised()}")
         return self._drain(bound)
 
     def _drain(self, bound: int) -> str | None:
         self._refused = True  # until the claims run dry: the queue raised
         if not self.open():
             return DrainProblem("final drain: the queue could not be opened after the faults "
-                                f"were healed: {self.last_error}")
+                                f"were healed: {self._raised()}")
         self.recover()
         probe = PROBE + b"a new entry after every fault was healed"
         ok, result = self._call("enqueue", lambda: self.queue.enqueue(probe),
@@ -199,13 +208,13 @@ class Client:
                                 complete=lambda r: (None, {"id": str(r)}))
         if not ok:
             return DrainProblem("final drain: once every fault was healed the queue could not "
-                                f"take a new entry: enqueue raised {self.last_error}")
+                                f"take a new entry: enqueue raised {self._raised()}")
         probed = None
         for _ in range(bound + 1):
             got = self.claim("drain")
             if self.last_error is not None:
                 return DrainProblem("final drain: claim raised after the faults were healed: "
-                                    f"{self.last_error}")
+                                    f"{self._raised()}")
             if got is None:
                 break
             acked = self.ack(got[0], entry_key(got[1]))
@@ -221,7 +230,7 @@ class Client:
                                 f"healed (id {result}) never came out of the queue")
         if not probed:
             return DrainProblem("final drain: the new entry enqueued once every fault was "
-                                f"healed came out, but its ack raised {self.last_error}")
+                                f"healed came out, but its ack raised {self._raised()}")
         self.states()
         self.close()
         return None

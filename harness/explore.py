@@ -50,6 +50,7 @@ from harness._damagestates import TEMPLATE as _DAMAGE_TEMPLATE
 from harness._damagestates import DamageStates
 from harness._forkpoint import ForkStates
 from harness._recording import Recording, quiet_logs, scratch_root, workload
+from harness._words import count
 from harness.checker import check
 from harness.cli import at_least
 from harness.faults import (
@@ -391,10 +392,11 @@ def main(args: argparse.Namespace) -> int:
           f"sandboxes on {run['sandbox']}")
     for s in run["scenarios"]:
         word = report.STATUS_WORDS.get(s["status"], s["status"].upper())
-        print(f"{word}  {s['name']}: {s['states']} states, {s['violating_states']} with "
-              f"violations, {s['ops']} ops recorded, {s['duration_s']:.2f}s")
+        print(f"{word}  {s['name']}: {count(s['states'], 'state')}, {s['violating_states']} "
+              f"with violations, {count(s['ops'], 'op')} recorded, {s['duration_s']:.2f}s")
         for v in s["violations"][:5]:
-            print(f"    {v['kind']} {v['entry']}: {v['detail']}")
+            detail, prefix = str(v["detail"]), f"entry {v['entry']}: "
+            print(f"    {v['kind']} {v['entry']}: {detail.removeprefix(prefix)}")
         for o in s["observations"][:3]:
             print(f"    observed: {o}")
         if s["status"] != "pass":
@@ -404,6 +406,6 @@ def main(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"reports: {path}")
-    print(f"verdict: {'PASS' if run['status'] == 'pass' else 'FAIL'} {run['states_total']} "
-          f"states, {run['violations_total']} with violations")
+    print(f"verdict: {'PASS' if run['status'] == 'pass' else 'FAIL'} "
+          f"{count(run['states_total'], 'state')}, {run['violations_total']} with violations")
     return 0 if run["status"] == "pass" else 1

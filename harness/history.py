@@ -84,6 +84,7 @@ class Op:
     key: str | None = None
     value: Any = None
     error: str | None = None
+    where: str | None = None  # where the target raised (`file:line in function`), if it did
 
     def __post_init__(self) -> None:
         if self.type not in OP_TYPES:
@@ -163,9 +164,9 @@ class History:
             return record
 
     def op(self, type: str, process: int, f: str, *, key: str | None = None,
-           value: Any = None, error: str | None = None) -> Op:
+           value: Any = None, error: str | None = None, where: str | None = None) -> Op:
         """Append a client op; returns it with its index."""
-        return self._append(lambda i: Op(i, type, process, f, key, value, error))
+        return self._append(lambda i: Op(i, type, process, f, key, value, error, where))
 
     def fs(self, process: int, call: str, *, path: str | None = None,
            path2: str | None = None, nbytes: int | None = None,
@@ -205,6 +206,8 @@ class History:
         out = []
         for r in self.records:
             d = asdict(r)
+            if isinstance(r, Op) and r.where is None:
+                del d["where"]  # only a call that raised has one: older readers stay happy
             if isinstance(r, FaultEvent):
                 # The event's own kind (power_loss...) must not clobber the record kind.
                 d["fault_kind"] = d.pop("kind")

@@ -31,6 +31,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from harness._words import count
 from harness.durability import DurabilityModel
 from harness.faults import Fault, Plan, fault_from_spec
 from harness.history import History
@@ -107,8 +108,9 @@ class Injection:
 
     def summary(self) -> str:
         """One line for a failing test's report: the plan, the seed, what fired."""
-        return (f"plan {self.plan!r}, seed {self.seed}: {self.faults_fired} faults fired over "
-                f"{self.ops} file calls" + (f"; killed {self.killed}" if self.killed else ""))
+        return (f"plan {self.plan!r}, seed {self.seed}: {count(self.faults_fired, 'fault')} "
+                f"fired over {count(self.ops, 'file call')}"
+                + (f"; killed {self.killed}" if self.killed else ""))
 
 
 @contextlib.contextmanager

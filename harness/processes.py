@@ -48,6 +48,7 @@ from harness._parent import Conductor, Hung, ParentError
 from harness._realfaults import RealFaults
 from harness._reaper import interruptible, make_sandbox, remove_sandbox
 from harness._windows import LABEL as _WINDOWS
+from harness._words import count
 from harness._worker import Spec
 from harness.durability import DurabilityModel
 from harness.history import DRAIN
@@ -174,14 +175,14 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             run.result = with_blocked(checker.check(run.history), blocked,
                                       tuple(repr(f) for f in plan.faults))
             notes[1:1] = real.notes
-            notes.append(f"{conductor.kills} processes SIGKILLed, {conductor.restarts} "
-                         f"restarted, {conductor.overlaps} calls overlapped another "
-                         "processor's call")
+            notes.append(f"{count(conductor.kills, 'process')} SIGKILLed, "
+                         f"{conductor.restarts} restarted, {count(conductor.overlaps, 'call')} "
+                         "overlapped another processor's call")
             run.platform_refusals = sum(1 for r in run.history.fs_ops()
                                         if (r.fault or "").startswith(_WINDOWS))
             if run.platform != "linux":
                 notes.append(f"platform {run.platform}: the workers' shims applied its file "
-                             f"semantics; it refused {run.platform_refusals} calls")
+                             f"semantics; it refused {count(run.platform_refusals, 'call')}")
             run.observations = observe_fs(run.history) + notes + log_summary(conductor.logs)
             if "retention" in scenario.checks:
                 run.observations.append(retention(run.history))

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from harness._words import count
+
 __all__ = ["DELIVERY", "Promises", "PromiseError", "promises_of", "outside"]
 
 DELIVERY = ("at-least-once", "at-most-once")
@@ -94,7 +96,7 @@ def outside(promises: Promises, processors: int, violation: Mapping[str, Any]) -
 
     ``processors``: how many processors the scenario ran."""
     if promises.processes is not None and processors > promises.processes:
-        return (f"the target promises at most {promises.processes} process(es) on one "
+        return (f"the target promises at most {count(promises.processes, 'process')} on one "
                 f"directory; this scenario ran {processors}")
     faults = violation.get("faults") or ()
     if not promises.power_loss and any(str(f).startswith("PowerLoss(") for f in faults):

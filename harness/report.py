@@ -21,6 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness._causes import cause_lines
+from harness._words import count
+
 __all__ = [
     "STATUS_WORDS",
     "explain",
@@ -151,8 +154,10 @@ def _case(target: str, s: Mapping[str, Any]) -> ET.Element:
     status = s.get("status")
     replay = f"replay: {s.get('replay', '')}"
     if status == "fail":
-        lines = [f"{v.get('kind')} {v.get('entry')}: {v.get('detail')}"
-                 for v in s.get("violations") or []]
+        lines = [*cause_lines(s), *(
+            f"{v.get('kind')} {v.get('entry')}: "
+            f"{_unprefixed(str(v.get('detail')), str(v.get('entry')))}"
+            for v in s.get("violations") or [])]
         _child(case, "failure", violation_summary(s), "violations",
                "\n".join([*lines, *_observed(s), replay]))
     elif status == "no_fault_fired":
@@ -203,12 +208,14 @@ def write_markdown(run: Any, path: str | Path) -> Path:
 def _md_run(run: Mapping[str, Any]) -> str:
     scenarios = list(run.get("scenarios", []))
     out = [f"## harness: `{run.get('target')}`", "", _verdict_md(run, scenarios), "",
-           "| scenario | fault | status | faults fired | ops | entries | violations |",
-           "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+           "| scenario | fault | status | faults fired | ops | file calls | entries "
+           "| violations |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for s in scenarios:
+        # "ops" numbers what the details cite ("at op 905"); file calls are among them.
         cells = [s.get("name"), s.get("fault"), _status_md(s.get("status")),
-                 s.get("faults_fired"), s.get("ops"), s.get("entries"),
-                 len(s.get("violations") or [])]
+                 s.get("faults_fired"), s.get("history_ops", ""), s.get("ops"),
+                 s.get("entries"), len(s.get("violations") or [])]
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     for s in scenarios:
         if s.get("status") != "pass" or s.get("outside_promises"):
@@ -222,9 +229,11 @@ def _verdict_md(run: Mapping[str, Any], scenarios: list) -> str:
     seed = run.get("seed")
     seed = f"seed {seed}" if seed is not None else "each scenario's own seed"
     if scenarios and not bad:
-        return f"**PASS** :white_check_mark: all {len(scenarios)} scenarios passed ({seed})"
-    return (f"**FAIL** :x: {len(bad)} of {len(scenarios)} scenarios did not pass, "
-            f"{total} violations ({seed})")
+        every = "the one scenario" if len(scenarios) == 1 else f"all {len(scenarios)} scenarios"
+        return f"**PASS** :white_check_mark: {every} passed ({seed})"
+    which = ("the one scenario" if len(scenarios) == 1
+             else f"{len(bad)} of {len(scenarios)} scenarios")
+    return f"**FAIL** :x: {which} did not pass, {count(total, 'violation')} ({seed})"
 
 
 def _status_md(status: Any) -> str:
@@ -236,14 +245,21 @@ def _md_details(s: Mapping[str, Any]) -> list[str]:
     out = [f"### {_md(s.get('name'))}: {_md(STATUS_WORDS.get(s.get('status'), s.get('status')))}"]
     if s.get("description"):
         out += ["", _md(s["description"])]
+    if s.get("error"):
+        out += ["", f"**Error:** {_md(s['error'])}"]
     violations = s.get("violations") or []
     if violations:
-        out += ["", violation_summary(s), ""]
+        out += ["", violation_summary(s), "", "Causes:", ""]
+        out += [f"- {_md(line)}" for line in cause_lines(s)[:_MAX_LISTED]]
+        # Every entry's own story, folded: the causes above are what a reader acts on.
+        out += ["", f"<details><summary>{count(len(violations), 'violation')}, one by one"
+                "</summary>", ""]
         for v in violations[:_MAX_LISTED]:
             kind, entry, detail = (_md(v.get(k)) for k in ("kind", "entry", "detail"))
-            out.append(f"- **{kind}** `{entry}`: {detail}")
+            out.append(f"- **{kind}** `{entry}`: {_unprefixed(detail, entry)}")
         if len(violations) > _MAX_LISTED:
             out.append(f"- ... and {len(violations) - _MAX_LISTED} more (see the JSON report)")
+        out += ["", "</details>"]
     elif s.get("status") == "no_fault_fired":
         out += ["", _md(_NO_FAULT)]
     out += _md_outside(s)
@@ -251,6 +267,12 @@ def _md_details(s: Mapping[str, Any]) -> list[str]:
         out += ["", "Observations:", ""] + [f"- {_md(o)}" for o in s["observations"]]
     out += ["", "Replay:", "", "```sh", str(s.get("replay", "")), "```"]
     return out
+
+
+def _unprefixed(detail: str, entry: str) -> str:
+    """A detail without its ``entry eN:`` start when the line already names the entry."""
+    prefix = f"entry {entry}: "
+    return detail[len(prefix):] if detail.startswith(prefix) else detail
 
 
 def _md_outside(s: Mapping[str, Any]) -> list[str]:
@@ -287,9 +309,10 @@ def explain(run: Any) -> str:
 
 
 def _explain_one(target: str, s: Mapping[str, Any]) -> str:
-    head = (f"{target} / {s.get('name')} ({s.get('fault')}): {s.get('faults_fired', 0)} "
-            f"fault(s) fired over {s.get('ops', 0)} file operations, {s.get('entries', 0)} "
-            "entries.")
+    head = (f"{target} / {s.get('name')} ({s.get('fault')}): "
+            f"{count(int(s.get('faults_fired') or 0), 'fault')} fired over "
+            f"{count(int(s.get('ops') or 0), 'file operation')}, "
+            f"{count(int(s.get('entries') or 0), 'entry')}.")
     status = s.get("status")
     lines = [head]
     if status == "pass":
@@ -308,10 +331,10 @@ def _explain_one(target: str, s: Mapping[str, Any]) -> str:
         parts = [_VERBS.get(kind, kind + ": {what}").format(what=_entries(keys))
                  for kind, keys in sorted(by_kind.items())]
         lines.append("It " + _and(parts) + ".")
-        for v in violations[:3]:
-            lines.append(f"  {v.get('entry')}: {v.get('detail')}")
-        if len(violations) > 3:
-            lines.append(f"  ... {len(violations) - 3} more in the report.")
+        causes = cause_lines(s)  # why, once per cause
+        lines += [f"  {c}" for c in causes[:4]]
+        if len(causes) > 4:
+            lines.append(f"  ... {count(len(causes) - 4, 'more cause')} in the report.")
     beyond = s.get("outside_promises") or []
     if beyond:
         kinds = Counter(str(v.get("kind")) for v in beyond)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import _damage, checker, timeline
+from harness import _causes, _damage, checker, timeline
 from harness._observe import (  # noqa: F401 - re-exported: their old home
     LogCapture,
     leftovers,
@@ -43,6 +43,7 @@ from harness._observe import (  # noqa: F401 - re-exported: their old home
 )
 from harness._outcome import harness_error, never_ran, own_fired, refused_open, unfired
 from harness._reaper import interruptible
+from harness._words import count
 from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, History
@@ -90,8 +91,9 @@ def _platform_notes(run: ScenarioRun, refused: int, copied: int) -> None:
         return
     run.observations.append(
         f"platform {run.platform}: the shim applied its file semantics; it refused "
-        f"{refused} calls (not faults of the scenario: see the EACCES/EEXIST lines)"
-        + (f"; shutil.move fell back to copy + delete {copied} times" if copied else ""))
+        f"{count(refused, 'call')} (not faults of the scenario: see the EACCES/EEXIST lines)"
+        + (f"; shutil.move fell back to copy + delete {count(copied, 'time')}" if copied
+           else ""))
 
 
 def _stream(seed: int, name: str) -> random.Random:
@@ -163,6 +165,10 @@ class ScenarioRun:
         sc = self.scenario
         result = self.result
         within, beyond = self.graded()
+        errors = _causes.target_errors(self.history)
+        causes = _causes.group([v for v in result.violations if outside(  # its promises'
+            self.promises, self.processors, v.to_dict()) is None] if result else (), errors,
+            self.processors)
         return {
             "name": sc.name,
             "description": sc.description,
@@ -171,10 +177,14 @@ class ScenarioRun:
             "faults_fired": self.faults_fired,
             "unfired": list(self.unfired),
             "ops": self.ops,
+            "history_ops": len(self.history),  # what "op N" in a detail counts
             "entries": sc.workload.entries,
             "seed": self.seed,
             "status": self.status,
             "violations": within,
+            **({"causes": causes} if causes else {}),
+            **({"target_errors": errors} if errors else {}),
+            **({"error": self.error} if self.error else {}),
             **({"outside_promises": beyond} if beyond else {}),
             **({"promises": self.promises.to_dict()} if not self.promises.whole_contract
                else {}),

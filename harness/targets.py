@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from harness._words import article, raised_at, short_path
+
 __all__ = ["BUILTIN", "REQUIRED_METHODS", "TargetError", "resolve", "check_queue", "repair_for"]
 
 BUILTIN: dict[str, str] = {
@@ -98,9 +100,15 @@ def resolve(spec: str) -> Callable[[str], Any]:
     try:
         obj: Any = _import(module_name)
     except ImportError as exc:
-        raise TargetError(
-            f"target={spec!r}: cannot import module {module_name!r} ({exc}); "
-            "check the name and that it is on PYTHONPATH") from exc
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise TargetError(
+                f"target={spec!r}: cannot import module {module_name!r} ({exc}); check the "
+                "name and that it is on PYTHONPATH (the working directory is searched "
+                "too)") from exc
+        raise TargetError(_broken(spec, module_name, exc, "install it or fix the import")
+                          ) from exc
+    except Exception as exc:  # noqa: BLE001 - any error in the module's own code
+        raise TargetError(_broken(spec, module_name, exc, "fix the module")) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -109,17 +117,29 @@ def resolve(spec: str) -> Callable[[str], Any]:
                 f"target={spec!r}: module {module_name!r} has no attribute {attr!r}; "
                 "expected a callable taking the queue directory") from None
     if not callable(obj):
-        raise TargetError(f"target={spec!r}: {attr!r} is a {type(obj).__name__}, "
+        kind = type(obj).__name__
+        raise TargetError(f"target={spec!r}: {attr!r} is {article(kind)} {kind}, "
                           "expected a callable taking the queue directory")
     return obj
+
+
+def _broken(spec: str, module_name: str, exc: BaseException, fix: str) -> str:
+    """Importing the target's module raised: what, and where in the module."""
+    where, message = raised_at(exc), str(exc)
+    if isinstance(exc, SyntaxError) and exc.filename:  # its str repeats file and line
+        where, message = f"{short_path(exc.filename)}:{exc.lineno}", str(exc.msg)
+    at = f" at {where}" if where else ""
+    return (f"target={spec!r}: importing module {module_name!r} raised "
+            f"{type(exc).__name__}: {message}{at}; {fix}")
 
 
 def check_queue(queue: Any, spec: str) -> None:
     """Raise TargetError when an opened queue lacks a method of the contract."""
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(queue, m, None))]
     if missing:
+        kind = type(queue).__name__
         raise TargetError(
-            f"target={spec!r} returned a {type(queue).__name__} without "
+            f"target={spec!r} returned {article(kind)} {kind} without "
             f"{', '.join(missing)}: the contract needs {', '.join(REQUIRED_METHODS)} "
             "(states() optional); see the README's 'Target contract'")
 

@@ -79,7 +79,7 @@ def test_literal_history(name):
      ["process 1 claimed it at op 7 while process 0 still held it", "claim at op 5"]),
     ("stuck", "e2", (2, 3, 21), (), ["states() at op 21", "queue id 2 PENDING"]),
     ("stuck", "e3", (4, 5, 15, 16, 17, 21), (),
-     ["the drain claimed it at op 15 but its ack ended fail at op 17", "PROCESSING"]),
+     ["the drain claimed it at op 15 but its ack failed at op 17", "PROCESSING"]),
     ("phantom", "7", (11,), (), ["queue id 7", "op 11", "key e9", "no enqueue ever invoked"]),
     ("phantom", "8", (15,), (), ["b'garbage'", "does not parse"]),
     ("corrupt", "e1", (0, 1, 10, 11, 12), ("PowerLoss(at_op=5, torn=True)",),

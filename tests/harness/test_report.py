@@ -12,8 +12,9 @@ from harness import report
 def _scenario(name: str, status: str, violations=(), **extra) -> dict:
     d = {
         "name": name, "fault": "disk_full", "faults": ["DiskFull(after_bytes=2048)"],
-        "faults_fired": 0 if status == "no_fault_fired" else 3, "ops": 812, "entries": 40,
-        "status": status, "violations": list(violations), "counts": {"delivered": 40},
+        "faults_fired": 0 if status == "no_fault_fired" else 3, "ops": 812,
+        "history_ops": 1200, "entries": 40, "status": status,
+        "violations": list(violations), "counts": {"delivered": 40},
         "observations": [], "seed": 1, "description": f"{name} scenario.",
         "replay": f"harness run --target robust --scenario {name} --seed 1",
         "duration_s": 0.25,
@@ -127,9 +128,10 @@ def test_markdown_has_verdict_table_and_replay():
     md = report.markdown(RUN)
     lines = md.splitlines()
     assert any(line.startswith("**FAIL**") and "3 of 4" in line for line in lines)
-    assert "| scenario | fault | status | faults fired | ops | entries | violations |" in lines
-    assert "| disk-full | disk_full | PASS | 3 | 812 | 40 | 0 |" in lines
-    assert "| power-loss | disk_full | **FAIL** | 3 | 812 | 40 | 3 |" in lines
+    assert ("| scenario | fault | status | faults fired | ops | file calls | entries "
+            "| violations |") in lines
+    assert "| disk-full | disk_full | PASS | 3 | 1200 | 812 | 40 | 0 |" in lines
+    assert "| power-loss | disk_full | **FAIL** | 3 | 1200 | 812 | 40 | 3 |" in lines
     assert "```sh\nharness run --target robust --scenario power-loss --seed 1\n```" in md
     assert "harness run --target robust --scenario permission-denied --seed 1" in md
     assert "--scenario disk-full" not in md  # passing scenarios need no replay
