@@ -176,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                }[args.command]
     prog, debug = f"harness {args.command}", getattr(args, "debug", False)
     try:
-        _usage.check_outputs(args, None)  # run and reproduce also claim their names
+        # (run and reproduce then claim their report names; see harness._reportfiles)
+        _usage.check_outputs(args, getattr(args, "report_dir", None))
         return command(args)
     except (ScenarioError, TargetError, FaultSpecError, ReportPathError,
             _usage.UsageError) as exc:

@@ -114,13 +114,13 @@ def test_many_entries_lost_to_one_power_loss_are_one_line(tmp_path):
                      r"\d+\)$", line)
     assert found, line
     assert int(found.group(1)) >= 8 and int(found.group(3)) == int(found.group(1)) - 3
-    assert "1 fault fired," in lines[0]
+    assert "1 fault fired," in lines[1]  # after the line naming the scenario set
     assert "verdict: FAIL target naive_jsonstore:open_queue: 1 scenario (1 fail)" in proc.stdout
 
 
 def test_the_op_count_covers_the_op_numbers_shown(store_run):
     proc, run, _ = store_run
-    head = proc.stdout.splitlines()[0]
+    head = proc.stdout.splitlines()[1]  # after the line naming the scenario set
     ops = re.search(r", (\d+) ops \((\d+) file calls\), ", head)
     assert ops, head
     assert int(ops.group(1)) == run["scenarios"][0]["history_ops"]

@@ -200,5 +200,5 @@ def test_an_unwritable_report_place_is_exit_2_before_anything_runs(tmp_path, mon
     (tmp_path / "file").write_text("")
     assert cli.main(["run", "--report-dir", str(tmp_path / "file" / "sub")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("harness: error: cannot create the report directory ")
+    assert err.startswith("harness run: error: --report-dir ")
     assert len(err.splitlines()) == 1 and ran == []
