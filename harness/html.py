@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import _svg
+from harness._words import count
 from harness.report import STATUS_WORDS, printable, runs_of, violation_summary
 
 __all__ = ["render", "write_html"]
@@ -119,8 +120,9 @@ def _run(run: Mapping[str, Any]) -> list[str]:
     seed = run.get("seed")
     out = [f"<h1>harness: target <code>{_e(target)}</code> {_badge('pass' if ok else 'fail')}"
            "</h1>",
-           f'<p class="facts">{len(scenarios)} scenarios ({_e(told or "none ran")}), '
-           f"{_e(run.get('violations_total', 0))} violations, "
+           f'<p class="facts">{count(len(scenarios), "scenario")} '
+           f'({_e(told or "none ran")}), '
+           f"{_e(count(int(run.get('violations_total', 0)), 'violation'))}, "
            f"{_e(f'seed {seed}' if seed is not None else 'each scenario its own seed')}. "
            "Each scenario that did not pass has a timeline below: red rings are "
            "violations (click one for its explanation), purple triangles are faults.</p>",

@@ -42,6 +42,7 @@ from harness._reaper import (
     spawning,
 )
 from harness._soakworker import DRAIN_SLOT, record, worker
+from harness._words import count
 from harness.cli import at_least
 from harness.history import History
 from harness.progress import MODES, Progress
@@ -289,7 +290,7 @@ def command(args: argparse.Namespace) -> int:
     for o in run["observations"]:
         print(f"    observed: {o}")
     print(f"verdict: {'PASS' if run['status'] == 'pass' else 'FAIL'} soak {args.target}: "
-          f"{run['status']}, {run['violations_total']} violations")
+          f"{run['status']}, {count(run['violations_total'], 'violation')}")
     if run["status"] != "pass":
         print(f"replay: {run['replay']}")
     return 0 if run["status"] == "pass" else 1
