@@ -212,6 +212,8 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                            shim._abs(dst, kwargs.get("dst_dir_fd")))
             if shim.windows is not None and windows is not None:
                 perform = _on_windows(shim, windows, path, path2, perform)
+            if kind == "replace" and shim.model is not None:
+                perform = _told(shim, path, path2, perform)
             return shim._run(p, kind, path, perform, path2=path2, writes=True)
         return wrapper
 
@@ -271,6 +273,22 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                               windows="move" if name == "move" else None)
               for name, kind in _SHUTIL_CALLS.items()})
     return w
+
+
+def _told(shim, src: str, dst: str, perform):
+    """``perform`` (a rename), then the durability model told of it: it commits a rename
+    whole, in both directories, at an fsync of either (crash-model rule 2)."""
+    def run():
+        result = perform()
+        with shim._own():
+            try:
+                ino = shim.real.lstat(dst).st_ino  # now, before another process moves it on
+            except FileNotFoundError:
+                return result  # gone already: its renames were never told (rule 2's limit)
+            with shim._quiet():  # a process-mode model answers for others
+                shim.model.renamed(src, dst, ino)
+        return result
+    return run
 
 
 def _on_windows(shim, how: str, src, dst, perform):
