@@ -275,18 +275,30 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
     return w
 
 
-def _told(shim, src: str, dst: str, perform):
+def _told(shim, src: str | None, dst: str | None, perform):
     """``perform`` (a rename), then the durability model told of it: it commits a rename
-    whole, in both directories, at an fsync of either (crash-model rule 2)."""
+    whole, in both directories, at an fsync of either (crash-model rule 2). Only a move
+    of one inode inside the sandbox is told: a move in or out is a create or an unlink to
+    the model, and a copy (Windows' shutil.move) makes a new file."""
+    if src is None or dst is None or src == dst or not (shim._inside(src)
+                                                        and shim._inside(dst)):
+        return perform
+
     def run():
+        with shim._own():
+            try:
+                before = shim.real.lstat(src).st_ino
+            except OSError:
+                before = None  # the rename fails, or another process took it just now
         result = perform()
         with shim._own():
             try:
                 ino = shim.real.lstat(dst).st_ino  # now, before another process moves it on
             except FileNotFoundError:
-                return result  # gone already: its renames were never told (rule 2's limit)
-            with shim._quiet():  # a process-mode model answers for others
-                shim.model.renamed(src, dst, ino)
+                ino = None  # gone already: the listings alone decide (rule 8)
+            if ino is not None and ino == before:
+                with shim._quiet():  # a process-mode model answers for others
+                    shim.model.renamed(src, dst, ino)
         return result
     return run
 

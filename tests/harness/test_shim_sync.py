@@ -92,3 +92,23 @@ def test_a_rename_is_committed_whole_by_an_fsync_of_its_source_directory(tmp_pat
     box = run_then_cut(tmp_path, body)
     assert (box / "q" / "processing" / "x").read_bytes() == b"e1|payload"
     assert not (box / "q" / "pending" / "x").exists()
+
+
+def test_a_move_into_or_out_of_the_sandbox_is_a_create_or_an_unlink(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "in").write_bytes(b"came in")
+
+    def body(box):
+        with open(os.path.join(box, "out"), "wb") as f:
+            f.write(b"goes out")
+        os.sync()
+        os.rename(str(outside / "in"), os.path.join(box, "in"))
+        os.rename(os.path.join(box, "out"), str(outside / "out"))
+        dfd = os.open(box, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+
+    box = run_then_cut(tmp_path, body)
+    assert sorted(p.name for p in box.iterdir()) == ["in"]
+    assert (box / "in").read_bytes() == b""  # its name made durable, its data never fsynced
