@@ -278,11 +278,11 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
 def _told(shim, src: str | None, dst: str | None, perform):
     """``perform`` (a rename), then the durability model told of it: it commits a rename
     whole, in both directories, at an fsync of either (crash-model rule 2). Only a move
-    of one inode inside the sandbox is told: a move in or out is a create or an unlink to
-    the model, and a copy (Windows' shutil.move) makes a new file."""
-    if src is None or dst is None or src == dst or not (shim._inside(src)
-                                                        and shim._inside(dst)):
-        return perform
+    of one inode between two directories of the sandbox is told: a move in or out is a
+    create or an unlink to the model, and a copy (Windows' shutil.move) makes a new file."""
+    if src is None or dst is None or not (shim._inside(src) and shim._inside(dst)) or (
+            shim._path.dirname(src) == shim._path.dirname(dst)):
+        return perform  # within one directory: its own listing says all (rule 2)
 
     def run():
         with shim._own():

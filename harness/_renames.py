@@ -16,8 +16,10 @@ replaces what the earlier placed). So committing a rename commits first every ea
 pending rename that shares an inode or a (directory, name) with it, transitively, the
 order a journal keeps. A rename followed by an unlink of its new name commits the rename
 only: the unlink is the target directory's own change, durable at its own fsync. Renames
-within one directory are kept too, for the chains they are links of; on their own they
-change nothing (that directory's listing already says all).
+within one directory are not told (its listing says all, and a snapshot design renames
+at every save): where one is a link of a chain, committing the next rename out of that
+directory removes the inode's durable name there, whichever it is (hard links are left
+out: one name per inode in a directory).
 
 Process mode. The parent hears of a worker's rename after it returned, and may serve
 another worker's directory fsync in between, whose listing already shows the rename:
@@ -71,6 +73,8 @@ class Renames:
             if None in ends or not self._follow(self._rel(dst), ino):
                 return  # a directory or the file is gone already: nothing left to commit
             (src_dir, src_name), (dst_dir, dst_name) = ends
+            if src_dir == dst_dir:
+                return  # within one directory: its own change (the shim does not tell it)
             rename = _Rename(src_dir, src_name, dst_dir, dst_name, ino)
             self._renames.append(rename)
             # An fsync served between the rename and this report (another process's) saw
@@ -128,9 +132,11 @@ class Renames:
         self._renames = [r for r in self._renames if r not in chosen]
         for rename in reversed(chosen):
             src, dst = self._nodes.get(rename.src_dir), self._nodes.get(rename.dst_dir)
-            if src is not None and rename.src_dir not in fresh and \
-                    src.entries.get(rename.src_name) == rename.ino:
-                del src.entries[rename.src_name]
+            if src is not None and rename.src_dir not in fresh:
+                # its name there, or the one an untold rename within src/ gave it before
+                gone = [n for n, i in src.entries.items() if i == rename.ino]
+                for name in [rename.src_name] if rename.src_name in gone else gone:
+                    del src.entries[name]
             if dst is not None and rename.dst_dir not in fresh:
                 dst.entries[rename.dst_name] = rename.ino  # and what it replaced is gone
 

@@ -25,8 +25,9 @@ the one LazyFS and ALICE use to find bugs, not what one file system happens to d
    never both, never neither. A rename commits with the earlier ones not yet durable
    that it builds on, the same inode's or onto a name one of them placed (a journal
    commits in order): after A/x -> B/x -> C/x, an fsync of C/ or B/ leaves x in C/
-   alone, one of A/ leaves it in B/. The shim tells the model of each rename as it
-   returns (`harness._renames`); an unlink after a rename is its directory's own change.
+   alone, one of A/ leaves it in B/. The shim tells the model of each rename between
+   two directories as it returns (`harness._renames`); an unlink after a rename is its
+   directory's own change.
 3. Directories are modelled as inodes too: a directory created after the snapshot
    holds no durable entries until it is itself fsynced, and it exists only if its
    parent's durable entries name it. The sandbox root always exists.

@@ -217,3 +217,16 @@ def test_a_rename_within_one_directory_is_as_before(q):
     q.sync_dir("q/processing")
     q.crash()
     assert q.where("x") == {"pending": b"e1|payload"} and q.where("y") == {}
+
+
+def test_a_chain_through_a_rename_within_a_directory_leaves_the_file_in_one_place(q):
+    # pending/x -> processing/x -> processing/y -> done/y; within-directory renames are
+    # not told to the model, yet done/'s fsync must not leave x behind in processing/
+    _pending(q)
+    q.rename("q/pending/x", "q/processing/x")
+    q.sync_dir("q/processing")
+    q.rename("q/processing/x", "q/processing/y", told=False)
+    q.rename("q/processing/y", "q/done/y")
+    q.sync_dir("q/done")
+    q.crash()
+    assert q.where("x") == {} and q.where("y") == {"done": b"e1|payload"}
