@@ -30,6 +30,7 @@ gone (``_left``).
 
 from __future__ import annotations
 
+import os
 import stat as _stat
 from dataclasses import dataclass
 from typing import Any
@@ -57,8 +58,8 @@ class Renames:
     made durable yet; ``_left`` holds, per directory, the entries its last fsync found
     gone (for a rename reported after that fsync, see `renamed`).
 
-    Uses the model's ``_lock``, ``_real``, ``_nodes``, ``_abs``, ``_rel``, ``_lstat``,
-    ``_track`` and ``_locate``.
+    Uses the model's ``root``, ``_lock``, ``_real``, ``_nodes``, ``_abs``, ``_rel``,
+    ``_lstat``, ``_track`` and ``_locate``.
     """
 
     _renames: list[_Rename]
@@ -68,13 +69,16 @@ class Renames:
         """``src`` (absolute) was renamed to ``dst``; ``ino`` is the inode ``dst`` named
         right after (the caller's lstat: in process mode another worker may have moved
         it on by the time the parent hears of it)."""
+        inside = [os.path.normpath(p) for p in (src, dst)]
+        if not all(p.startswith(self.root + os.sep) for p in inside):
+            return  # a move in or out: a create or an unlink, as the listings say
         with self._lock:
-            ends = [self._dir_of(self._rel(path)) for path in (src, dst)]
-            if None in ends or not self._follow(self._rel(dst), ino):
-                return  # a directory or the file is gone already: nothing left to commit
+            ends = [self._dir_of(self._rel(path)) for path in inside]
+            if None in ends or ends[0][0] == ends[1][0]:
+                return  # a directory is gone; or within one directory: its own change
+            if not self._follow(self._rel(inside[1]), ino):
+                return  # the file is gone already: nothing left to commit
             (src_dir, src_name), (dst_dir, dst_name) = ends
-            if src_dir == dst_dir:
-                return  # within one directory: its own change (the shim does not tell it)
             rename = _Rename(src_dir, src_name, dst_dir, dst_name, ino)
             self._renames.append(rename)
             # An fsync served between the rename and this report (another process's) saw
@@ -162,4 +166,3 @@ class Renames:
     def _renames_forgotten(self) -> None:
         """Everything is durable (a snapshot, or the rebuild after a power loss)."""
         self._renames, self._left = [], {}
-
