@@ -219,6 +219,10 @@ class Conductor:
             if self.model is not None:
                 self.model.removed_by_fault(args[0])
             c.conn.send(None)
+        elif what == "renamed":
+            if self.model is not None:
+                self.model.renamed(*args)
+            c.conn.send(None)
         elif what == "power_loss":
             self._power_loss(*args)
         elif what == "idle":

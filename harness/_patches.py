@@ -212,6 +212,8 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                            shim._abs(dst, kwargs.get("dst_dir_fd")))
             if shim.windows is not None and windows is not None:
                 perform = _on_windows(shim, windows, path, path2, perform)
+            if kind == "replace" and shim.model is not None:
+                perform = _told(shim, path, path2, perform)
             return shim._run(p, kind, path, perform, path2=path2, writes=True)
         return wrapper
 
@@ -271,6 +273,34 @@ def _os_wrappers(shim, o) -> dict[str, Any]:
                               windows="move" if name == "move" else None)
               for name, kind in _SHUTIL_CALLS.items()})
     return w
+
+
+def _told(shim, src: str | None, dst: str | None, perform):
+    """``perform`` (a rename), then the durability model told of it: it commits a rename
+    whole, in both directories, at an fsync of either (crash-model rule 2). Only a move
+    of one inode between two directories of the sandbox is told: a move in or out is a
+    create or an unlink to the model, and a copy (Windows' shutil.move) makes a new file."""
+    if src is None or dst is None or not (shim._inside(src) and shim._inside(dst)) or (
+            shim._path.dirname(src) == shim._path.dirname(dst)):
+        return perform  # within one directory: its own listing says all (rule 2)
+
+    def run():
+        with shim._own():
+            try:
+                before = shim.real.lstat(src).st_ino
+            except OSError:
+                before = None  # the rename fails, or another process took it just now
+        result = perform()
+        with shim._own():
+            try:
+                ino = shim.real.lstat(dst).st_ino  # now, before another process moves it on
+            except FileNotFoundError:
+                ino = None  # gone already: the listings alone decide (rule 8)
+            if ino is not None and ino == before:
+                with shim._quiet():  # a process-mode model answers for others
+                    shim.model.renamed(src, dst, ino)
+        return result
+    return run
 
 
 def _on_windows(shim, how: str, src, dst, perform):

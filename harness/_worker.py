@@ -153,6 +153,9 @@ class _Model:
     def dir_synced(self, fd: int) -> None:
         self._link.ask("synced", fd, True)
 
+    def renamed(self, src: str, dst: str, ino: int) -> None:
+        self._link.ask("renamed", src, dst, ino)
+
     def removed_by_fault(self, path: str) -> None:
         self._link.ask("removed", path)
 

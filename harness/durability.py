@@ -16,8 +16,18 @@ the one LazyFS and ALICE use to find bugs, not what one file system happens to d
    mkdir, rmdir) are durable as of the last fsync of that directory. A file whose
    creation was never made durable vanishes, even if its data was fsynced. An unlink
    or rename never made durable is undone: the old inode is back under the old name,
-   with that inode's durable content. Each directory keeps its own durable entries,
-   so a rename between two directories can survive in both or in neither.
+   with that inode's durable content. A rename between two directories is one change
+   to both: ext4 (any journaled mode), XFS and btrfs log it as one transaction, and an
+   fsync of either directory commits it. So an fsync of either makes both halves
+   durable (the old name gone; the new name present, replacing what it named, with
+   the inode's durable content per rule 1), and with neither fsynced since it is
+   undone whole: after a power loss the file is under its old name or its new one,
+   never both, never neither. A rename commits with the earlier ones not yet durable
+   that it builds on, the same inode's or onto a name one of them placed (a journal
+   commits in order): after A/x -> B/x -> C/x, an fsync of C/ or B/ leaves x in C/
+   alone, one of A/ leaves it in B/. The shim tells the model of each rename between
+   two directories as it returns (`harness._renames`); an unlink after a rename is its
+   directory's own change.
 3. Directories are modelled as inodes too: a directory created after the snapshot
    holds no durable entries until it is itself fsynced, and it exists only if its
    parent's durable entries name it. The sandbox root always exists.
@@ -58,10 +68,14 @@ the one LazyFS and ALICE use to find bugs, not what one file system happens to d
    makes them durable (a journal that commits again; no read-only remount).
 8. Left out: metadata (times; modes are kept as they were), symlinks and other
    special files (not recreated), hard links (each name gets its own copy on
-   rebuild), fsync of one file making others durable (ext4 data=ordered does this
-   in practice; we do not count on it), space, and journals cut part-way through
-   their metadata (only "none since the last directory fsync", strict, and "all",
-   eager, are modelled).
+   rebuild; a link then an unlink is not taken for a rename), fsync of one file
+   making others durable (ext4 data=ordered does this in practice; we do not count
+   on it), the rest of a journal transaction (on ext4 an fsync commits every metadata
+   change made before it, in any directory; we count only a directory's own changes
+   and the renames of rule 2), a rename whose file another process moved on or
+   removed before the shim could see it (the listings alone decide, as before), space,
+   and journals cut part-way through their metadata (only "none since the last
+   directory fsync", strict, and "all", eager, are modelled).
 
 Inode identity. Content is keyed by inode number, because fsync acts on an inode
 and a rename keeps it. The kernel reuses a number once a file's last name and last
@@ -89,6 +103,7 @@ from typing import Any
 
 from harness._dropped import DroppedWrites
 from harness._modeltree import TreeIO
+from harness._renames import Renames
 from harness._torn import SECTOR, dropped, explain, rolled_back, tear
 
 __all__ = ["NAMES", "SECTOR", "DurabilityModel"]
@@ -109,7 +124,7 @@ class _Inode:
     since: str = "created"  # where the durable content came from: snapshot, fsync, created
 
 
-class DurabilityModel(TreeIO, DroppedWrites):
+class DurabilityModel(TreeIO, DroppedWrites, Renames):
     """Tracks durable content and entries under ``root``; rebuilds the root on power loss.
 
     ``real`` holds the unpatched os functions (``open``, ``read``, ``write``, ``close``,
@@ -125,6 +140,7 @@ class DurabilityModel(TreeIO, DroppedWrites):
         self._nodes: dict[int, _Inode] = {}
         self._root_ino = -1
         self._dropped: dict[int, list[tuple[int, int]]] = {}  # rule 7, `DroppedWrites`
+        self._renames, self._left = [], {}  # rule 2's renames not yet durable, `Renames`
         # the shim calls from one thread per processor; one lock keeps the records whole
         self._lock = threading.RLock()
 
@@ -136,6 +152,7 @@ class DurabilityModel(TreeIO, DroppedWrites):
             before = {ino: (self._nodes[ino].content, ranges)
                       for ino, ranges in self._dropped.items() if ino in self._nodes}
             self._unpin_all()
+            self._renames_forgotten()
             st = self._real.lstat(self.root)
             self._root_ino = st.st_ino
             self._nodes[st.st_ino] = _Inode(True, _stat.S_IMODE(st.st_mode), "", since="snapshot")
@@ -186,7 +203,7 @@ class DurabilityModel(TreeIO, DroppedWrites):
                     node.entries = {}  # removed, so empty: rmdir only takes empty ones
                 return
             node = self._track(rel, ino, True, _stat.S_IMODE(st.st_mode))
-            entries = {}
+            before, entries = node.entries, {}
             for name in sorted(self._real.listdir(self._abs(rel))):
                 child = f"{rel}/{name}" if rel else name
                 cst = self._lstat(child)  # None: another process removed it just now
@@ -195,6 +212,7 @@ class DurabilityModel(TreeIO, DroppedWrites):
                                 _stat.S_IMODE(cst.st_mode))
                     entries[name] = cst.st_ino
             node.entries = entries
+            self._renames_synced(ino, before)
             self._collect()
 
     def moved(self, new_of: dict[int, int]) -> None:
@@ -206,6 +224,7 @@ class DurabilityModel(TreeIO, DroppedWrites):
                 node.entries = {k: new_of.get(i, i) for k, i in node.entries.items()}
             self._root_ino = new_of.get(self._root_ino, self._root_ino)
             self._dropped = {new_of.get(i, i): r for i, r in self._dropped.items()}
+            self._renames_moved(new_of)
 
     def removed_by_fault(self, path: str) -> None:
         """The fault deleted the tree at absolute ``path``: it is durably gone."""
@@ -319,6 +338,7 @@ class DurabilityModel(TreeIO, DroppedWrites):
     def _collect(self) -> None:
         """Drop records no durable entry and no current name points to."""
         keep = {ino for _rel, ino in self._durable_tree()} | {self._root_ino}
+        keep |= self._renamed_inodes()  # a pending rename may yet name it durably
         keep |= {ino for ino, _d, _m in self._scan().values()}
         for ino in [i for i in self._nodes if i not in keep and not self._named(i)]:
             self._drop(ino)

@@ -87,3 +87,34 @@ def test_a_name_removed_during_a_walk_is_not_an_error(tmp_path):
     model.power_loss(random.Random(0))
     assert not y.exists()  # y was never made durable by an fsync of pending/
     model.close()
+
+
+def test_a_rename_told_after_an_fsync_that_saw_it_is_committed_whole(tmp_path):
+    # P1 renames pending/x into processing/; before the parent hears of it, it serves
+    # P0's fsync of pending/, whose listing has x gone already. P1's report then comes:
+    # that fsync committed the rename whole, so x is in processing/ after the power loss.
+    root = tmp_path / "sandbox"
+    pending, processing = root / "q" / "pending" / "x", root / "q" / "processing" / "x"
+    _root, model, _armed = _queue(tmp_path, "-", lambda: None)
+    _sync(model, str(pending), b"e6|payload")
+    _sync(model, str(root / "q" / "pending"))
+    os.rename(pending, processing)
+    _sync(model, str(root / "q" / "pending"))
+    model.renamed(str(pending), str(processing), os.lstat(processing).st_ino)
+    model.power_loss(random.Random(0))
+    assert processing.read_bytes() == b"e6|payload" and not pending.exists()
+    model.close()
+
+
+def test_a_rename_told_after_an_fsync_of_its_target_is_committed_whole(tmp_path):
+    root = tmp_path / "sandbox"
+    pending, processing = root / "q" / "pending" / "x", root / "q" / "processing" / "x"
+    _root, model, _armed = _queue(tmp_path, "-", lambda: None)
+    _sync(model, str(pending), b"e7|payload")
+    _sync(model, str(root / "q" / "pending"))
+    os.rename(pending, processing)
+    _sync(model, str(root / "q" / "processing"))
+    model.renamed(str(pending), str(processing), os.lstat(processing).st_ino)
+    model.power_loss(random.Random(0))
+    assert processing.read_bytes() == b"e7|payload" and not pending.exists()
+    model.close()

@@ -4,8 +4,8 @@ q/tmp/ (being written), q/pending/, q/processing/; acked entries are unlinked.
 - enqueue: write tmp/<name> (flush + fsync), rename into pending/, fsync pending/ (and
   tmp/); lock-free: names are unique.
 - claim: under an flock on q/ itself, read the oldest pending file, rename it into
-  processing/, fsync processing/ then pending/ (so a power loss leaves it in both or in
-  pending, never in neither).
+  processing/, fsync processing/ then pending/ (a journaled file system commits the
+  rename whole at either fsync: a power loss leaves it in pending or in processing).
 - ack: unlink processing/<name> (or pending/<name> if recover requeued it), fsync.
 - recover: everything in processing/ goes back to pending/; tmp/ is emptied.
 """
@@ -64,7 +64,7 @@ class MaildirQueue:
 
     def _move(self, src_dir: str, dst_dir: str, name: str) -> None:
         os.rename(os.path.join(src_dir, name), os.path.join(dst_dir, name))
-        fsync_dir(dst_dir)  # the new name first: never in neither directory
+        fsync_dir(dst_dir)  # either fsync commits the rename whole (one journal transaction)
         fsync_dir(src_dir)
 
     # -- the contract ----------------------------------------------------------------
