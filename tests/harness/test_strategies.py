@@ -51,7 +51,8 @@ def test_drawn_shapes_are_valid_and_stay_in_bounds(wl):
     assert Workload(**{f.name: getattr(wl, f.name) for f in fields(wl)}) == wl
 
 
-_FIND = settings(database=None, max_examples=200)
+# derandomize: the draws come from a fixed seed, so a rare shape is found every run or never
+_FIND = settings(database=None, max_examples=500, derandomize=True)
 
 
 def test_shapes_are_drawn_and_shrink_away():
