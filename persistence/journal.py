@@ -34,12 +34,13 @@ complete, unsynced frame that a power loss may still take, and a reader cannot t
 that frame from a synced one (nor, after a kernel crash, one read at open from one
 still in a volatile disk cache). So a handle that read, since its last fsync, a commit
 other than a claim fsyncs once before its next fsynced append, and that append's mark
-covers all it read (its writers' fsyncs left those pages clean: on ext4 this costs
-about a third of a commit's fsync, and a handle alone never pays it but once after it
-opens). Without it, a commit that another handle made durable, followed only by
-commits whose writers' own last fsync came before it, could not be told from a torn
-tail, and the commits after it, acknowledged ones too, were cut with it. Claims are
-never fsynced, so they carry their writer's last mark and add no fsync.
+covers all it read. Without it, a commit that another handle made durable, followed
+only by commits whose writers' own last fsync came before it, could not be told from a
+torn tail, and the commits after it, acknowledged ones too, were cut with it. The price
+is paid where handles take turns: one more fsync per commit that follows another
+handle's commit (the pages are clean, but the file system still flushes the disk
+cache); a handle alone pays it once after it opens, when what it read holds a commit.
+Claims are never fsynced, so they carry their writer's last mark and add no fsync.
 
 A journal rewritten beneath a handle. Damage at rest can cut a journal short while a
 handle that has applied more of it idles. The next handle to read it cannot tell that
