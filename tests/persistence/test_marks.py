@@ -5,11 +5,13 @@ end of that writer's own last fsynced commit, so a commit another handle had mad
 damaged at rest, followed only by commits whose writers had last fsynced before it, was
 taken for a torn tail: cut, with every later commit, acknowledged ones included (the
 harness's corruption-at-rest seed 43: an acked entry came back). The controls: a tail a
-crash tore is still cut without an error, even when a claim read the lost commit first.
+crash tore is still cut without an error, even when a claim read the lost commit first;
+a failed fsync before an append is handled like any other fsync error.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -124,3 +126,32 @@ def test_a_claim_does_not_vouch_for_a_commit_whose_writer_died_before_its_fsync(
     with open_queue(qdir, **BIG) as q:
         assert q.states() == {first: PENDING}
     assert len(_read(journal)) == start
+
+
+def test_a_failed_fsync_before_an_append_applies_nothing_and_moves_on(qdir, monkeypatch):
+    """A control: the fsync that lets a mark cover what was read fails; the change is
+    refused and the queue moves to a new generation, as for any fsync error."""
+    a = open_queue(qdir, **BIG)
+    b = open_queue(qdir, **BIG)
+    first = a.enqueue(b"one")
+    journal = os.path.join(qdir, "journal.0")
+    real = os.fsync
+    calls = []
+
+    def eio_first(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", eio_first)
+    with pytest.raises(CorruptionError, match="not applied"):
+        b.enqueue(b"two")  # b read a's commit: it fsyncs before appending
+    monkeypatch.undo()
+    assert b.states() == {first: PENDING}
+    assert len(calls) > 1  # the new generation was written and fsynced
+    assert not os.path.exists(journal)
+    second = b.enqueue(b"two")
+    assert a.states() == {first: PENDING, second: PENDING}
+    a.close()
+    b.close()
