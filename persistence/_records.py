@@ -8,9 +8,10 @@ are present, the CRC matches and the body decodes.
 Journal commit. ONE frame per commit, so a commit is all or nothing even when a crash
 tears it: ``durable (u64) + records``, each record ``length (u32) + bytes``. ``durable``
 is the journal offset up to which the writing handle has itself seen fsync(2) succeed
-(0 if never). A frame found *after* damage whose ``durable`` is past the damage proves
-that the damaged bytes had been made durable, so they are not a torn tail: that is how
-damage in the middle of a journal is told from a write a crash cut short (journal.py).
+(0 if never; which fsyncs count is in journal.py). A frame found *after* damage whose
+``durable`` is past the damage proves that the damaged bytes had been made durable, so
+they are not a torn tail: that is how damage in the middle of a journal is told from a
+write a crash cut short (journal.py).
 
 Records, one per state change; each carries an outcome, never an intention, so replay
 does not depend on the options of whoever replays:

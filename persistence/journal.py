@@ -21,6 +21,27 @@ a frame header, nor zeros, nor fewer than 9 bytes: no crash of our writer leaves
 A flipped bit in the last commit is not distinguishable from a torn write: it is cut,
 and reported, as a torn tail.
 
+What a mark proves. A frame's mark is an offset that its writer saw a successful
+fsync(2) of this file cover, after it had read or written everything before that
+offset: the end of its own last fsynced commit, the point where it cut a torn tail
+(the cut is fsynced), or the end of what it had read when it fsynced before appending.
+An fsync flushes every byte of the file, whoever wrote it, so the bytes before the
+mark were on stable storage before the frame holding the mark was even written: a
+crash cannot lose them, and damage there is damage at rest. A mark never relies on
+another handle's fsync: a commit that is not a claim is fsynced by its writer before
+the lock is let go, but a writer killed between its write and its fsync leaves a
+complete, unsynced frame that a power loss may still take, and a reader cannot tell
+that frame from a synced one (nor, after a kernel crash, one read at open from one
+still in a volatile disk cache). So a handle that read, since its last fsync, a commit
+other than a claim fsyncs once before its next fsynced append, and that append's mark
+covers all it read. Without it, a commit that another handle made durable, followed
+only by commits whose writers' own last fsync came before it, could not be told from a
+torn tail, and the commits after it, acknowledged ones too, were cut with it. The price
+is paid where handles take turns: one more fsync per commit that follows another
+handle's commit (the pages are clean, but the file system still flushes the disk
+cache); a handle alone pays it once after it opens, when what it read holds a commit.
+Claims are never fsynced, so they carry their writer's last mark and add no fsync.
+
 A journal rewritten beneath a handle. Damage at rest can cut a journal short while a
 handle that has applied more of it idles. The next handle to read it cannot tell that
 from a torn tail: it cuts the partial commit and appends its own, acknowledged, commits,
@@ -81,6 +102,9 @@ class Journal:
         # one read(2) with no lseek as long as nothing else moved it.
         self._pos: int | None = 0
         self.synced_to = 0  # where our own last successful fsync of this file ended
+        # Did we read a commit that was fsynced (not a claim) past ``synced_to``? Then
+        # the next append fsyncs first, to carry its end in the mark (see the module doc).
+        self._read_unsynced = False
         self.fsyncs = self.bytes_written = 0
         self.sealed_to: int | None = None
         self.poisoned: str | None = None  # why this file is no longer trusted
@@ -130,6 +154,8 @@ class Journal:
             self._cut(self.end + valid, cut)
         if valid:
             self._last = (self.end + last, data[last : last + _r.HEADER_SIZE])
+            if not self._read_unsynced:
+                self._read_unsynced = any(rec[0] != "C" for rec in records)
         self.end += valid
         for rec in records:
             if rec[0] == "S":
@@ -179,6 +205,7 @@ class Journal:
         _os.truncate(self.fd, at, self.path)
         self.fsyncs += 1
         _os.fsync(self.fd, self.path)  # the cut must survive, else the garbage returns
+        self.synced_to, self._read_unsynced = at, False  # that fsync covered all before
         _log.warning("torn journal tail cut: path=%r offset=%d bytes=%d", self.path, at, nbytes)
 
     def append(self, records: list[bytes], sync: bool) -> None:
@@ -195,6 +222,8 @@ class Journal:
                 errno.EIO, "journal not trusted", self.path,
                 f"append failed: path={self.path!r} errno=EIO (not trusted since "
                 f"{self.poisoned}); {CorruptionError.hint}")
+        if sync and self._read_unsynced:
+            self._sync_read()
         data = _r.commit_frame(self.synced_to, records)
         if len(data) - _r.HEADER_SIZE > _r.MAX_BODY:
             raise PayloadTooLargeError(
@@ -218,10 +247,21 @@ class Journal:
                 self.poisoned = f"fsync at offset {start} failed ({exc.strerror})"
                 self._rollback(start)
                 raise
-            self.synced_to = start + len(data)
+            self.synced_to, self._read_unsynced = start + len(data), False
         self.end = start + len(data)
         self._last = (start, data[: _r.HEADER_SIZE])
         self.bytes_written += len(data)
+
+    def _sync_read(self) -> None:
+        """fsync what we read before our mark claims it (see the module doc). Cheap:
+        its writers fsynced those pages already, unless one died before its fsync."""
+        self.fsyncs += 1
+        try:
+            _os.fsync(self.fd, self.path)
+        except PersistenceError as exc:
+            self.poisoned = f"fsync at offset {self.end} failed ({exc.strerror})"
+            raise
+        self.synced_to, self._read_unsynced = self.end, False
 
     def _rollback(self, start: int) -> None:
         self._pos = None
