@@ -13,6 +13,7 @@ import importlib
 import inspect
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from harness import faults, html, report, scenarios
 from harness._incident import incident_expectations, passed, refused, side_by_side
+from harness._reaper import interruptible, sweep
 from harness._windows import PLATFORMS, refusals
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
@@ -156,10 +158,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                "soak": lambda a: importlib.import_module("harness.soak").command(a),
                }[args.command]
     try:
-        return command(args)
+        with interruptible():  # SIGINT and SIGTERM unwind through every cleanup
+            return command(args)
     except (ScenarioError, TargetError, FaultSpecError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Interrupted too: each run cleaned up as it unwound
+        return _interrupted(args.command, exc)
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    """One line, no traceback, and the shell's code for the signal (130 SIGINT, 143 SIGTERM)."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    sweep()  # a sandbox whose run was cut short before its own cleanup began
+    print(f"harness {command}: interrupted by {signal.Signals(signum).name}; every process "
+          "it started is stopped and its temporary files are removed", file=sys.stderr)
+    return 128 + signum
 
 
 # -- run ----------------------------------------------------------------------------------

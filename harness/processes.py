@@ -46,7 +46,7 @@ from harness import _mounts, checker
 from harness._outcome import never_ran, refused_open
 from harness._parent import Conductor, Hung
 from harness._realfaults import RealFaults
-from harness._reaper import interruptible, make_sandbox, remove_sandbox
+from harness._reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness._windows import LABEL as _WINDOWS
 from harness._worker import Spec
 from harness.durability import DurabilityModel
@@ -195,14 +195,15 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
         except (TargetError, Hung) as exc:
             run.error = str(exc)
         finally:
-            if conductor is not None:
-                conductor.reap()
-            if model is not None:
-                model.close()
-            if tmpfs is not None:
-                tmpfs.unmount()
-            remove_sandbox(sandbox)
-            run.duration_s = time.perf_counter() - started
+            with deferred():  # an interrupt now waits for the cleanup
+                if conductor is not None:
+                    conductor.reap()
+                if model is not None:
+                    model.close()
+                if tmpfs is not None:
+                    tmpfs.unmount()
+                remove_sandbox(sandbox)
+                run.duration_s = time.perf_counter() - started
     return run
 
 

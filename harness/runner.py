@@ -24,8 +24,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +40,7 @@ from harness._observe import (  # noqa: F401 - re-exported: their old home
     with_blocked,
 )
 from harness._outcome import harness_error, never_ran, own_fired, refused_open, unfired
-from harness._reaper import interruptible
+from harness._reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN, History
@@ -239,7 +237,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                   mid_call=concurrency.switch_probability if concurrency else 0.0,
                   max_ops=wl.max_ops)
     armed = scenario.plan.arm(_stream(seed, "faults"))
-    sandbox = tempfile.mkdtemp(prefix="harness-")
+    sandbox = make_sandbox()
     queue_dir = os.path.join(sandbox, QUEUE_DIR)
     started = time.perf_counter()
     logs = LogCapture()
@@ -332,11 +330,12 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     except TargetError as exc:
         run.error = str(exc)
     finally:
-        if model is not None:
-            model.close()
-        root_logger.removeHandler(logs)
-        shutil.rmtree(sandbox, ignore_errors=True)
-        run.duration_s = time.perf_counter() - started
+        with deferred():  # an interrupt now waits for the cleanup
+            if model is not None:
+                model.close()
+            root_logger.removeHandler(logs)
+            remove_sandbox(sandbox)
+            run.duration_s = time.perf_counter() - started
     run.observations.extend(logs.summary())
     if errors and run.error is None:
         run.error = "; ".join(errors)
