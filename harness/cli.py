@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import faults, html, report, scenarios
+from harness import _hung, faults, html, report, scenarios
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._reaper import interruptible, sweep
 from harness._windows import PLATFORMS, refusals
@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
     run.add_argument("--html", metavar="PATH",
                      help="write the HTML report (summary and a timeline per failure) here")
+    run.add_argument("--timeout", type=at_least(0, float, strict=True), metavar="SECONDS",
+                     help="seconds one run of a scenario may take, and again its final "
+                     "drain; a processor still inside a queue call then is reported with "
+                     "what it was doing (default: the scenario's 'timeout', else "
+                     f"{_hung.DEFAULT_TIMEOUT_S:g})")
     run.add_argument("--progress", choices=MODES, default="auto",
                      help="progress on stderr: a live bar on a terminal, periodic lines "
                      "otherwise (default: auto)")
@@ -189,6 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                   progress=printer.progress,
                                   # only when asked: a runner without modes still works
                                   **({"mode": args.mode} if args.mode else {}),
+                                  **({"timeout": args.timeout} if args.timeout else {}),
                                   **({"platform": args.platform} if args.platform else {}))
     printer.finish(run)
     written = _write(run, args, stem=f"run-{_safe(args.target)}", junit=args.junit,
