@@ -176,8 +176,12 @@ def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
     """One line, no traceback, and the shell's code for the signal (130 SIGINT, 143 SIGTERM)."""
     signum = getattr(exc, "signum", signal.SIGINT)
     sweep()  # a sandbox whose run was cut short before its own cleanup began
-    print(f"harness {command}: interrupted by {signal.Signals(signum).name}; every process "
-          "it started is stopped and its temporary files are removed", file=sys.stderr)
+    # what run and reproduce make sure of (harness._reaper); explore does not register
+    # its sandboxes there, so it does not claim it
+    done = ("; every process it started is stopped and its temporary files are removed"
+            if command in ("run", "reproduce") else "")
+    print(f"harness {command}: interrupted by {signal.Signals(signum).name}{done}",
+          file=sys.stderr)
     return 128 + signum
 
 
