@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import strategies
+from harness._reaper import deferred
 from harness._search import DEFAULT_DATABASE, HEADLINE, describe, open_database, settings_for
 from harness._stressworker import Workers
 from harness.cli import at_least
@@ -105,21 +106,26 @@ def stress(target: str, *, examples: int = 100, seed: int = 0, jobs: int = 1,
     started = time.monotonic()
     planned = plan_jobs(target, examples=examples, seed=seed, jobs=jobs, shard=shard,
                         database=database, report_dir=report_dir, kinds=kinds)
-    workers = Workers(planned, jobs)
+    workers: Workers | None = None
 
     def tick() -> None:
-        if progress is not None:
+        if progress is not None and workers is not None:
             seen = workers.progress.values()
             progress(sum(r for r, _ in seen), sorted({b for _, bs in seen for b in bs}))
 
     interrupted = None
     try:
+        with deferred():  # an interrupt waits until every worker started is known
+            workers = Workers(planned, jobs)
         workers.run(tick)
     except KeyboardInterrupt as exc:  # harness._reaper.Interrupted too
+        if workers is None:
+            raise
         interrupted = getattr(exc, "signum", signal.SIGINT)
         workers.stop()
     finally:
-        workers.close()
+        if workers is not None:
+            workers.close()
     results = [workers.results[i] for i in sorted(workers.results)]
     interrupted = interrupted or next((r["interrupted"] for r in results
                                        if r["interrupted"]), None)
