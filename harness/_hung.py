@@ -6,9 +6,10 @@ a clock) and the run's timeout (``--timeout``, a scenario's ``timeout``, else
 `DEFAULT_TIMEOUT_S`: what the budget cannot see, a loop or a blocking call that makes no
 file call). Each ends in one sentence naming the queue call it never returned from
 (``enqueue(e2)``), what it made inside that call (file calls, and in thread mode
-``time.sleep`` calls, which the shim turns into turns of the schedule), whether it was on
-the CPU or asleep (``/proc``: its CPU time over a short look), and, where Python can tell,
-the line of the target it was at.
+``time.sleep`` calls, which the shim turns into turns of the schedule), what it was doing
+when the time ran out (polling: still making intercepted calls; spinning: on the CPU or
+in its run queue, from ``/proc/.../schedstat`` over a short look; or asleep in a system
+call), and, in thread mode, the line of the target it was at.
 
 `Abandoned` is raised asynchronously in a thread-mode processor the run gives up on, so a
 busy loop stops using a CPU once its run is over (a thread blocked in a system call gets

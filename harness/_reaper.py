@@ -19,12 +19,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["Interrupted", "deferred", "interruptible", "make_sandbox", "reap",
+__all__ = ["Interrupted", "deferred", "interrupted", "interruptible", "make_sandbox", "reap",
            "remove_sandbox", "spawning", "sweep"]
 
 _REAP_TIMEOUT_S = 10.0
@@ -86,6 +87,18 @@ def deferred() -> Iterator[None]:
         if not _held and _pending is not None:
             signum, _pending = _pending, None
             raise Interrupted(signum)
+
+
+def interrupted(who: str, exc: BaseException, *, cleaned: bool) -> int:
+    """A command's end on an interrupt: `sweep`, one line on stderr, no traceback, and the
+    shell's code for the signal (130 SIGINT, 143 SIGTERM). ``cleaned``: the command makes
+    sure of its cleanup (its sandboxes are registered here), so the line may say so."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    sweep()  # a sandbox whose run was cut short before its own cleanup began
+    done = ("; every process it started is stopped and its temporary files are removed"
+            if cleaned else "")
+    print(f"{who}: interrupted by {signal.Signals(signum).name}{done}", file=sys.stderr)
+    return 128 + signum
 
 
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}

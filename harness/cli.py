@@ -13,7 +13,6 @@ import importlib
 import inspect
 import json
 import re
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from harness import _hung, faults, html, report, scenarios
 from harness._incident import incident_expectations, passed, refused, side_by_side
-from harness._reaper import interruptible, sweep
+from harness._reaper import interrupted, interruptible
 from harness._windows import PLATFORMS, refusals
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
@@ -169,20 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Interrupted too: each run cleaned up as it unwound
-        return _interrupted(args.command, exc)
-
-
-def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
-    """One line, no traceback, and the shell's code for the signal (130 SIGINT, 143 SIGTERM)."""
-    signum = getattr(exc, "signum", signal.SIGINT)
-    sweep()  # a sandbox whose run was cut short before its own cleanup began
-    # what run and reproduce make sure of (harness._reaper); explore does not register
-    # its sandboxes there, so it does not claim it
-    done = ("; every process it started is stopped and its temporary files are removed"
-            if command in ("run", "reproduce") else "")
-    print(f"harness {command}: interrupted by {signal.Signals(signum).name}{done}",
-          file=sys.stderr)
-    return 128 + signum
+        # (explore does not register its sandboxes with harness._reaper: no such claim)
+        return interrupted(f"harness {args.command}", exc,
+                           cleaned=args.command in ("run", "reproduce"))
 
 
 # -- run ----------------------------------------------------------------------------------
