@@ -55,7 +55,8 @@ def other_wrappers(shim, o) -> dict[str, Any]:
         # a bound thread yields to the schedule instead of sleeping: fast and deterministic
         shim._check_alive(p)
         if shim.scheduler is not None:
-            shim.scheduler.switch_point(p)
+            # counted apart from file calls, so a hang can say which it was doing
+            getattr(shim.scheduler, "slept", shim.scheduler.switch_point)(p)
             shim._check_alive(p)
         return None
 

@@ -43,13 +43,14 @@ from typing import Any
 
 import multiprocess.connection
 
-from harness import _damage
+from harness import _damage, _hung
 from harness._reaper import reap, spawning
 from harness._waits import Waits
 from harness._worker import Spec, main
 from harness.actions import PowerCut, SyncFailed
 from harness.client import RESTART_LIMIT
 from harness.history import NEMESIS, History
+from harness.schedule import OpBudgetExceeded
 
 __all__ = ["Conductor", "Hung", "ParentError", "SILENCE_S"]
 
@@ -60,7 +61,12 @@ _RECORDS = ("op", "fs", "fault")
 
 
 class Hung(Exception):
-    """The run went on past its deadline: some processor blocked outside our sight."""
+    """The run went on past its deadline: ``blocked`` holds (processor, sentence) for each
+    one still inside a call, ``errors`` what is no verdict about the target."""
+
+    def __init__(self, blocked: list[tuple[int, str]], errors: list[str]) -> None:
+        super().__init__("; ".join([why for _, why in blocked] + errors))
+        self.blocked, self.errors = blocked, errors
 
 
 class ParentError(Exception):
@@ -77,6 +83,7 @@ class _Child:
     done: bool = False
     fired: str | None = None  # a fault the parent carried out for its current call
     failing: str | None = None  # the FsyncFailure last handed to it
+    heard: float = 0.0  # when it last sent a message (time.monotonic)
 
 
 class Conductor:
@@ -84,11 +91,11 @@ class Conductor:
 
     def __init__(self, *, ctx: Any, history: History, armed: Any, model: Any, real: Any,
                  disk_rng: random.Random, base: Spec, factory: Any, programs: list,
-                 max_ops: int, deadline: float) -> None:
+                 max_ops: int, deadline: float, timeout: float = 0.0) -> None:
         self.ctx, self.history, self.armed, self.model, self.real = (
             ctx, history, armed, model, real)
         self.disk_rng, self.base, self.factory, self.programs = disk_rng, base, factory, programs
-        self.max_ops, self.deadline = max_ops, deadline
+        self.max_ops, self.deadline, self.timeout = max_ops, deadline, timeout
         self.ops = 0
         self.kills = 0
         self.restarts = 0
@@ -160,9 +167,13 @@ class Conductor:
         while self._children or self._pending:
             self._restart_when_quiet()
             left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise Hung("a processor was still running at the run's deadline (the target "
-                           "blocked outside the harness's sight)")
+            if left <= 0:  # what each processor still inside a call was doing; one heard
+                # from in the last half second is polling (it asks us at every file call)
+                held = bool(self._parked) or self._quiet_for is not None
+                raise Hung(*_hung.overdue(
+                    [(c.process, c.proc.pid, time.monotonic() - c.heard < 0.5)
+                     for c in self._children.values() if not c.done and c.invoke is not None],
+                    self.history, self.timeout, held))
             self._wake(everyone=False)
             by_conn = {c.conn: c for c in self._children.values()}
             by_sentinel = {c.proc.sentinel: c for c in self._children.values()}
@@ -176,6 +187,7 @@ class Conductor:
                 if self._children.get(child.process) is not child:
                     continue  # killed while we served another child
                 if ready is child.conn:
+                    child.heard = time.monotonic()
                     try:
                         message = child.conn.recv()
                     except (EOFError, OSError):
@@ -281,9 +293,8 @@ class Conductor:
     def _decide(self, c: _Child, call: Any) -> Any:
         self.ops += 1
         if self.ops > self.max_ops:
-            self.blocked.append((c.process, f"processor {c.process} was still making file "
-                                 f"calls after {self.max_ops} of them: it never finishes its "
-                                 "call (spinning on a lock?)"))
+            self.blocked.append((c.process, _hung.budget_sentence(
+                self.history, OpBudgetExceeded(c.process, self.max_ops))))
             self._kill(c)
             self._info(c, "processor stopped: file-call budget exhausted")
             return None

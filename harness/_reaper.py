@@ -18,13 +18,15 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["Interrupted", "interruptible", "make_sandbox", "reap", "remove_sandbox",
-           "spawning"]
+__all__ = ["Interrupted", "deferred", "interrupted", "interruptible", "make_sandbox", "reap",
+           "remove_sandbox", "spawning", "sweep"]
 
 _REAP_TIMEOUT_S = 10.0
 
@@ -38,6 +40,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 _depth = 0
+_held = 0  # `deferred` blocks open in the main thread
+_pending: int | None = None  # a signal that came during one of them
 
 
 @contextlib.contextmanager
@@ -49,8 +53,12 @@ def interruptible() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
+        global _pending
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)  # the cleanup must not be interrupted in turn
+        if _held:
+            _pending = signum  # raised when the cleanup under way is done
+            return
         raise Interrupted(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -61,6 +69,36 @@ def interruptible() -> Iterator[None]:
         _depth = 0
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A cleanup that a signal must not cut in two: the `Interrupted` of a signal that
+    comes inside waits for the block's end (main thread; elsewhere nothing to hold)."""
+    global _held, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        if not _held and _pending is not None:
+            signum, _pending = _pending, None
+            raise Interrupted(signum)
+
+
+def interrupted(who: str, exc: BaseException, *, cleaned: bool) -> int:
+    """A command's end on an interrupt: `sweep`, one line on stderr, no traceback, and the
+    shell's code for the signal (130 SIGINT, 143 SIGTERM). ``cleaned``: the command makes
+    sure of its cleanup (its sandboxes are registered here), so the line may say so."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    sweep()  # a sandbox whose run was cut short before its own cleanup began
+    done = ("; every process it started is stopped and its temporary files are removed"
+            if cleaned else "")
+    print(f"{who}: interrupted by {signal.Signals(signum).name}{done}", file=sys.stderr)
+    return 128 + signum
 
 
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -95,12 +133,48 @@ def reap(processes: Iterable[Any]) -> None:
                 proc.join(_REAP_TIMEOUT_S)
 
 
+_sandboxes: set[str] = set()  # made and not yet removed: what `sweep` removes
+
+
 def make_sandbox(prefix: str = "harness-") -> str:
-    return tempfile.mkdtemp(prefix=prefix)
+    """A fresh temporary directory, registered until `remove_sandbox` removes it."""
+    with deferred():
+        path = tempfile.mkdtemp(prefix=prefix)
+        _sandboxes.add(path)
+    return path
+
+
+def sweep() -> list[str]:
+    """Unmount and remove every sandbox still registered (an interrupt cut its run's own
+    cleanup short); the ones removed."""
+    left = sorted(_sandboxes)
+    for path in left:
+        for point in _mounted_under(path):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False,
+                           timeout=10)
+        remove_sandbox(path)
+    return left
+
+
+def _mounted_under(path: str) -> list[str]:
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            points = [line.split()[1] for line in f if len(line.split()) > 1]
+    except OSError:  # not Linux: nothing of ours is mounted
+        return []
+    # deepest first, so a mount inside another comes off before it
+    return sorted((p for p in points if p == path or p.startswith(path + os.sep)),
+                  key=len, reverse=True)
 
 
 def remove_sandbox(path: str) -> None:
     """Remove the sandbox even where a fault took the permissions away."""
+    with deferred():
+        _remove(path)
+        _sandboxes.discard(path)
+
+
+def _remove(path: str) -> None:
     def unlock(_func: Any, failed: str, _exc: Any) -> None:
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(failed), 0o700)

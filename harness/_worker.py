@@ -24,6 +24,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness._hung import target_line, traceback_frames
 from harness._mounts import drop_dac_capabilities
 from harness.client import Client, DrainProblem
 from harness.runner import LogCapture
@@ -197,11 +198,13 @@ def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
                 shim.drain_budget = spec.drain_ops
                 try:
                     problem = client.drain(spec.bound)
-                except OpBudgetExceeded:
+                except OpBudgetExceeded as exc:
+                    where = target_line(traceback_frames(exc.__traceback__))
                     problem = DrainProblem(
                         f"final drain: the queue was still making file calls after "
-                        f"{spec.drain_ops} of them once every fault was healed (spinning on "
-                        "something that never comes?)", kind="stuck")
+                        f"{spec.drain_ops} of them once every fault was healed (it waits "
+                        "for something that does not happen?)"
+                        + (f"; last {where}" if where else ""), kind="stuck")
             else:
                 _program(client, link, spec)
                 problem = None

@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import _usage, faults, html, report, scenarios
+from harness import _hung, _usage, faults, html, report, scenarios
 from harness._causes import cause_lines, scenario_facts
 from harness._help import EPILOGS as _EPILOGS
 from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
+from harness._reaper import interrupted, interruptible
 from harness._reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
 from harness._scenarioset import describe
 from harness._windows import PLATFORMS, refusals
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
     run.add_argument("--html", metavar="PATH",
                      help="write the HTML report (summary and a timeline per failure) here")
+    run.add_argument("--timeout", type=at_least(0, float, strict=True), metavar="SECONDS",
+                     help="seconds one run of a scenario may take, and again its final "
+                     "drain; a processor still inside a queue call then is reported with "
+                     "what it was doing (default: the scenario's 'timeout', else "
+                     f"{_hung.DEFAULT_TIMEOUT_S:g})")
     _progress(run)
 
     html_rep = sub.add_parser("report", help="rebuild reports from a saved run JSON",
@@ -178,12 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # (run and reproduce then claim their report names; see harness._reportfiles)
         _usage.check_outputs(args, getattr(args, "report_dir", None))
-        return command(args)
+        with interruptible():  # SIGINT and SIGTERM unwind through every cleanup
+            return command(args)
     except (ScenarioError, TargetError, FaultSpecError, ReportPathError,
             _usage.UsageError) as exc:
         return _usage.report(prog, exc, debug=debug)
     except BrokenPipeError:  # `harness list | head`: the reader has all it wanted
         return _usage.reader_gone()
+    except KeyboardInterrupt as exc:  # Interrupted too: each run cleaned up as it unwound
+        # (explore does not register its sandboxes with harness._reaper: no such claim)
+        return interrupted(f"harness {args.command}", exc,
+                           cleaned=args.command in ("run", "reproduce"))
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
         return _usage.report(prog, exc, debug=debug, code=1)
 
@@ -205,6 +216,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                       progress=printer.progress,
                                       # only when asked: a runner without modes still works
                                       **({"mode": args.mode} if args.mode else {}),
+                                      **({"timeout": args.timeout} if args.timeout else {}),
                                       **({"platform": args.platform} if args.platform else {}))
         printer.finish(run)
         run["scenario_set"] = used

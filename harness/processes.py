@@ -46,10 +46,11 @@ from harness import _mounts, checker
 from harness._outcome import never_ran, refused_open
 from harness._parent import Conductor, Hung, ParentError
 from harness._realfaults import RealFaults
-from harness._reaper import interruptible, make_sandbox, remove_sandbox
+from harness._reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness._windows import LABEL as _WINDOWS
 from harness._words import count
 from harness._worker import Spec
+from harness.client import DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN
 from harness.runner import (
@@ -108,9 +109,11 @@ def _real_os() -> types.SimpleNamespace:
 
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                  factory: Callable[[str], Any] | None = None,
-                 platform: str | None = None) -> ProcessRun:
-    """Run one scenario on real processes; never raises for target misbehaviour."""
+                 platform: str | None = None, timeout: float | None = None) -> ProcessRun:
+    """Run one scenario on real processes; never raises for target misbehaviour.
+    ``timeout``: seconds the workload, and again the drain, may take (`harness._hung`)."""
     seed = scenario.seed if seed is None else seed
+    timeout = timeout or getattr(scenario, "timeout", None) or JOIN_TIMEOUT_S
     run = ProcessRun(target=target, scenario=scenario, seed=seed)
     run.platform = platform_of(scenario, platform)
     factory = factory or resolve(target)
@@ -145,15 +148,16 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 ctx=multiprocess.get_context("fork"), history=run.history, armed=armed,
                 model=model, real=real, disk_rng=_stream(seed, "disk"), base=base,
                 factory=factory, programs=progs, max_ops=wl.max_ops,
-                deadline=time.monotonic() + JOIN_TIMEOUT_S)
+                deadline=time.monotonic() + timeout, timeout=timeout)
             if "stale_locks" in scenario.checks:
                 conductor.on_kill = lambda p: notes.append(
                     f"lock files right after processor {p} was SIGKILLed: "
                     f"{_lock_files(queue_dir)}")
             try:
                 conductor.run_workers()
-            except Hung as exc:
-                conductor.errors.append(str(exc))
+            except Hung as exc:  # a processor still inside a call: what it was doing
+                conductor.blocked += exc.blocked
+                conductor.errors += exc.errors
                 conductor.reap()
             run.ops = conductor.ops
             conductor.at_rest("drain")  # Corruption(before="drain"): every worker is done
@@ -162,8 +166,14 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             if "stale_locks" in scenario.checks:
                 notes.append("lock files present while no processor runs: "
                              + _lock_files(queue_dir))
-            conductor.deadline = time.monotonic() + JOIN_TIMEOUT_S
-            conductor.run_drain(DRAIN, bound=4 * wl.entries + 10)
+            conductor.deadline = time.monotonic() + timeout
+            try:
+                conductor.run_drain(DRAIN, bound=4 * wl.entries + 10)
+            except Hung as exc:
+                conductor.reap()
+                conductor.errors += exc.errors
+                if exc.blocked:
+                    conductor.drain_problem = DrainProblem(exc.blocked[0][1], kind="stuck")
             if conductor.drain_problem:
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 conductor.blocked.append(("queue", conductor.drain_problem))
@@ -196,14 +206,15 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
         except (TargetError, Hung, ParentError) as exc:
             run.error = str(exc)
         finally:
-            if conductor is not None:
-                conductor.reap()
-            if model is not None:
-                model.close()
-            if tmpfs is not None:
-                tmpfs.unmount()
-            remove_sandbox(sandbox)
-            run.duration_s = time.perf_counter() - started
+            with deferred():  # an interrupt now waits for the cleanup
+                if conductor is not None:
+                    conductor.reap()
+                if model is not None:
+                    model.close()
+                if tmpfs is not None:
+                    tmpfs.unmount()
+                remove_sandbox(sandbox)
+                run.duration_s = time.perf_counter() - started
     return run
 
 

@@ -15,6 +15,7 @@ One small API for every command that loops for a while::
   shows counts and rate, no percentage or ETA.
 - ``update(n=1, **counts)`` advances by ``n`` and adds each count to its running
   total; counts are shown sorted by name (``fail=3 pass=9``), so keep names short.
+- ``elapsed=True`` adds the time so far to plain lines (an open-ended search has no ETA).
 - ``write(line)`` prints a line to standard output without garbling the bar.
 - ``counts`` and ``done`` read the running totals.
 
@@ -45,7 +46,7 @@ class Progress:
     def __init__(self, total: int | None, description: str = "", *, unit: str = "item",
                  mode: str = "auto", stream: IO[str] | None = None,
                  interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 ) -> None:
+                 elapsed: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}; expected one of {', '.join(MODES)}")
         if total is not None and total < 0:
@@ -65,6 +66,7 @@ class Progress:
         if mode == "auto":
             mode = "bar" if _isatty(self._stream) else "plain"
         self.mode = mode
+        self.elapsed = elapsed  # plain lines say how long it has run (an open-ended search)
 
     # -- context manager
 
@@ -128,6 +130,8 @@ class Progress:
             parts.append(f"done in {_duration(elapsed)}")
         elif self.total is not None and rate > 0:
             parts.append(f"ETA {_duration(max(self.total - self.done, 0) / rate)}")
+        elif self.elapsed:
+            parts.append(f"{_duration(elapsed)} elapsed")
         if self.counts:
             parts.append(self._counts_text())
         head = f"{self.description}: " if self.description else ""

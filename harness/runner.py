@@ -24,15 +24,13 @@ import contextlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import _causes, _damage, checker, timeline
+from harness import _causes, _damage, _hung, checker, timeline
 from harness._observe import (  # noqa: F401 - re-exported: their old home
     LogCapture,
     leftovers,
@@ -42,7 +40,7 @@ from harness._observe import (  # noqa: F401 - re-exported: their old home
     with_blocked,
 )
 from harness._outcome import harness_error, never_ran, own_fired, refused_open, unfired
-from harness._reaper import interruptible
+from harness._reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness._words import count
 from harness.client import Client, DrainProblem
 from harness.durability import DurabilityModel
@@ -56,8 +54,8 @@ from harness.targets import TargetError, resolve
 __all__ = ["ScenarioRun", "run_scenario", "run_scenario_runs", "run_suite", "replay_command",
            "JOIN_TIMEOUT_S", "LogCapture", "observe_fs", "retention", "with_blocked", "log_summary"]
 
-JOIN_TIMEOUT_S = 120.0
-"""A processor thread still running after this is a hung target: the run is an error."""
+JOIN_TIMEOUT_S = _hung.DEFAULT_TIMEOUT_S
+"""The run's timeout when neither ``--timeout`` nor the scenario gives one (`harness._hung`)."""
 
 QUEUE_DIR = "q"
 
@@ -220,7 +218,8 @@ def drain_queue(client: Client, history: History | None = None, bound: int = 0) 
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                  factory: Callable[[str], Any] | None = None,
                  schedule_rng: random.Random | None = None,
-                 mode: str | None = None, platform: str | None = None) -> ScenarioRun:
+                 mode: str | None = None, platform: str | None = None,
+                 timeout: float | None = None) -> ScenarioRun:
     """Run one scenario against one target; never raises for target misbehaviour.
 
     ``schedule_rng`` replaces the seeded stream the baton draws its interleaving from
@@ -228,11 +227,15 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     ``mode`` (default: the scenario's own) is ``"thread"`` or ``"process"``; process
     mode runs in `harness.processes` (real processes: no baton, no schedule_rng).
     ``platform`` (default: the scenario's own) is ``"linux"`` or ``"windows"``.
+    ``timeout`` (default: the scenario's own, else `JOIN_TIMEOUT_S`): seconds the
+    workload, and again the final drain, may take (`harness._hung`).
     """
+    timeout = timeout or getattr(scenario, "timeout", None) or JOIN_TIMEOUT_S
     if (mode or getattr(scenario, "mode", "thread")) == "process":
         from harness import processes  # it builds on this module
 
         return processes.run_scenario(target, scenario, seed=seed, factory=factory,
+                                      timeout=timeout,
                                       **({"platform": platform} if platform else {}))
     seed = scenario.seed if seed is None else seed
     run = ScenarioRun(target=target, scenario=scenario, seed=seed)
@@ -249,7 +252,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                   mid_call=concurrency.switch_probability if concurrency else 0.0,
                   max_ops=wl.max_ops)
     armed = scenario.plan.arm(_stream(seed, "faults"))
-    sandbox = tempfile.mkdtemp(prefix="harness-")
+    sandbox = make_sandbox()
     queue_dir = os.path.join(sandbox, QUEUE_DIR)
     started = time.perf_counter()
     logs = LogCapture()
@@ -274,10 +277,15 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 try:
                     with shim.processor(p):
                         client.run(progs[p])
-                except (DeadlockError, OpBudgetExceeded) as exc:
+                except DeadlockError as exc:
                     blocked.append((f"processor {p}",
                                     f"processor {p} could never finish its call: {exc}"))
                     shim.kill(p, "blocked for good")
+                except OpBudgetExceeded as exc:
+                    blocked.append((f"processor {p}", _hung.budget_sentence(run.history, exc)))
+                    shim.kill(p, "blocked for good")
+                except _hung.Abandoned:
+                    pass  # the run is over: its verdict is said already
                 except BaseException as exc:  # noqa: BLE001 - reported, the run goes on
                     errors.append(f"processor {p}: {type(exc).__name__}: {exc}")
                 finally:
@@ -288,7 +296,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             try:
                 for t in threads:
                     t.start()
-                deadline = time.monotonic() + JOIN_TIMEOUT_S
+                deadline = time.monotonic() + timeout
                 for t in threads:
                     t.join(max(0.0, deadline - time.monotonic()))
             except BaseException:
@@ -300,10 +308,11 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                     t.join(1.0)
                 raise
             if any(t.is_alive() for t in threads):
+                hung, why = _hung.give_up(threads, baton, run.history, timeout)
+                blocked += hung
+                errors += why
                 baton.stop()
                 shim.kill_all("run abandoned: a processor hung")
-                errors.append(f"a processor was still running after {JOIN_TIMEOUT_S:.0f} s "
-                              "(the target blocked outside the shim's sight)")
             run.ops = shim.ops
             _damage.at_rest(shim, "drain")  # Corruption(before="drain"): nobody is in a call
             armed.heal()
@@ -316,14 +325,18 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                            history=run.history, shim=shim, baton=None)
             shim.revive(DRAIN)
             shim.drain_budget = wl.max_ops
-            with shim.processor(DRAIN):
-                try:
-                    problem = drain.drain(bound=4 * wl.entries + 10)
-                except OpBudgetExceeded:
-                    problem = DrainProblem(
-                        f"final drain: the queue was still making file calls after "
-                        f"{wl.max_ops} of them once every fault was healed (spinning on "
-                        "something that never comes?)", kind="stuck")
+
+            def drain_main() -> str | None:
+                with shim.processor(DRAIN):
+                    try:
+                        return drain.drain(bound=4 * wl.entries + 10)
+                    except OpBudgetExceeded as exc:
+                        return DrainProblem(_hung.budget_sentence(run.history, exc, healed=True),
+                                            kind="stuck")
+
+            # in a thread of its own, so a drain that never returns cannot hang the harness
+            problem, hung = _hung.bounded(drain_main, timeout, run.history, DRAIN)
+            problem = problem or (hung and DrainProblem(hung, kind="stuck"))
             if problem:
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 blocked.append(("queue", problem))
@@ -342,11 +355,12 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     except TargetError as exc:
         run.error = str(exc)
     finally:
-        if model is not None:
-            model.close()
-        root_logger.removeHandler(logs)
-        shutil.rmtree(sandbox, ignore_errors=True)
-        run.duration_s = time.perf_counter() - started
+        with deferred():  # an interrupt now waits for the cleanup
+            if model is not None:
+                model.close()
+            root_logger.removeHandler(logs)
+            remove_sandbox(sandbox)
+            run.duration_s = time.perf_counter() - started
     run.observations.extend(logs.summary())
     if errors and run.error is None:
         run.error = "; ".join(errors)
@@ -357,11 +371,13 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
 
 def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
                       factory: Callable[[str], Any] | None = None,
-                      mode: str | None = None, platform: str | None = None) -> dict[str, Any]:
+                      mode: str | None = None, platform: str | None = None,
+                      timeout: float | None = None) -> dict[str, Any]:
     """A scenario over its ``runs`` seeds -> one scenario dict: the worst run's verdicts,
     figures and replay (a failure first), with totals over all runs beside them."""
     base = scenario.seed if seed is None else seed
     runs = [run_scenario(target, scenario, seed=base + i, factory=factory, mode=mode,
+                         timeout=timeout,
                          **({"platform": platform} if platform else {})).to_dict()
             for i in range(getattr(scenario, "runs", 1))]
     if len(runs) == 1:
@@ -392,16 +408,18 @@ def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
 
 def run_suite(target: str, scenarios: list[Any], *, seed: int | None = None,
               progress: Callable[[str, dict], None] | None = None,
-              mode: str | None = None, platform: str | None = None) -> dict[str, Any]:
+              mode: str | None = None, platform: str | None = None,
+              timeout: float | None = None) -> dict[str, Any]:
     """Every scenario against one target -> the run JSON dict (see docs/harness-design.md).
 
     ``mode``: ``"thread"`` or ``"process"`` for every scenario (default: each its own);
-    ``platform``: ``"linux"`` or ``"windows"`` for every scenario (likewise)."""
+    ``platform``: ``"linux"`` or ``"windows"`` for every scenario (likewise);
+    ``timeout``: seconds per run for every scenario (likewise, else `JOIN_TIMEOUT_S`)."""
     factory = resolve(target)
     results = []
     for sc in scenarios:
         d = run_scenario_runs(target, sc, seed=seed, factory=factory, mode=mode,
-                              platform=platform)
+                              platform=platform, timeout=timeout)
         results.append(d)
         if progress is not None:
             progress(sc.name, d)

@@ -46,7 +46,7 @@ CHECKS = ("stale_locks", "retention")
 """Extra observations a scenario may ask the runner for (beyond the checker's verdicts)."""
 
 _TOP_KEYS = ("description", "fault", "seed", "runs", "mode", "checks", "workload", "faults",
-             "platform")
+             "platform", "timeout")
 _WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "hold", "max_ops", "roles",
                   "weights", "idle", "idle_after", "idle_for")
 _FIX = "fix the file and run again"
@@ -131,6 +131,7 @@ class Scenario:
     checks: tuple[str, ...] = ()
     source: str = ""
     platform: str = "linux"  # "windows": the shim applies Windows' file semantics
+    timeout: float | None = None  # seconds a run may take (None: harness._hung's default)
 
 
 def default_dir() -> Path:
@@ -246,6 +247,11 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
     if platform not in PLATFORMS:
         raise bad("platform", platform, f"one of {', '.join(PLATFORMS)} (whose file "
                   "semantics the shim applies)")
+    timeout = raw.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+            timeout, (int, float)) or not timeout > 0):
+        raise bad("timeout", timeout, "a number of seconds > 0 (how long one run's workload, "
+                  "and again its final drain, may take)")
     checks = raw.get("checks", [])
     if not isinstance(checks, list) or any(c not in CHECKS for c in checks):
         raise bad("checks", checks, f"a list drawn from {list(CHECKS)}")
@@ -257,7 +263,8 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
                   " because 'fault' names the primary fault of the plan")
     return Scenario(name=name, description=description.strip(), fault=fault, plan=plan,
                     workload=workload, seed=seed, runs=runs, mode=mode,
-                    checks=tuple(checks), source=source, platform=platform)
+                    checks=tuple(checks), source=source, platform=platform,
+                    timeout=None if timeout is None else float(timeout))
 
 
 def _workload(table: Any, where: str, bad) -> Workload:

@@ -116,12 +116,17 @@ def workload_programs(wl: Any, processors: int, rng: random.Random) -> list[list
 
 
 class OpBudgetExceeded(BaseException):  # noqa: N818 - a verdict, not a bug of ours
-    """A processor kept making file calls past the run's budget: it spins (a stale lock?)."""
+    """A processor kept making intercepted calls past the run's budget: it never finishes
+    its queue call (polling a lock nobody will release?). ``calls`` and ``sleeps``: what it
+    made inside its current queue call (None: not counted); `harness._hung` says it all."""
 
-    def __init__(self, process: int, budget: int) -> None:
-        super().__init__(f"processor {process} was still making file calls after {budget} "
-                         "of them: it never finishes its call (spinning on a lock?)")
-        self.process = process
+    def __init__(self, process: int, budget: int, *, calls: int | None = None,
+                 sleeps: int | None = None) -> None:
+        inside = "" if calls is None else (
+            f" ({calls} file calls and {sleeps or 0} sleeps inside its current call)")
+        super().__init__(f"processor {process} used up the run's budget of {budget} "
+                         f"intercepted calls{inside} without finishing its call")
+        self.process, self.budget, self.calls, self.sleeps = process, budget, calls, sleeps
 
 
 class Baton:
@@ -148,6 +153,8 @@ class Baton:
         self.stopped = False
         self.ops = 0
         self.max_ops = max_ops
+        # per processor, inside its current queue call: [file calls, time.sleep calls]
+        self._inside: dict[int, list[int]] = {}
 
     # -- helpers (call with the condition held)
 
@@ -191,9 +198,15 @@ class Baton:
         with self._cond:
             self._wait_turn(p)
 
+    @property
+    def current(self) -> int | None:
+        """The processor whose turn it is (the one running, unless it waits for a lock)."""
+        return self._current
+
     def begin_call(self, p: int) -> None:
         with self._cond:
             self._in_call.add(p)
+            self._inside[p] = [0, 0]
             self._sleeping.called(p)
             self._sleeping.due()  # runnable again: chosen at a later switch
 
@@ -201,14 +214,22 @@ class Baton:
         with self._cond:
             self._in_call.discard(p)
 
-    def switch_point(self, p: int) -> None:
+    def slept(self, p: int) -> None:
+        """``time.sleep`` in ``p`` (the shim's): a switch point, counted as a sleep."""
+        self.switch_point(p, sleep=True)
+
+    def switch_point(self, p: int, *, sleep: bool = False) -> None:
         """Before an intercepted call of ``p``: maybe let another processor run."""
         with self._cond:
             if p not in self._live:
                 return
             self.ops += 1
+            inside = self._inside.get(p) if p in self._in_call else None
+            if inside is not None:
+                inside[sleep] += 1
             if self.ops > self.max_ops:
-                raise OpBudgetExceeded(p, self.max_ops)
+                raise OpBudgetExceeded(p, self.max_ops, calls=inside and inside[0],
+                                       sleeps=inside and inside[1])
             self._lock_waiters.discard(p)
             if self._quiescing == p:
                 return

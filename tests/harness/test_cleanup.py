@@ -41,6 +41,24 @@ sc = Scenario(name="long", description="long", fault="disk_full", plan=plan,
 run_scenario("robust", sc, mode="thread" if what == "thread" else "process")
 """
 
+# The command as a user runs it (the console script calls main() and exits with its code).
+CLI = "import sys; from harness.cli import main; sys.exit(main(sys.argv[2:]))"
+
+# A process-mode scenario long enough to be interrupted in the middle (the disk never fills).
+LONG_PROCESS_RUN = """\
+description = "a long process-mode run, to be interrupted"
+fault = "disk_full"
+mode = "process"
+
+[workload]
+entries = 200000
+processors = 2
+
+[[faults]]
+kind = "disk_full"
+after_bytes = 1000000000
+"""
+
 _WAIT_S = 20.0
 
 
@@ -66,11 +84,13 @@ def _leftovers(tmp_path: Path) -> list[Path]:
     return [p for p in tmp_path.iterdir() if p.name.startswith("harness-")]
 
 
-def _start(tmp_path: Path, what: str) -> tuple[subprocess.Popen, str]:
+def _start(tmp_path: Path, what: str | list[str]) -> tuple[subprocess.Popen, str]:
+    """``what``: a DRIVER case, or the arguments of the ``harness`` command."""
     marker = f"cleanup-{uuid.uuid4().hex}"
     env = dict(os.environ, TMPDIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, marker, what], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = [DRIVER, marker, what] if isinstance(what, str) else [CLI, marker, *what]
+    proc = subprocess.Popen([sys.executable, "-c", *argv], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, marker
 
 
@@ -85,10 +105,12 @@ def _wait_until(condition, proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def _interrupt_and_check(tmp_path: Path, what: str, signum: int, *,
-                         ready: Callable[[str], bool], settle: float = 0.0) -> None:
+def _interrupt_and_check(tmp_path: Path, what: str | list[str], signum: int, *,
+                         ready: Callable[[str], bool], settle: float = 0.0
+                         ) -> tuple[int, str, str]:
     """Start ``what``, wait until ``ready(marker)`` (and ``settle`` seconds more), send
-    ``signum``; then no marked process, no mount and no sandbox may be left."""
+    ``signum``; then no marked process, no mount and no sandbox may be left. Returns the
+    exit code, standard output and standard error."""
     proc, marker = _start(tmp_path, what)
     try:
         _wait_until(lambda: ready(marker), proc)
@@ -106,6 +128,7 @@ def _interrupt_and_check(tmp_path: Path, what: str, signum: int, *,
     assert _marked(marker) == [], "a worker outlived the harness"
     assert _mounts_under(tmp_path) == []
     assert _leftovers(tmp_path) == []
+    return proc.returncode, out, err
 
 
 def _workers(marker: str) -> bool:
@@ -122,6 +145,24 @@ def test_interrupted_process_run_leaves_nothing_behind(tmp_path, signum):
     mounted = os.geteuid() == 0  # as root the run mounts its tmpfs first
     _interrupt_and_check(tmp_path, "run", signum, ready=lambda m: _workers(m) and (
         not mounted or bool(_mounts_under(tmp_path))))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_harness_run_exits_with_the_signal_code_and_one_line(tmp_path, signum):
+    # `harness run --mode process` as a user runs it: Ctrl-C (or a CI runner's SIGTERM) ends
+    # it with 130 (143), one line on stderr and no traceback, after the same cleanup.
+    scenario = tmp_path / "long-process-run.toml"
+    scenario.write_text(LONG_PROCESS_RUN)
+    mounted = os.geteuid() == 0
+    code, out, err = _interrupt_and_check(
+        tmp_path, ["run", "--mode", "process", "--scenario", str(scenario), "--progress",
+                   "off", "--report-dir", str(tmp_path / "reports")], signum,
+        ready=lambda m: _workers(m) and (not mounted or bool(_mounts_under(tmp_path))))
+    assert code == 128 + signum, (out, err)
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert signal.Signals(signum).name in lines[0] and "interrupted" in lines[0], err
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -144,3 +185,30 @@ def test_workers_die_with_a_harness_that_is_sigkilled(tmp_path):
     finally:
         for leftover in _leftovers(tmp_path):  # a SIGKILLed harness cannot tidy up
             subprocess.run(["rm", "-rf", str(leftover)], check=False)
+
+
+def test_a_signal_during_a_cleanup_waits_for_its_end(tmp_path, monkeypatch):
+    # Between two scenarios the interrupt may land inside the last one's cleanup: that
+    # cleanup still finishes (its sandbox is gone), and the interrupt comes right after.
+    from harness import _reaper
+
+    monkeypatch.setattr(_reaper.tempfile, "tempdir", str(tmp_path))
+    sandbox = _reaper.make_sandbox()
+    done = []
+    with (pytest.raises(_reaper.Interrupted) as caught, _reaper.interruptible(),
+          _reaper.deferred()):
+        os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, and must not raise yet
+        _reaper.remove_sandbox(sandbox)
+        done.append(True)
+    assert done and caught.value.signum == signal.SIGINT
+    assert not os.path.exists(sandbox) and _reaper.sweep() == []
+
+
+def test_sweep_removes_a_sandbox_whose_cleanup_never_ran(tmp_path, monkeypatch):
+    from harness import _reaper
+
+    monkeypatch.setattr(_reaper.tempfile, "tempdir", str(tmp_path))
+    sandbox = _reaper.make_sandbox()
+    Path(sandbox, "q").mkdir()
+    assert _reaper.sweep() == [sandbox]
+    assert not os.path.exists(sandbox) and _reaper.sweep() == []
