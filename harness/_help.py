@@ -18,7 +18,9 @@ EPILOGS = {
     "report": "exit codes: 0 the reports were written; 2 the JSON cannot be read or is not\n"
               "a run's report, or nothing was asked for (nothing written).",
     "stress": "exit codes: 0 nothing found (or a replayed counterexample now passes); 1 a\n"
-              "counterexample found (or a replay still fails); 2 bad usage or configuration.",
+              "counterexample found (or a replay still fails); 2 bad usage or configuration;\n"
+              "130 (SIGINT) or 143 (SIGTERM) interrupted: what was found so far is printed\n"
+              "and saved, every worker stopped.",
     "explore": "exit codes: 0 no violation in any state; 1 violations or a harness error;\n"
                "2 bad usage or configuration.",
     "soak": "exit codes: 0 no violation; 1 violations, no kill or a harness error; 2 bad\n"

@@ -41,7 +41,8 @@ _DEFAULT_REPORT_DIR = "reports"
 _MAX_PRINTED = 10  # violations per scenario on the terminal; the reports carry all of them
 _EPILOG = """\
 exit codes: 0 all scenarios passed; 1 a violation, no fault fired, or a harness error;
-2 bad usage or configuration (nothing ran).
+2 bad usage or configuration (nothing ran); 130 (SIGINT) or 143 (SIGTERM) interrupted,
+after every process it started was stopped and its temporary files removed.
 In CI, append the Markdown report to the step summary:
   cat reports/run-robust-thread.md >> "$GITHUB_STEP_SUMMARY"
 Report names carry the command, target and mode; a run started while another one holds
