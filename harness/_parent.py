@@ -452,7 +452,14 @@ class Conductor:
                 self._restart_later(c)
 
     def _exited(self, c: _Child) -> None:
-        c.proc.join()
+        c.proc.join(5.0)
+        if c.proc.is_alive():  # its exit pipe closed while it runs: code in the child closed
+            # that descriptor (a queue's at-fork handler did); never wait for it forever
+            self.errors.append(f"processor {c.process}'s exit pipe was closed while it still "
+                               "ran (code in the child closed that descriptor): SIGKILLed")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.proc.pid, signal.SIGKILL)
+            c.proc.join()
         with contextlib.suppress(EOFError, OSError):
             while c.conn.poll():  # what it sent before it went: records still count
                 what, *args = c.conn.recv()

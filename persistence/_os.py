@@ -361,19 +361,30 @@ def at_fork_in_child(fn: object) -> None:
     os.register_at_fork(after_in_child=fn)
 
 
-def detach_after_fork(fds: list[int]) -> None:
+def detach_after_fork(fds: list[int], directory: str) -> None:
     """In a forked child: give each descriptor an open file description of its own (the
     same file, at the same offset), so that locks taken by the parent, which belong to
     the description fork shares, die with the parent and not with this child. Where
     /proc is missing the descriptor is pointed at /dev/null instead (its number stays
-    taken, so a later close cannot hit a descriptor someone else opened)."""
+    taken, so a later close cannot hit a descriptor someone else opened).
+
+    Only a file or directory under ``directory`` is touched: a handle left unclosed keeps
+    numbers the program may have closed and reused (multiprocessing's exit-sentinel pipe:
+    replaced, its parent waited forever for a child that still ran)."""
+    mine = os.path.realpath(directory)
     for fd in fds:
         if fd < 0:
             continue
+        try:  # closed, or no /proc: a descriptor we cannot name is left alone
+            st, where = os.fstat(fd), os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if not (_stat.S_ISDIR(st.st_mode) or _stat.S_ISREG(st.st_mode)) or (
+                where != mine and not where.startswith(mine + os.sep)):
+            continue
         try:
             flags = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_APPEND)
-            is_dir = _stat.S_ISDIR(os.fstat(fd).st_mode)
-            if is_dir:
+            if _stat.S_ISDIR(st.st_mode):
                 new = os.open(f"/proc/self/fd/{fd}", flags | os.O_DIRECTORY | os.O_CLOEXEC)
             else:
                 pos = os.lseek(fd, 0, os.SEEK_CUR)
@@ -381,8 +392,6 @@ def detach_after_fork(fds: list[int]) -> None:
                 os.lseek(new, pos, os.SEEK_SET)
         except OSError:
             new = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        if new == fd:
-            continue  # fd was not open here (closed by someone else): the number is ours now
         os.dup2(new, fd, inheritable=False)
         os.close(new)
 

@@ -367,7 +367,7 @@ class Store:
         """In a forked child: stop sharing the parent's open file descriptions."""
         att, journal = self.att, self.journal
         _os.detach_after_fork([att.dir_fd if att else -1, att.owner_fd if att else -1,
-                               journal.fd if journal else -1, self.reserve.fd])
+                               journal.fd if journal else -1, self.reserve.fd], self.dir)
 
     def release(self, forked: bool = False) -> None:
         """Close every file and remove our owner file (not in a forked child: the

@@ -107,6 +107,47 @@ def test_detach_after_fork_skips_a_descriptor_closed_behind_its_back():
     from persistence import _os
 
     fd = os.open(os.devnull, os.O_RDONLY)
-    os.close(fd)  # the number is free: the placeholder opened for it gets that very number
-    _os.detach_after_fork([fd])
-    os.close(fd)
+    os.close(fd)  # the number is free
+    _os.detach_after_fork([fd], "/nonexistent")
+    with pytest.raises(OSError):
+        os.fstat(fd)  # still free: nothing was opened in its place
+
+
+def test_detach_after_fork_leaves_a_reused_number_alone(tmp_path):
+    # found by the suite hanging: a handle left unclosed kept its descriptor numbers after
+    # they were closed; one came back as the write end of multiprocessing's exit-sentinel
+    # pipe in a forked child, which the handler pointed at /dev/null (lseek on a pipe
+    # fails): the parent saw the child "exit" and waited for it forever
+    from persistence import _os
+
+    r, w = os.pipe()
+    mine = tmp_path / "q"
+    mine.mkdir()
+    other = os.open(tmp_path / "elsewhere", os.O_RDWR | os.O_CREAT)
+    try:
+        _os.detach_after_fork([w, other], str(mine))
+        os.write(w, b"x")  # still the pipe
+        assert os.read(r, 1) == b"x"
+        assert os.path.samestat(os.fstat(other), os.stat(tmp_path / "elsewhere"))
+    finally:
+        for fd in (r, w, other):
+            os.close(fd)
+
+
+def test_detach_after_fork_gives_our_files_their_own_description(tmp_path):
+    import fcntl
+
+    from persistence import _os
+
+    (tmp_path / "q").mkdir()
+    fd = os.open(tmp_path / "q" / "journal.0", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _os.detach_after_fork([fd], str(tmp_path / "q"))
+        other = os.open(tmp_path / "q" / "journal.0", os.O_RDONLY)
+        try:  # the lock stayed with the old description, which is closed now
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    finally:
+        os.close(fd)
