@@ -47,27 +47,24 @@ def preview(payload: Any, limit: int = 32) -> str:
 
 def cite(mark: FaultMark) -> str:
     """``DiskFull(...) fired at op 4 (write q/journal.0 -> ENOSPC)``."""
-    rec = mark.record
+    rec, what = mark.record, _what(mark.record)
+    if not isinstance(rec, FsOp) and rec.crashed:
+        what += f"; crashed {', '.join(who(p) for p in rec.crashed)}"
+    return f"{mark.fault} fired at op {mark.index} ({what})"
+
+
+def _what(rec: FsOp | FaultEvent) -> str:
+    """The call a fault failed and how, or what the fault did."""
     if isinstance(rec, FsOp):
         what = " ".join(x for x in (rec.call, rec.path, rec.path2 and f"-> {rec.path2}") if x)
-        what += f" -> {rec.outcome}"
-    else:
-        what = rec.effect
-        if rec.crashed:
-            what += f"; crashed {', '.join(who(p) for p in rec.crashed)}"
-    return f"{mark.fault} fired at op {mark.index} ({what})"
+        return what + f" -> {rec.outcome}"
+    return rec.effect
 
 
 def brief(mark: FaultMark) -> str:
     """What a fault did, then which fault and where, with no entry in it, so entries that
     share a cause share the sentence: ``power lost; dropped q/ (...) (PowerLoss at op 69)``."""
-    rec = mark.record
-    if isinstance(rec, FsOp):
-        what = " ".join(x for x in (rec.call, rec.path, rec.path2 and f"-> {rec.path2}") if x)
-        what += f" -> {rec.outcome}"
-    else:
-        what = rec.effect
-    return f"{what} ({mark.fault.split('(')[0]} at op {mark.index})"
+    return f"{_what(mark.record)} ({mark.fault.split('(')[0]} at op {mark.index})"
 
 
 def _idx(mark: FaultMark) -> int:
