@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
-import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import _hung, _usage, faults, html, report, scenarios
+from harness import _hung, _usage, html, report, scenarios
 from harness._causes import cause_lines, scenario_facts
 from harness._help import EPILOGS as _EPILOGS
 from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
+from harness._infocmds import cmd_list, cmd_report
 from harness._reaper import interrupted, interruptible
 from harness._reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
 from harness._scenarioset import describe
@@ -30,7 +28,7 @@ from harness._words import count
 from harness.faults import FaultSpecError
 from harness.progress import MODES, Progress
 from harness.scenarios import ScenarioError
-from harness.targets import BUILTIN, TargetError, resolve
+from harness.targets import TargetError, resolve
 
 __all__ = ["main", "build_parser", "INCIDENT_TARGETS", "at_least"]
 
@@ -175,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``harness`` and ``python -m harness``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 by itself on bad usage
-    command = {"run": _cmd_run, "reproduce": _cmd_reproduce, "list": _cmd_list,
-               "report": _cmd_report,
+    command = {"run": _cmd_run, "reproduce": _cmd_reproduce, "list": cmd_list,
+               "report": cmd_report,
                "stress": lambda a: importlib.import_module("harness.stress").main(a),
                "explore": lambda a: importlib.import_module("harness.explore").main(a),
                "soak": lambda a: importlib.import_module("harness.soak").command(a),
@@ -326,69 +324,6 @@ def _reproduce(args: argparse.Namespace, chosen: list, used: dict, held: Claim) 
     print("verdict: REPRODUCED: the legacy design lost or stalled entries under the "
           "incident's conditions, and robust delivered every one.")
     return 0
-
-
-# -- report -------------------------------------------------------------------------------
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    """Rebuild the asked-for formats from a run JSON; exit 2 when it cannot be read."""
-    wanted = {"html": args.html, "junit": args.junit, "markdown": args.markdown}
-    if not any(wanted.values()):
-        print("harness report: error: nothing to write; give --html, --junit or --markdown",
-              file=sys.stderr)
-        return 2
-    try:
-        run = json.loads(args.run_json.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        print(f"harness report: error: cannot read {args.run_json} as a run JSON ({exc})",
-              file=sys.stderr)
-        return 2
-    if not isinstance(run, dict) or not ("scenarios" in run or "targets" in run):
-        print(f"harness report: error: {args.run_json} is JSON but not a run report (no "
-              "'scenarios' or 'targets'); give the JSON that 'harness run' wrote",
-              file=sys.stderr)
-        return 2
-    writers = {"html": html.write_html, "junit": report.write_junit,
-               "markdown": report.write_markdown}
-    written = [writers[fmt](run, path) for fmt, path in wanted.items() if path]
-    print("reports: " + ", ".join(str(p) for p in written))
-    return 0
-
-
-# -- list ---------------------------------------------------------------------------------
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    directory = args.scenario_dir or scenarios.default_dir()
-    found = scenarios.load_dir(directory)  # a broken file is exit 2 before any output
-    more = {name: scenarios.load(path) for name, path in scenarios.nested(directory).items()}
-    print(describe(scenarios.scenario_set(args.scenario_dir)))
-    print("\nin --scenario all:")
-    for s in found:
-        print(f"  {s.name:<28} {s.fault:<22} {_first_sentence(s.description)}")
-    if more:
-        print("\nnot in 'all', run each by its name (--scenario FOLDER/NAME):")
-    for name, s in more.items():
-        print(f"  {name:<28} {s.fault:<22} {_first_sentence(s.description)}")
-    print("\nfaults:")
-    for kind, cls in _fault_classes(faults):
-        print(f"  {kind:<22} {cls.__name__:<22} {_first_sentence(inspect.getdoc(cls) or '')}")
-    print("\ntargets (or MODULE:CALLABLE returning a queue for a directory):")
-    for name, description in BUILTIN.items():
-        print(f"  {name:<16} {description}")
-    return 0
-
-
-def _fault_classes(faults: Any) -> list[tuple[str, type]]:
-    by_kind = {getattr(obj, "kind", None): obj for obj in vars(faults).values()
-               if inspect.isclass(obj)}
-    return [(kind, by_kind[kind]) for kind in faults.FAULT_KINDS if kind in by_kind]
-
-
-def _first_sentence(text: str) -> str:
-    first = " ".join(text.replace("``", "").split()).split(". ")[0].rstrip(".")
-    return first if len(first) <= 90 else first[:87] + "..."
 
 
 # -- shared -------------------------------------------------------------------------------
