@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -61,14 +62,34 @@ def interruptible() -> Iterator[None]:
             return
         raise Interrupted(signum)
 
+    def unraisable(args: Any) -> None:
+        # Raised where Python cannot let it propagate (a gc callback, hypothesis has one;
+        # a __del__): deliver the signal again, at the main thread's next bytecode, instead
+        # of printing "Exception ignored" with a traceback and losing the interrupt.
+        if isinstance(args.exc_value, Interrupted):
+            signal.signal(args.exc_value.signum, handler)
+            # from another thread, a moment later: sent from here, the handler would run
+            # inside this hook, where Python cannot propagate it either
+            threading.Thread(target=_resend, args=(args.exc_value.signum,),
+                             daemon=True).start()
+            return
+        hook(args)
+
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
     _depth = 1
     try:
         yield
     finally:
         _depth = 0
+        sys.unraisablehook = hook
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _resend(signum: int) -> None:
+    time.sleep(0.05)
+    os.kill(os.getpid(), signum)
 
 
 @contextlib.contextmanager

@@ -212,3 +212,24 @@ def test_sweep_removes_a_sandbox_whose_cleanup_never_ran(tmp_path, monkeypatch):
     Path(sandbox, "q").mkdir()
     assert _reaper.sweep() == [sandbox]
     assert not os.path.exists(sandbox) and _reaper.sweep() == []
+
+
+def test_an_interrupt_raised_where_python_cannot_propagate_it_is_delivered_again(capsys):
+    # found by the suite: SIGTERM landing inside hypothesis's gc callback printed
+    # "Exception ignored ... Traceback" and the interrupt was lost (the handler had
+    # already ignored further signals)
+    import signal as _signal
+
+    from harness import _reaper
+
+    class Bomb:
+        def __del__(self):
+            _signal.raise_signal(_signal.SIGTERM)
+            for _ in range(100):  # the Python-level handler runs here, inside __del__
+                pass
+
+    with pytest.raises(_reaper.Interrupted), _reaper.interruptible():
+        Bomb()  # collected at once
+        for _ in range(500):  # the interrupt comes back within moments (bounded wait)
+            time.sleep(0.01)
+    assert "Exception ignored" not in capsys.readouterr().err
