@@ -100,7 +100,8 @@ def test_ctrl_c_saves_what_was_found_and_exits_130(tmp_path):
         assert Path(c["replay"].rsplit(" ", 1)[1]).is_file()
         assert f"FOUND {c['bug']}" in stdout
     assert _none_left(marker), "a worker outlived the command"
-    assert _sandboxes(tmp_path) == []
+    left = _sandboxes(tmp_path)
+    assert left == [], [sorted(str(p.relative_to(tmp_path)) for p in d.rglob("*")) for d in left]
 
 
 def test_sigterm_leaves_no_worker_and_exits_143(tmp_path):
@@ -117,7 +118,8 @@ def test_sigterm_leaves_no_worker_and_exits_143(tmp_path):
     assert "Traceback" not in stdout + stderr, stderr
     assert json.loads((tmp_path / "s.json").read_text())["interrupted"] == "SIGTERM"
     assert _none_left(marker), "a worker outlived the command"
-    assert _sandboxes(tmp_path) == []
+    left = _sandboxes(tmp_path)
+    assert left == [], [sorted(str(p.relative_to(tmp_path)) for p in d.rglob("*")) for d in left]
 
 
 def test_workers_die_with_a_command_that_is_sigkilled(tmp_path):
