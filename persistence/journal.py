@@ -125,12 +125,15 @@ class Journal:
         """Does our descriptor's file still have a name? (It has none once superseded
         and removed, or removed by someone else.)"""
         st = _os.fstat(self.fd, self.path)
-        if st.st_size < self.end:
-            # Nothing of ours ever shortens a journal below what was applied (a torn
-            # tail lies past it): someone truncated committed records away.
-            self._damaged(st.st_size, f"the file shrank to {st.st_size} bytes below the "
-                          f"{self.end} bytes already committed")
+        self._check_size(st.st_size)
         return st.st_nlink > 0
+
+    def _check_size(self, size: int) -> None:
+        # Nothing of ours ever shortens a journal below what was applied (a torn tail lies
+        # past it): someone truncated committed records away.
+        if size < self.end:
+            self._damaged(size, f"the file shrank to {size} bytes below the {self.end} "
+                          "bytes already committed")
 
     def read_tail(self) -> tuple[list[tuple], int]:
         """Records committed since our last read, and the torn bytes cut (0 if none)."""
@@ -164,10 +167,7 @@ class Journal:
 
     def _rewritten(self, at: int) -> None:
         """The last commit we applied, at ``at``, is no longer there: say why."""
-        size = _os.fstat(self.fd, self.path).st_size
-        if size < self.end:
-            self._damaged(size, f"the file shrank to {size} bytes below the {self.end} "
-                          "bytes already committed")
+        self._check_size(_os.fstat(self.fd, self.path).st_size)
         self._damaged(at, f"the commit at offset {at}, the last of the {self.end} bytes "
                       "already applied, was replaced: the journal was cut short and "
                       "written again since this handle read it")
