@@ -6,25 +6,25 @@ old journal and fsync; (4) rename the temp file to ``checkpoint.<n+1>`` and fsyn
 directory; (5) switch to the new journal and unlink the old generation. A failed
 directory fsync stops the handle: whether the rename is durable is unknown, and
 removing the old generation could then leave nothing after a power loss.
+
+Owns the checkpoint recipe; may import only _os, _records, journal, _storelike, errors
+(never _store: the Store is passed in).
 """
 
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from . import _os
 from . import _records as _r
 from . import journal as _j
+from ._storelike import StoreLike
 from .errors import DiskFullError, PersistenceError
-
-if TYPE_CHECKING:
-    from ._store import Store
 
 __all__ = ["publish"]
 
 
-def publish(store: Store, seal: bool, gen: int | None = None) -> None:
+def publish(store: StoreLike, seal: bool, gen: int | None = None) -> None:
     """Write our state as generation ``gen`` (default: past every one present) and
     make it the live one (the steps are in the module doc)."""
     names = store.names()
@@ -65,7 +65,7 @@ def publish(store: Store, seal: bool, gen: int | None = None) -> None:
     store.switch(new, gen)
 
 
-def _write_checkpoint_temp(store: Store, data: bytes) -> str:
+def _write_checkpoint_temp(store: StoreLike, data: bytes) -> str:
     """The temp file of a checkpoint. A checkpoint smaller than the generation it
     replaces frees more than it takes, so on a full disk it may borrow from the
     reserve (else a drained queue that had filled its disk stayed full for good)."""
@@ -82,7 +82,7 @@ def _write_checkpoint_temp(store: Store, data: bytes) -> str:
     return tmp
 
 
-def _create_journal(store: Store, gen: int) -> _j.Journal:
+def _create_journal(store: StoreLike, gen: int) -> _j.Journal:
     path = store.path(f"journal.{gen}")
     try:
         journal = _j.Journal.open(path, gen, create=True)

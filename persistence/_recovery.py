@@ -19,6 +19,9 @@ them, a missing owner file still reads as dead, so removing a live handle's file
 releases its claims (delivered again, never lost; its stale ack raises
 ClaimMismatchError); the handle re-creates its file at its next claim. Claims written
 by versions before liveness bytes (no byte held) read as before.
+
+Owns loading, recovery and :class:`RecoveryReport`; may import only _liveness, _os,
+_records, journal, _storelike, errors (never _store: the Store is passed in).
 """
 
 from __future__ import annotations
@@ -27,15 +30,12 @@ import errno
 import logging
 import os.path
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from . import _liveness, _os
 from . import _records as _r
 from . import journal as _j
+from ._storelike import StoreLike
 from .errors import PersistenceError, UnsafeDirectoryError
-
-if TYPE_CHECKING:
-    from ._store import Store
 
 __all__ = ["RecoveryReport", "load_and_recover", "owner_held", "recover"]
 
@@ -61,7 +61,7 @@ class RecoveryReport:
                     or self.quarantined or self.notes)
 
 
-def load_and_recover(store: Store) -> RecoveryReport:
+def load_and_recover(store: StoreLike) -> RecoveryReport:
     """Load the live generation (creating the queue in an empty directory), follow its
     journal to the end, then :func:`recover`. Under the commit lock.
 
@@ -107,7 +107,7 @@ def load_and_recover(store: Store) -> RecoveryReport:
     return recover(store)
 
 
-def _size(store: Store, name: str) -> int:
+def _size(store: StoreLike, name: str) -> int:
     st = _os.lstat_or_none(store.path(name))
     return st.st_size if st is not None else 0
 
@@ -123,7 +123,7 @@ def _why_no_checkpoint(path: str) -> str:
     return "a journal with records but no checkpoint: the checkpoint was removed"
 
 
-def recover(store: Store) -> RecoveryReport:
+def recover(store: StoreLike) -> RecoveryReport:
     """Remove temp debris and requeue claims of dead owners; under the lock."""
     temps = []
     for name in _os.listdir(store.dir):
@@ -192,7 +192,7 @@ def _file_held(directory: str, token: str) -> bool:
         _os.close(fd, path)
 
 
-def _owner_alive(store: Store, token: str) -> bool:
+def _owner_alive(store: StoreLike, token: str) -> bool:
     """Like :func:`owner_held`, removing the file of a dead owner."""
     if owner_held(store.dir, token, store.att.dir_fd):
         return True

@@ -7,6 +7,9 @@ handles of the old directory queue up on its descriptor's lock (still valid: the
 directory lives on, unlinked, while it is open), and each one after the first loads
 the state found there. A directory re-created by someone else, holding another queue,
 is loaded as it is: what ours held is gone with the directory it was in.
+
+Owns re-creating a vanished directory; may import only _directory, _os, journal,
+_recovery, _storelike, errors (never _store: the Store is passed in).
 """
 
 from __future__ import annotations
@@ -14,22 +17,19 @@ from __future__ import annotations
 import errno
 import logging
 import os.path
-from typing import TYPE_CHECKING
 
 from . import _directory, _os
 from . import journal as _j
 from ._recovery import load_and_recover
+from ._storelike import StoreLike
 from .errors import PersistenceError
-
-if TYPE_CHECKING:
-    from ._store import Store
 
 __all__ = ["reestablish"]
 
 _log = logging.getLogger("persistence")
 
 
-def reestablish(store: Store) -> bool:
+def reestablish(store: StoreLike) -> bool:
     """The directory vanished: re-create it from memory instead of writing into it.
     Handles of the old directory queue up on its descriptor's lock; the first
     re-creates, the others load its state: True when we loaded one found there."""

@@ -75,3 +75,30 @@ def test_no_fixed_temp_file_name():
     from persistence.journal import temp_name
 
     assert temp_name("/d") != temp_name("/d")
+
+
+# The helpers _store.py imports take its Store as an argument and name its type through
+# _storelike.StoreLike (importing _store back made a cycle): keep the three in step.
+HELPERS = ("_publish.py", "_recovery.py", "_vanished.py")
+
+
+def test_store_like_lists_what_the_helpers_use_and_store_has_it():
+    import inspect
+
+    from persistence._state import State
+    from persistence._store import Store
+    from persistence._storelike import StoreLike
+
+    methods = {n for n, v in vars(StoreLike).items()
+               if inspect.isfunction(v) and not n.startswith("_")}
+    declared = set(StoreLike.__annotations__) | methods
+    used = {node.attr for name in HELPERS for node in ast.walk(_tree(name))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "store"}
+    assert used == declared
+    store = Store("/nonexistent", "token", State(), 0, 0)  # no I/O until open()
+    for member in sorted(declared):
+        assert hasattr(store, member), member
+    for member in sorted(methods):
+        assert inspect.signature(getattr(Store, member)) == inspect.signature(
+            getattr(StoreLike, member)), member
