@@ -10,6 +10,13 @@ close-to-open caching break the lock-then-read protocol), one handle per process
 handle used after fork raises :class:`ForkedHandleError`), a directory owned by the
 user. Damage is never repaired silently: :func:`open_queue` raises
 :class:`CorruptionError` and keeps a copy; :func:`salvage` rebuilds from what is intact.
+
+Layers, bottom to top; a module imports only from layers below it (each module's
+docstring names its own imports; helpers that act on a Store get it passed in and name
+its type through ``_storelike``, so nothing imports ``_store`` but ``queue``):
+errors, _records, _state | _os, _liveness | journal, _directory | _reserve | _storelike |
+_recovery, _publish | _vanished | _store | queue, _salvage | this package | demo.
+``legacy`` (the incident's design) imports none of them.
 """
 
 from ._salvage import SalvageReport, salvage

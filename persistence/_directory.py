@@ -25,6 +25,9 @@ lock its own process held through the old descriptor, for ever. A directory cann
 removed while it holds the queue's files, and while our descriptor is open the kernel
 cannot give its inode number to another directory, so a re-created directory is always
 told apart from the one we hold.
+
+Owns attaching to the directory (its lock, owner file, checks); may import only
+_liveness, _os, errors.
 """
 
 from __future__ import annotations

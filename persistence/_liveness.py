@@ -21,6 +21,8 @@ is locked and a missing owner file reads as dead, as before this mark existed. E
 call here follows ``_os.py``'s rules (each goes through the module attribute, so a
 shim can patch it; every OSError is raised typed, with path and errno); they live apart
 only to keep ``_os.py`` within its size.
+
+Owns the liveness-byte locks; may import only errors.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every operating-system call the queue makes, in one place (SQLite's VFS idea).
 
-Why one module:
+Owns them all; may import only errors. Why one module:
 
 * the fault-injection shim patches ``os.*`` and ``fcntl.flock`` at run time, so each
   call here goes through the module attribute (``os.write(...)``, never a name bound

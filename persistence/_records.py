@@ -24,6 +24,8 @@ Checkpoint. One frame per record: ``M`` (generation), one ``N`` per live entry i
 order, ``Z`` (entry count). Invalid as a whole unless every frame is valid and ``Z``
 counts the ``N`` records; it is only ever published by rename(2) after an fsync. Only
 salvage reads an invalid one, frame by frame (:func:`checkpoint_frames`).
+
+Owns the byte formats; may import nothing of ``persistence`` (the bottom layer).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ what draining every live entry will write, grown *before* an enqueue is accepted
 
 The reserve is shared by every handle and only changed under the commit lock. It holds
 no data; losing it (a power loss, someone deleting it) only means it is grown again.
+
+Owns the ``reserve`` file; may import only _directory, _os, errors.
 """
 
 from __future__ import annotations

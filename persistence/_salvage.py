@@ -23,6 +23,9 @@ made, :func:`salvage` (SQLite's ``.recover`` for this queue) does what can be do
    one (entry ids are ``<handle token>-<n>`` with n counting up from 1);
 5. it publishes the result as a new generation, and keeps every damaged file aside as
    ``<name>.corrupt-<n>`` (evidence is never deleted); intact old files are removed.
+
+Owns salvage; may import only _directory, _liveness, _os, _records, _recovery, _state,
+journal, errors.
 """
 
 from __future__ import annotations

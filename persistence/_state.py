@@ -7,6 +7,8 @@ describe outcomes that are already durable, so memory never runs ahead of the di
 Every per-operation step is O(1) whatever the queue's length: the PENDING FIFO is a
 deque whose stale ids (claimed, dropped or re-queued further back) are skipped lazily
 when they reach its head, rather than searched for and removed.
+
+Owns the in-memory state; may import nothing of ``persistence`` (the bottom layer).
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ unlinked and load the new generation. A crash in the microseconds between the ne
 checkpoint's rename and that unlink, after an fsync error, is the one double fault in
 which a handle of another, still running process could append once more to the old
 journal before the next open removes it.
+
+Owns :class:`Store` (the lock, catching up, generations, fail-stop); may import only
+_directory, _os, _publish, _recovery, _reserve, _state, _vanished, journal, errors.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Run with ``python -m persistence.demo``. Each processor enqueues its share of th
 entries and drains the queue; one of them is killed with SIGKILL while it holds
 claims. The survivors call ``recover()``, which hands the dead processor's claims back,
 and the demo exits 0 only if every entry was delivered exactly once.
+
+Owns the demo; may import only the package's public API (``persistence``).
 """
 
 from __future__ import annotations

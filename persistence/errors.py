@@ -14,6 +14,8 @@ also derive from the builtin a caller would expect (``ValueError``, ``KeyError``
 
 Every class pickles with its class, errno, path and message intact, because the
 multi-process harness ships them between processes.
+
+Owns the exception classes; may import nothing of ``persistence`` (the bottom layer).
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ fsync failure (fsyncgate). After fsync(2) fails, the kernel may have dropped the
 pages and will report success next time: the file can no longer be trusted. The
 journal is marked ``poisoned``, the failed commit is rolled back as far as possible
 and the store moves the queue to a fresh generation written from memory (``_store``).
+
+Owns the journal and checkpoint files and generation names; may import only _os,
+_records, errors.
 """
 
 from __future__ import annotations

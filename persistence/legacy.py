@@ -54,6 +54,8 @@ check-then-act on a shared name: the race still loses saves, and the loop swallo
 
 All file access goes through ``open``, ``os.*``, ``os.path.*`` and ``shutil.*`` looked up
 at call time, so a harness that patches them while this code runs intercepts every call.
+
+Owns the incident's design; may import nothing of ``persistence`` (it stands alone).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ the lock, checkpoints and recovery are in ``_store.py``; the in-memory state is 
 Durability: enqueue, ack and fail fsync their records before returning; a claim is
 not fsynced unless ``durable_claims`` (a lost claim only re-delivers the entry after
 a crash, it never loses one). A failed append leaves no trace, on disk or in memory.
+
+Owns the public Queue API and the entry state machine; may import only _directory, _os,
+_records, _recovery, _state, _store, errors.
 """
 
 from __future__ import annotations
