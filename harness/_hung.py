@@ -25,18 +25,23 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
+from harness._reaper import deferred
+from harness._shimerrors import RunStopped
 from harness.history import DRAIN, FsOp, Op
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Abandoned", "abandon", "activity", "bounded",
-           "budget_sentence", "current_call", "doing", "give_up", "overdue", "spinning",
-           "target_line", "thread_frames", "timeout_sentence", "traceback_frames", "who"]
+           "budget_sentence", "current_call", "doing", "give_up", "join", "overdue",
+           "spinning", "stop_threads", "target_line", "thread_frames", "timeout_sentence",
+           "traceback_frames", "who"]
 
 DEFAULT_TIMEOUT_S = 120.0
 """Seconds a run's workload (and again its final drain) may take when nothing says."""
 
+_STOP_S = 5.0  # a stopped processor ends at its next file call: seconds to wait for it
 _LOOK_S = 0.3  # how long the CPU time is watched
 _BUSY = 0.5  # a share of one CPU above this is a busy loop, below it a sleep
 _HARNESS = os.path.dirname(os.path.abspath(__file__))
@@ -52,6 +57,39 @@ def abandon(thread: threading.Thread) -> None:
     if thread.ident is not None and thread.is_alive():
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
                                                    ctypes.py_object(Abandoned))
+
+
+def join(thread: threading.Thread, timeout: float) -> None:
+    """``thread.join(timeout)`` that an interrupt cannot corrupt.
+
+    Python 3.11's `Thread.join` marks a thread stopped when a signal handler raises inside
+    it while the thread still runs (bpo-45274's fix releases the running thread's state
+    lock): from then on ``is_alive()`` says False and every join returns at once, so the
+    run would remove its sandbox under a processor still writing in it. Joined in short
+    slices under `deferred`, the interrupt is raised between two slices instead."""
+    end = time.monotonic() + timeout
+    while thread.is_alive() and (left := end - time.monotonic()) > 0:
+        with deferred():
+            thread.join(min(left, 0.1))
+
+
+def stop_threads(threads: list[threading.Thread], grace: float = _STOP_S) -> list[str]:
+    """Wait for processor threads that were told to stop (killed: their next file call
+    raises) before their shim goes and their sandbox is removed; one that a call outside
+    the shim holds past ``grace`` seconds is abandoned. The names of those still alive.
+
+    Start threads under `harness._reaper.deferred`: a thread whose start an interrupt cut
+    short is not joinable yet, and would run the target on the real disk once the shim is
+    gone.
+    """
+    deadline = time.monotonic() + grace
+    for t in threads:
+        join(t, deadline - time.monotonic())
+    for t in threads:
+        abandon(t)
+    for t in threads:
+        join(t, 1.0)
+    return [t.name for t in threads if t.is_alive()]
 
 
 # -- the call it was in
@@ -267,27 +305,31 @@ def give_up(threads: list[threading.Thread], baton: Any, history: Any,
     return blocked, errors
 
 
-def bounded(body: Any, timeout: float, history: Any, process: int) -> tuple[Any, str | None]:
+def bounded(body: Any, timeout: float, history: Any, process: int,
+            stop: Callable[[str], None] | None = None) -> tuple[Any, str | None]:
     """``body()`` in a thread of its own: (its result, None), or (None, why) when it was
     still running after ``timeout`` seconds (the thread is abandoned). Its exception is
-    raised here; an interrupt abandons it too."""
+    raised here; an interrupt calls ``stop`` (the shim's: the thread's next call raises)
+    and waits for the thread, abandoning it if it does not end."""
     out: list[Any] = []
 
     def main() -> None:
         try:
             out.append((True, body()))
-        except Abandoned:
+        except (Abandoned, RunStopped):
             pass
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller
             out.append((False, exc))
 
     t = threading.Thread(target=main, daemon=True, name=f"harness-{who(process)}")
-    t.start()
+    with deferred():  # started whole: an interrupt cannot leave it running unjoinable
+        t.start()
     try:
-        t.join(timeout)
+        join(t, timeout)
     except BaseException:
-        abandon(t)
-        t.join(1.0)  # before the caller removes its sandbox, which it might write in
+        if stop is not None:
+            stop("run interrupted")
+        stop_threads([t])  # before the caller removes the sandbox it writes in
         raise
     if t.is_alive():
         before = len(history.records)

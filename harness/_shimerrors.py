@@ -12,7 +12,7 @@ import os
 
 from .actions import SyncFailed
 
-__all__ = ["HarnessError", "ProcessorKilled", "ShimError"]
+__all__ = ["HarnessError", "ProcessorKilled", "RunStopped", "ShimError"]
 
 
 class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happened
@@ -23,6 +23,17 @@ class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happene
     def __init__(self, process: int, message: str | None = None) -> None:
         super().__init__(message or f"processor {process} was killed")
         self.process = process
+
+
+class RunStopped(BaseException):  # noqa: N818 - not an error: the run is over
+    """The run was stopped (interrupted): every processor, the final drain included, ends
+    at its next intercepted call. Unlike `ProcessorKilled`, no restart brings it back, so
+    no thread goes on to run the target on the real disk once the shim is gone."""
+
+    __module__ = "harness.shim"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"run stopped: {reason}")
 
 
 class ShimError(RuntimeError):

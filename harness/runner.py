@@ -48,7 +48,7 @@ from harness.history import DRAIN, History
 from harness.promises import PromiseError, Promises, outside, promises_of
 from harness.scenarios import builtin_dir
 from harness.schedule import Baton, OpBudgetExceeded, workload_programs
-from harness.shim import DeadlockError, installed
+from harness.shim import DeadlockError, RunStopped, installed
 from harness.targets import TargetError, resolve
 
 __all__ = ["ScenarioRun", "run_scenario", "run_scenario_runs", "run_suite", "replay_command",
@@ -284,8 +284,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 except OpBudgetExceeded as exc:
                     blocked.append((f"processor {p}", _hung.budget_sentence(run.history, exc)))
                     shim.kill(p, "blocked for good")
-                except _hung.Abandoned:
-                    pass  # the run is over: its verdict is said already
+                except (_hung.Abandoned, RunStopped):
+                    pass  # the run is over: its verdict is said already, or it has none
                 except BaseException as exc:  # noqa: BLE001 - reported, the run goes on
                     errors.append(f"processor {p}: {type(exc).__name__}: {exc}")
                 finally:
@@ -295,17 +295,18 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                                         name=f"harness-p{p}") for p in range(nproc)]
             try:
                 for t in threads:
-                    t.start()
+                    with deferred():  # a thread started half is one nobody can join
+                        t.start()
                 deadline = time.monotonic() + timeout
                 for t in threads:
-                    t.join(max(0.0, deadline - time.monotonic()))
+                    _hung.join(t, deadline - time.monotonic())
             except BaseException:
-                # Interrupted: the processors stop before the sandbox is removed, or one
-                # re-creating its vanished directory (robust does) would bring it back.
+                # Interrupted: the processors stop before the shim goes and the sandbox is
+                # removed, or one would go on on the real disk and re-create it. Stopped,
+                # not killed: a killed processor restarts.
                 baton.stop()
-                shim.kill_all("run interrupted")
-                for t in threads:
-                    t.join(1.0)
+                shim.stop("run interrupted")
+                _hung.stop_threads(threads)
                 raise
             if any(t.is_alive() for t in threads):
                 hung, why = _hung.give_up(threads, baton, run.history, timeout)
@@ -335,7 +336,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                                             kind="stuck")
 
             # in a thread of its own, so a drain that never returns cannot hang the harness
-            problem, hung = _hung.bounded(drain_main, timeout, run.history, DRAIN)
+            problem, hung = _hung.bounded(drain_main, timeout, run.history, DRAIN,
+                                          stop=shim.stop)
             problem = problem or (hung and DrainProblem(hung, kind="stuck"))
             if problem:
                 # Every fault is healed: a queue that cannot be drained now never recovers.

@@ -28,11 +28,19 @@ import os
 import random
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from . import _damage, _patches
 from ._shimacts import Acts as _Acts
-from ._shimerrors import HarnessError, ProcessorKilled, ShimError, _errname, _injected, _mark
+from ._shimerrors import (
+    HarnessError,
+    ProcessorKilled,
+    RunStopped,
+    ShimError,
+    _errname,
+    _injected,
+    _mark,
+)
 from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
@@ -50,7 +58,7 @@ from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
 from .schedule import OpBudgetExceeded
 
-__all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "Shim", "ShimError",
+__all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "RunStopped", "Shim", "ShimError",
            "installed"]
 
 _ACTIVE: list[Shim] = []
@@ -94,6 +102,7 @@ class Shim(_Descriptors, _Acts):
         self.windows = Rules(self) if platform == "windows" else None
         self._known: set[int] = set()
         self._dead: set[int] = set()
+        self._stopped: str | None = None  # why the run was stopped (`stop`)
         self._threads: dict[int, list[int]] = {}
         self._waiting: dict[int, int] = {}
         self._fds: dict[int, _Fd] = {}
@@ -140,13 +149,23 @@ class Shim(_Descriptors, _Acts):
         """Kill processor ``p`` from outside (the runner); its next call raises."""
         self._kill(p, "kill", reason, f"processor {p} killed: {reason}")
 
-    def kill_all(self, reason: str) -> None:
+    def kill_all(self, reason: str, *, also: Iterable[int] = ()) -> None:
+        """Kill every processor seen so far and those in ``also``: a thread that has not
+        made its first call yet (an interrupt right after it started) is dead too."""
         with self._cond:
-            victims = sorted(self._known - self._dead)
+            victims = sorted((self._known | set(also)) - self._dead)
         for p in victims:
             self._kill(p, record=False)
         self.history.fault(NEMESIS, "kill", reason, f"every processor killed: {reason}",
                            crashed=victims)
+
+    def stop(self, reason: str) -> None:
+        """End the run: every processor's next intercepted call (or sleep) raises
+        `RunStopped`, whatever restarts it attempts. For an interrupt: a kill would only
+        make a processor restart and go on."""
+        with self._cond:
+            self._stopped = reason
+            self._cond.notify_all()
 
     def revive(self, p: int) -> None:
         """Processor ``p`` lives again (a fresh process: no descriptors, no locks)."""
@@ -212,6 +231,8 @@ class Shim(_Descriptors, _Acts):
         return self._path.relpath(path, self.sandbox).replace(os.sep, "/")
 
     def _check_alive(self, p: int) -> None:
+        if self._stopped is not None:
+            raise RunStopped(self._stopped)
         if p in self._dead:
             raise ProcessorKilled(p)
 

@@ -233,3 +233,37 @@ def test_an_interrupt_raised_where_python_cannot_propagate_it_is_delivered_again
         for _ in range(500):  # the interrupt comes back within moments (bounded wait)
             time.sleep(0.01)
     assert "Exception ignored" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("delay_ms", [0, 5, 20, 60, 150, 400])
+def test_an_interrupted_thread_run_leaves_no_processor_running(tmp_path, monkeypatch, delay_ms):
+    # Found by stress's Ctrl-C test: a processor outlived the run and re-created the
+    # sandbox on the real disk once the shim was gone. Two causes: a processor killed by
+    # the interrupt restarted (a kill models a crash, and a crashed processor comes back);
+    # and the interrupt landing in Thread.join made Python 3.11 think the thread had ended.
+    # Interrupted at any moment, a thread-mode run ends with no processor thread alive and
+    # nothing left, then or a moment later.
+    import threading
+
+    from harness import _reaper
+    from harness.runner import run_scenario
+    from harness.scenarios import default_dir, select
+
+    monkeypatch.setattr(_reaper.tempfile, "tempdir", str(tmp_path))
+    scenario = select(["concurrent-processors"], default_dir())[0]
+    timer = threading.Timer(delay_ms / 1000, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        with pytest.raises(_reaper.Interrupted), _reaper.interruptible():
+            timer.start()
+            for seed in range(1000):  # until the signal comes
+                run_scenario("legacy", scenario, seed=seed)
+    finally:
+        timer.cancel()
+    # by the kernel's list of this process's threads: after an interrupted join, Python
+    # 3.11's own is_alive() can say False for a thread still running (bpo-45274)
+    tasks = {int(t.name) for t in Path("/proc/self/task").iterdir()}
+    alive = [t.name for t in threading.enumerate()
+             if t.name.startswith("harness-") and t.native_id in tasks]
+    assert alive == []
+    time.sleep(0.3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -95,7 +95,7 @@ def test_ctrl_c_saves_what_was_found_and_exits_130(tmp_path):
     assert "Traceback" not in stdout + stderr, stderr
     assert "verdict: INTERRUPTED stress legacy by SIGINT" in stdout, stdout
     data = json.loads(out.read_text())
-    assert data["interrupted"] == "SIGINT" and data["found"], data
+    assert data["interrupted"] == "SIGINT" and data["found"], (data, stdout, stderr)
     for c in data["counterexamples"]:
         assert Path(c["replay"].rsplit(" ", 1)[1]).is_file()
         assert f"FOUND {c['bug']}" in stdout
