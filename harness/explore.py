@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import report
+from harness._argtypes import at_least
 from harness._crashstates import CrashStates, take_point
 from harness._damagestates import TEMPLATE as _DAMAGE_TEMPLATE
 from harness._damagestates import DamageStates
@@ -52,7 +53,6 @@ from harness._forkpoint import ForkStates
 from harness._recording import Recording, quiet_logs, scratch_root, workload
 from harness._words import count
 from harness.checker import check
-from harness.cli import at_least
 from harness.faults import (
     FAULT_KINDS,
     ConcurrentProcessors,
