@@ -1,6 +1,10 @@
-"""The base of every fault: the replaying repr, parameter checks, and the hooks the armed
-plan calls. Apart from `harness.faults` (its public home) so that the modules defining
-faults can build on it without importing each other.
+"""The base of every fault: the replaying repr, parameter checks, trigger matching, the
+per-run `State`, and the hooks the armed plan calls.
+
+Apart from `harness.faults` (its public home) so that the modules defining faults
+(`harness._diskfaults`, `harness._filefaults`) and the plans that use them
+(`harness._plan`) build on it without importing each other: this module imports no
+fault and no plan.
 """
 
 from __future__ import annotations
@@ -8,15 +12,40 @@ from __future__ import annotations
 import errno as _errno
 import random
 from dataclasses import MISSING, dataclass, fields
+from fnmatch import fnmatchcase
 from typing import ClassVar
 
-from harness._armed import State as _State
-from harness._armed import kind_matches as _kind_matches
-from harness._armed import path_matches as _path_matches
 from harness._validate import Rule as _Rule
 from harness.actions import Action, Call
 
-__all__ = ["Fault"]
+__all__ = ["Fault", "State", "kind_matches", "path_matches"]
+
+
+def path_matches(glob: str, call: Call) -> bool:
+    paths = [p for p in (call.path, call.path2) if p is not None]
+    if not paths:
+        return glob == "*"
+    return any(fnmatchcase(p, glob) for p in paths)
+
+
+def kind_matches(kinds: tuple[str, ...] | None, call: Call) -> bool:
+    if kinds is None:
+        return True
+    for k in kinds:
+        if k == call.kind or (call.kind == "open" and k == ("open_write" if call.writes
+                                                             else "open_read")):
+            return True
+    return False
+
+
+@dataclass
+class State:
+    """What one fault remembers during a run."""
+
+    fired: int = 0
+    first: int | None = None  # op of the first firing: the heal clock starts there
+    spent: int = 0  # DiskFull: bytes the sandbox took since at_op
+    done: bool = False
 
 
 _fault = dataclass(frozen=True, kw_only=True, repr=False)
@@ -59,7 +88,7 @@ class Fault:
         process = getattr(self, "process", None)
         if process is not None and call.process != process:
             return False
-        return _kind_matches(getattr(self, "calls", None), call) and _path_matches(
+        return kind_matches(getattr(self, "calls", None), call) and path_matches(
             getattr(self, "path", "*"), call)
 
     def _draw(self, rng: random.Random) -> bool:
@@ -68,8 +97,8 @@ class Fault:
         p = getattr(self, "probability", 1.0)
         return p >= 1.0 or rng.random() < p
 
-    def _decide(self, st: _State, call: Call, rng: random.Random) -> Action | None:
+    def _decide(self, st: State, call: Call, rng: random.Random) -> Action | None:
         raise NotImplementedError
 
-    def _after(self, st: _State, call: Call, action: Action | None) -> None:
+    def _after(self, st: State, call: Call, action: Action | None) -> None:
         """Told the outcome of every call the fault was asked about."""

@@ -1,8 +1,8 @@
 """Three faults done to single files: damage at rest, removal, a failed fsync.
 
 Defined apart from `harness.faults` to keep that module short; import them from there
-(``from harness.faults import Corruption, FileRemoved, FsyncFailure``), which registers
-them.
+(``from harness.faults import Corruption, FileRemoved, FsyncFailure``); `harness._plan`
+registers them in ``FAULTS``.
 
 - `Corruption` ("corruption"): the medium changes a file the target wrote while no
   processor is inside a call: at the restart after a crash (``before="restart"``) or
@@ -20,8 +20,8 @@ import errno as _errno
 import random
 from typing import Any, ClassVar
 
-from harness._armed import State as _State
 from harness._faultbase import Fault, _fault
+from harness._faultbase import State as _State
 from harness._validate import chance as _chance
 from harness._validate import fail as _fail
 from harness._validate import glob as _glob

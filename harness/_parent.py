@@ -26,6 +26,9 @@ the parent can do:
   message and no restart under way (a sleeper may hold a lock another one waits for).
   A sleeper is between two calls: a restart does not wait for it.
 
+Kills, restarts and power loss are the conductor's part inherited from
+`harness._restarts.Restarts`; this module serves the requests.
+
 Interleaving between processes is the kernel's, not the seed's: a process-mode run is
 not deterministic in its order. The seed still fixes the workload and the plan.
 """
@@ -37,27 +40,26 @@ import contextlib
 import dataclasses
 import os
 import random
-import signal
 import time
 from typing import Any
 
 import multiprocess.connection
 
-from harness import _damage, _hung
+from harness import _hung
 from harness._reaper import reap, spawning
+from harness._restarts import RECORDS as _RECORDS
+from harness._restarts import Child as _Child
+from harness._restarts import Restarts
 from harness._waits import Waits
 from harness._worker import Spec, main
 from harness.actions import PowerCut, SyncFailed
-from harness.client import RESTART_LIMIT
-from harness.history import NEMESIS, History
+from harness.history import History
 from harness.schedule import OpBudgetExceeded
 
 __all__ = ["Conductor", "Hung", "ParentError", "SILENCE_S"]
 
 SILENCE_S = 5.0
 """No message for this long, no restart under way: the sleepers go on (see above)."""
-
-_RECORDS = ("op", "fs", "fault")
 
 
 class Hung(Exception):
@@ -73,20 +75,7 @@ class ParentError(Exception):
     """The parent could not serve a child's request: a harness error, not the target's."""
 
 
-@dataclasses.dataclass(eq=False)
-class _Child:
-    process: int
-    proc: Any
-    conn: Any
-    at: int = -1  # index of the step it is at (start - 1: before its first)
-    invoke: tuple | None = None  # (f, key, value) of its call in flight
-    done: bool = False
-    fired: str | None = None  # a fault the parent carried out for its current call
-    failing: str | None = None  # the FsyncFailure last handed to it
-    heard: float = 0.0  # when it last sent a message (time.monotonic)
-
-
-class Conductor:
+class Conductor(Restarts):
     """Runs one process-mode run's children and answers them; see the module docstring."""
 
     def __init__(self, *, ctx: Any, history: History, armed: Any, model: Any, real: Any,
@@ -363,119 +352,6 @@ class Conductor:
             go = self._waits.nearest()
         for p in go:
             self._sleeping.pop(p).conn.send(None)
-
-    # -- deaths and restarts
-
-    def _kill(self, c: _Child) -> None:
-        """SIGKILL, reap, and keep the records it sent before it died."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(c.proc.pid, signal.SIGKILL)
-        c.proc.join()
-        with contextlib.suppress(EOFError, OSError):
-            while c.conn.poll():
-                what, *args = c.conn.recv()
-                if what in _RECORDS:
-                    self._record(c, what, args)
-        c.conn.close()
-        self._children.pop(c.process, None)
-        self._parked.pop(c.process, None)
-        self._handles.pop(c.process, None)  # a dead process's handles are closed
-        self._sleeping.pop(c.process, None)
-        self._waits.discard(c.process)
-        self.kills += 1
-
-    def _info(self, c: _Child, why: str) -> None:
-        if c.invoke is not None:
-            f, key, value = c.invoke
-            c.invoke = None
-            self.history.op("info", c.process, f, key=key, value=value, error=why)
-
-    def _killed(self, c: _Child) -> None:
-        self._kill(c)
-        if self.on_kill is not None:
-            self.on_kill(c.process)
-        self._info(c, "processor killed (SIGKILL)")
-        self._restart_later(c)
-
-    def _restart_later(self, c: _Child) -> None:
-        p = c.process
-        self._crashes[p] += 1
-        if self._crashes[p] > RESTART_LIMIT:
-            self.errors.append(f"processor {p} crashed {RESTART_LIMIT} times; the fault plan "
-                               "never lets it come back")
-            if p in self._pending:
-                self._pending.remove(p)
-            if self._quiet_for == p:
-                self._quiet_for, self._spawned = None, False
-            return
-        if self._quiet_for == p:
-            self._spawned = False  # killed while restarting: start it again, still alone
-        elif p not in self._pending:
-            self._pending.append(p)
-        self._resume[p] = c.at + 1 if c.at >= 0 else 0
-
-    def _restart_when_quiet(self) -> None:
-        if self._quiet_for is None and self._pending:
-            self._quiet_for = self._pending[0]
-        p = self._quiet_for
-        if p is None or self._spawned:
-            return
-        others = [c for c in self._children.values() if not c.done and c.process != p]
-        if all(c.process in self._parked or c.process in self._sleeping for c in others):
-            self.at_rest("restart")
-            self._spawned = True
-            self.restarts += 1
-            self._spawn(p, start=self._resume.get(p, 0), restart=True)
-
-    def at_rest(self, where: str) -> None:
-        """A quiet point (``"restart"``, ``"drain"``): the damage at rest due, done here."""
-        for action in self.armed.at_rest(where, self.ops):
-            done = _damage.damage(action, root=self.real.sandbox, records=self.history.records,
-                                  model=self.model)
-            self.history.fault(NEMESIS, action.kind, action.fault, **done)
-
-    def _power_loss(self, torn: str | None, names: str = "strict") -> None:
-        victims = sorted(c.process for c in self._children.values() if not c.done)
-        dead = list(self._children.values())
-        for c in dead:
-            self._kill(c)
-        sentences = self.model.power_loss(self.disk_rng, torn, names) if self.model else [
-            "no durability model: nothing rolled back"]
-        effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")
-        fault = self._cut.fault if self._cut else "PowerLoss()"
-        self.history.fault(NEMESIS, "power_loss", fault, effect,
-                           crashed=range(len(self.programs)))
-        self._quiet_for, self._spawned = None, False
-        for c in dead:
-            self._info(c, "processor died in a power loss (SIGKILL)")
-            if c.process in victims:
-                self._restart_later(c)
-
-    def _exited(self, c: _Child) -> None:
-        c.proc.join(5.0)
-        if c.proc.is_alive():  # its exit pipe closed while it runs: code in the child closed
-            # that descriptor (a queue's at-fork handler did); never wait for it forever
-            self.errors.append(f"processor {c.process}'s exit pipe was closed while it still "
-                               "ran (code in the child closed that descriptor): SIGKILLed")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(c.proc.pid, signal.SIGKILL)
-            c.proc.join()
-        with contextlib.suppress(EOFError, OSError):
-            while c.conn.poll():  # what it sent before it went: records still count
-                what, *args = c.conn.recv()
-                if what in _RECORDS:
-                    self._record(c, what, args)
-        self._children.pop(c.process, None)
-        self._parked.pop(c.process, None)
-        self._handles.pop(c.process, None)
-        self._sleeping.pop(c.process, None)
-        self._waits.discard(c.process)
-        with contextlib.suppress(OSError):
-            c.conn.close()
-        if not c.done:
-            self.errors.append(f"processor {c.process} exited unexpectedly "
-                               f"(exit code {c.proc.exitcode})")
-            self._info(c, f"processor exited (exit code {c.proc.exitcode})")
 
 
 def _opened(pid: int, st: os.stat_result) -> bool:

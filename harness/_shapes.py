@@ -29,7 +29,8 @@ import math
 import random
 from collections.abc import Sequence
 
-from harness.schedule import Step, merge
+from harness._steps import Step, merge
+from harness._steps import payload as _payload
 
 __all__ = ["ROLES", "shaped", "shaped_programs", "real_steps"]
 
@@ -46,10 +47,6 @@ def shaped(roles: Sequence[str] = (), weights: Sequence[int] = (),
 def real_steps(program: Sequence[Step]) -> int:
     """Steps that make a queue call (a ``wait`` makes none)."""
     return sum(1 for s in program if s.action != "wait")
-
-
-def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
-    return key.encode("ascii") + b"|" + rng.randbytes(rng.randint(low, high))
 
 
 def _paced(steps: list[Step], pause: int) -> list[Step]:

@@ -26,8 +26,8 @@ from typing import Any
 
 from harness._hung import target_line, traceback_frames
 from harness._mounts import drop_dac_capabilities
+from harness._observe import LogCapture
 from harness.client import Client, DrainProblem
-from harness.runner import LogCapture
 from harness.schedule import OpBudgetExceeded
 from harness.shim import HarnessError, installed
 

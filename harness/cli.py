@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import _hung, _usage, html, report, scenarios
+from harness._argtypes import at_least
 from harness._causes import cause_lines, scenario_facts
 from harness._help import EPILOGS as _EPILOGS
 from harness._help import Help as _Help
@@ -147,23 +148,6 @@ def _platform(p: argparse.ArgumentParser) -> None:
     p.add_argument("--platform", choices=PLATFORMS, default=None, help="windows: Windows' "
                    "file semantics (deleting or replacing a file another handle holds open "
                    "raises PermissionError [WinError 32/5]...) (default: each scenario's own)")
-
-
-def at_least(low: float, kind: type = int, *, strict: bool = False) -> Callable[[str], Any]:
-    """An argparse type: a ``kind`` >= ``low`` (> ``low`` when ``strict``), else a message
-    naming the value and what was expected (argparse then exits 2)."""
-    noun = "an integer" if kind is int else "a number"
-    expected = f"{noun} {'>' if strict else '>='} {low:g}"
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
-        return value
-    return parse
 
 
 _seed = at_least(0)

@@ -45,14 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from harness import report
+from harness._argtypes import at_least
 from harness._crashstates import CrashStates, take_point
 from harness._damagestates import TEMPLATE as _DAMAGE_TEMPLATE
 from harness._damagestates import DamageStates
 from harness._forkpoint import ForkStates
 from harness._recording import Recording, quiet_logs, scratch_root, workload
+from harness._tally import DETAIL_LIMIT, Tally, entry_count, full_violations, violations_of
 from harness._words import count
 from harness.checker import check
-from harness.cli import at_least
 from harness.faults import (
     FAULT_KINDS,
     ConcurrentProcessors,
@@ -86,9 +87,6 @@ goes after an fsync failure)."""
 _POWER_AFTER = {"power-loss-after-step": 0, "power-loss-after-next-step": 1}
 """fsync_failure: further steps the child runs before the power goes."""
 
-DETAIL_LIMIT = 50
-"""Violations kept per scenario in the report (all violating states are counted)."""
-
 _ERRNO_PLANS: dict[tuple[str, str | None], Callable[[int], Plan]] = {
     ("disk_full", "once"): lambda op: Plan((DiskFull(at_op=op, heal_after_ops=1),)),
     ("disk_full", "persistent"): lambda op: Plan((DiskFull(at_op=op),)),
@@ -115,57 +113,6 @@ _TEMPLATES = {
 }
 
 
-class _Tally:
-    """One scenario's figures, added up state by state."""
-
-    def __init__(self, name: str, fault: str, template: str, replay: str) -> None:
-        self.name, self.fault, self.template, self.replay = name, fault, template, replay
-        self.states = self.fired = self.violating = 0
-        self.counts: dict[str, int] = {}
-        self.violations: list[dict] = []
-        self.observations: list[str] = []
-        self.errors: list[str] = []
-        self.first: str | None = None
-
-    def add(self, label: str, at: int | None, valid: bool, counts: dict, fired: bool,
-            violations: Callable[[], list[dict]], problem: str | None = None) -> None:
-        self.states += 1
-        self.fired += bool(fired)
-        for k, v in counts.items():
-            self.counts[k] = self.counts.get(k, 0) + v
-        if problem and len(self.observations) < 5:
-            self.observations.append(f"{label}: {problem}")
-        if valid:
-            return
-        self.violating += 1
-        if self.first is None and at is not None:
-            self.first = f"{self.replay} --at {at}"
-        if len(self.violations) < DETAIL_LIMIT:
-            for v in violations()[:DETAIL_LIMIT - len(self.violations)]:
-                self.violations.append({**v, "detail": f"[{label}] {v['detail']}"})
-
-    def to_dict(self, *, ops: int, entries: int, seed: int, duration: float,
-                extra: dict) -> dict[str, Any]:
-        status = ("error" if self.errors else "fail" if self.violating else
-                  "no_fault_fired" if not self.fired else "pass")
-        return {"name": self.name, "description": f"{self.fault} at every op, exhaustively",
-                "fault": self.fault, "faults": [self.template], "faults_fired": self.fired,
-                "ops": ops, "entries": entries, "seed": seed, "status": status,
-                "violations": self.violations, "counts": self.counts,
-                "observations": self.observations + self.errors,
-                "replay": self.first or self.replay, "duration_s": round(duration, 3),
-                "states": self.states, "violating_states": self.violating, **extra}
-
-
-def _violations_of(result: Any) -> Callable[[], list[dict]]:
-    return lambda: [v.to_dict() for v in result.violations]
-
-
-def _full_violations(ledger: Any, mark: tuple, suffix: list) -> Callable[[], list[dict]]:
-    """The violations with the run's own op numbers (only computed for the report)."""
-    return lambda: [v.to_dict() for v in ledger.full_check(mark, suffix).violations]
-
-
 def _explore_crash(target, factory, program, root, seed, fault, at, replay) -> list[dict]:
     points = []
     started = time.perf_counter()
@@ -182,7 +129,7 @@ def _explore_crash(target, factory, program, root, seed, fault, at, replay) -> l
                 t0 = time.perf_counter()
                 drains0 = crash.drains
                 name = f"explore-{fault}" + (f"-torn-{torn}" if torn else "")
-                tally = _Tally(name, fault, _TEMPLATES[(fault, torn)], replay)
+                tally = Tally(name, fault, _TEMPLATES[(fault, torn)], replay)
                 for i, pt in enumerate(points):
                     if at is not None and pt.call.op != at:
                         continue
@@ -190,12 +137,12 @@ def _explore_crash(target, factory, program, root, seed, fault, at, replay) -> l
                     result = rec.ledger.check(pt.mark, suffix)
                     tally.add(f"op {pt.call.op} {pt.call.kind} {pt.call.path}", pt.call.op,
                               result.valid, result.counts, True,
-                              _full_violations(rec.ledger, pt.mark, suffix), problem)
+                              full_violations(rec.ledger, pt.mark, suffix), problem)
                 tally.add("no fault (the run that injects nothing)", None, baseline.valid,
-                          baseline.counts, False, _violations_of(baseline), rec.drain_problem)
+                          baseline.counts, False, violations_of(baseline), rec.drain_problem)
                 # the recording run is charged to the first variant
                 spent = time.perf_counter() - (t0 if out else started)
-                out.append(tally.to_dict(ops=rec.ops, entries=_entries(program), seed=seed,
+                out.append(tally.to_dict(ops=rec.ops, entries=entry_count(program), seed=seed,
                                          duration=spent,
                                          extra={"disks_drained": crash.drains - drains0}))
         finally:
@@ -212,7 +159,7 @@ def _explore_damage(target, factory, program, root, seed, at, replay) -> list[di
         rec.run()
         baseline = check(rec.history)
         states = DamageStates(recording=rec, points=points, root=root, seed=seed)
-        tally = _Tally("explore-corruption", "corruption", _DAMAGE_TEMPLATE, replay)
+        tally = Tally("explore-corruption", "corruption", _DAMAGE_TEMPLATE, replay)
         try:
             for i in states.quiet():
                 op = points[i].call.op
@@ -221,12 +168,12 @@ def _explore_damage(target, factory, program, root, seed, at, replay) -> list[di
                 for label, mark, suffix, problem in states.states(i):
                     result = rec.ledger.check(mark, suffix)
                     tally.add(label, op, result.valid, result.counts, True,
-                              _full_violations(rec.ledger, mark, suffix), problem)
+                              full_violations(rec.ledger, mark, suffix), problem)
         finally:
             states.close()
         tally.add("no fault (the run that injects nothing)", None, baseline.valid,
-                  baseline.counts, False, _violations_of(baseline), rec.drain_problem)
-    return [tally.to_dict(ops=rec.ops, entries=_entries(program), seed=seed,
+                  baseline.counts, False, violations_of(baseline), rec.drain_problem)
+    return [tally.to_dict(ops=rec.ops, entries=entry_count(program), seed=seed,
                           duration=time.perf_counter() - started,
                           extra={"disks_drained": states.drains})]
 
@@ -280,7 +227,7 @@ def _explore_fork(target, factory, program, root, seed, fault, at, replay) -> li
         template = ("FileRemoved(path=<the file the call at op k names>, at_op=k)"
                     if isinstance(make, _CallsFile) else _TEMPLATES.get((fault, variant))
                     or repr(make(999_999).faults[0]).replace("999999", "k"))
-        tally = _Tally(name, fault, template, replay)
+        tally = Tally(name, fault, template, replay)
         for call, res in forks.results:
             label = f"op {call.op} {call.kind} {call.path}"
             if "error" in res:
@@ -290,8 +237,8 @@ def _explore_fork(target, factory, program, root, seed, fault, at, replay) -> li
                       lambda res=res: res.get("violations", []), res.get("problem"))
         baseline = check(rec.history)
         tally.add("no fault (the run that injects nothing)", None, baseline.valid,
-                  baseline.counts, False, _violations_of(baseline), rec.drain_problem)
-        out.append(tally.to_dict(ops=rec.ops, entries=_entries(program), seed=seed,
+                  baseline.counts, False, violations_of(baseline), rec.drain_problem)
+        out.append(tally.to_dict(ops=rec.ops, entries=entry_count(program), seed=seed,
                                  duration=time.perf_counter() - t0, extra={}))
     return out
 
@@ -318,7 +265,7 @@ def _explore_interleavings(target, factory, seed, at, replay) -> list[dict]:
         description="two processors, one switch at every scheduling point in turn",
         plan=Plan((ConcurrentProcessors(processors=2, switch_probability=0.5),)),
         workload=Workload(entries=4, processors=2, payload_max=32), seed=seed)
-    tally = _Tally(scenario.name, "concurrent_processors",
+    tally = Tally(scenario.name, "concurrent_processors",
                    _TEMPLATES[("concurrent_processors", None)], replay)
     ops = 0
     switch = at or 1
@@ -333,16 +280,12 @@ def _explore_interleavings(target, factory, seed, at, replay) -> list[dict]:
                 tally.errors.append(f"{label}: {run.error}")
             else:
                 tally.add(label, switch if injected else None, run.result.valid,
-                          run.result.counts, injected, _violations_of(run.result))
+                          run.result.counts, injected, violations_of(run.result))
             if not injected or at is not None:
                 break
             switch += 1
     return [tally.to_dict(ops=ops, entries=4, seed=seed, duration=time.perf_counter() - t0,
                           extra={"preemption_bound": 1})]
-
-
-def _entries(program: list) -> int:
-    return sum(1 for s in program if s.action == "enqueue")
 
 
 def explore(target: str, fault: str, *, ops: int = 200, seed: int = 1,

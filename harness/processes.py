@@ -34,7 +34,6 @@ from __future__ import annotations
 import fcntl
 import fnmatch
 import os
-import random
 import time
 import types
 from collections.abc import Callable
@@ -43,27 +42,25 @@ from typing import Any
 import multiprocess
 
 from harness import _mounts, checker
+from harness._observe import log_summary, observe_fs, retention, with_blocked
 from harness._outcome import never_ran, refused_open
 from harness._parent import Conductor, Hung, ParentError
 from harness._realfaults import RealFaults
 from harness._reaper import deferred, interruptible, make_sandbox, remove_sandbox
+from harness._scenariorun import (
+    JOIN_TIMEOUT_S,
+    QUEUE_DIR,
+    ScenarioRun,
+    platform_of,
+    scenario_arg,
+    stream,
+)
 from harness._windows import LABEL as _WINDOWS
 from harness._words import count
 from harness._worker import Spec
 from harness.client import DrainProblem
 from harness.durability import DurabilityModel
 from harness.history import DRAIN
-from harness.runner import (
-    JOIN_TIMEOUT_S,
-    QUEUE_DIR,
-    ScenarioRun,
-    log_summary,
-    observe_fs,
-    platform_of,
-    retention,
-    scenario_arg,
-    with_blocked,
-)
 from harness.schedule import workload_programs
 from harness.targets import TargetError, resolve
 
@@ -77,11 +74,6 @@ _LOCK_FILES = ("*.lock", "*.lck", "lock")
 
 def replay_command(target: str, scenario: str, seed: int) -> str:
     return f"harness run --mode process --target {target} --scenario {scenario} --seed {seed}"
-
-
-def _stream(seed: int, name: str) -> random.Random:
-    # the same named streams as thread mode: the same seed gives the same workload and plan
-    return random.Random(f"{seed}:{name}")
 
 
 class ProcessRun(ScenarioRun):
@@ -125,8 +117,9 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     run.processors = nproc
     if not run.adopt_promises(factory):
         return run
-    progs = workload_programs(wl, nproc, _stream(seed, "workload"))
-    armed = plan.arm(_stream(seed, "faults"))
+    # the same named streams as thread mode: the same seed gives the same workload and plan
+    progs = workload_programs(wl, nproc, stream(seed, "workload"))
+    armed = plan.arm(stream(seed, "faults"))
     started = time.perf_counter()
     notes = [f"process mode: {nproc} real processes (fork); the kernel interleaves them, so "
              "the order is not replayed by the seed (the workload and the fault plan are)"]
@@ -146,7 +139,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                         drain_ops=wl.max_ops)
             conductor = Conductor(
                 ctx=multiprocess.get_context("fork"), history=run.history, armed=armed,
-                model=model, real=real, disk_rng=_stream(seed, "disk"), base=base,
+                model=model, real=real, disk_rng=stream(seed, "disk"), base=base,
                 factory=factory, programs=progs, max_ops=wl.max_ops,
                 deadline=time.monotonic() + timeout, timeout=timeout)
             if "stale_locks" in scenario.checks:

@@ -30,52 +30,14 @@ import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
+from harness import _shapes
+from harness._steps import Step, merge
+from harness._steps import payload as _payload
 from harness._waits import Waits
 
 __all__ = ["Step", "programs", "merge", "workload_programs", "Baton", "OpBudgetExceeded"]
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One step of a processor's program: enqueue entry ``key``, claim, ack a held claim,
-    or wait (no call) until the other processors (those in ``of``, if any) have begun
-    ``count`` more queue calls."""
-
-    action: str  # "enqueue" | "claim" | "ack" (the oldest claim still held) | "wait"
-    key: str | None = None
-    payload: bytes | None = None
-    count: int = 0  # of a "wait": the queue calls it lets pass
-    of: tuple[int, ...] = ()  # of a "wait": whose calls count (): every other processor's
-
-
-def _payload(key: str, rng: random.Random, low: int, high: int) -> bytes:
-    body = rng.randbytes(rng.randint(low, high))
-    return key.encode("ascii") + b"|" + body
-
-
-def merge(enqueues: list[Step], claims: int, hold: int, rng: random.Random) -> list[Step]:
-    """One processor's enqueues and claims interleaved, each ack up to ``hold`` steps after
-    its claim (0: at once); consumes ``enqueues``."""
-    steps: list[Step] = []
-    acks_due: list[int] = []  # step positions at which an ack is owed
-    while enqueues or claims or acks_due:
-        if acks_due and acks_due[0] <= len(steps):
-            acks_due.pop(0)
-            steps.append(Step("ack"))
-        # Enqueue a little more often than claim so the queue is rarely empty.
-        elif enqueues and (not claims or rng.random() < 0.6):
-            steps.append(enqueues.pop(0))
-        elif claims:
-            steps.append(Step("claim"))
-            claims -= 1
-            due = len(steps) + (rng.randint(0, hold) if hold else 0)
-            acks_due.append(max(due, acks_due[-1] if acks_due else 0))
-        else:
-            acks_due[0] = len(steps)
-    return steps
 
 
 def programs(*, entries: int, processors: int, payload_min: int, payload_max: int,
@@ -89,8 +51,6 @@ def programs(*, entries: int, processors: int, payload_min: int, payload_max: in
     weights, idle, idle_after, idle_for) makes the programs of `harness._shapes`; without
     one the draws are the same as they always were, so old seeds replay.
     """
-    from harness import _shapes  # it builds on Step
-
     if _shapes.shaped(shape.get("roles", ()), shape.get("weights", ()), shape.get("idle", ())):
         return _shapes.shaped_programs(entries=entries, processors=processors,
                                        payload_min=payload_min, payload_max=payload_max,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import checker
+from harness._argtypes import at_least
 from harness._reaper import (
     Interrupted,
     interruptible,
@@ -43,7 +44,6 @@ from harness._reaper import (
 )
 from harness._soakworker import DRAIN_SLOT, record, worker
 from harness._words import count
-from harness.cli import at_least
 from harness.history import History
 from harness.progress import MODES, Progress
 from harness.targets import resolve

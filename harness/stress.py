@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import strategies
+from harness._argtypes import at_least
 from harness._reaper import deferred
 from harness._search import DEFAULT_DATABASE, HEADLINE, describe, open_database, settings_for
 from harness._stressworker import Workers
-from harness.cli import at_least
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
 from harness.progress import MODES, Progress
 from harness.runner import run_scenario

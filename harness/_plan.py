@@ -1,55 +1,103 @@
-"""Faults at run time: trigger matching, what each fault remembers, and `ArmedPlan`.
+"""Plans: the registry of fault kinds, `Plan` (a scenario's faults), `ArmedPlan` (a run's).
 
-`harness.faults` says what each fault is and decides for one call; this module holds
-the part that changes during a run. `ArmedPlan.decide` asks the live faults in plan
-order and stops at the first that answers an action; every fault it asked is then told
-the outcome (``Fault._after``), so `DiskFull` counts bytes that landed whichever fault
+`Plan` and `fault_from_spec` say what a scenario injects; `ArmedPlan` holds the part
+that changes during a run. `ArmedPlan.decide` asks the live faults in plan order and
+stops at the first that answers an action; every fault it asked is then told the
+outcome (``Fault._after``), so `DiskFull` counts bytes that landed whichever fault
 decided. A fault is used up (``State.done``) when it has fired ``once``/``times`` or
 ``heal_after_ops`` ops have passed since it first fired; `ArmedPlan.heal` stops all.
 A fault never injects an error into a call the kernel would fail first on its own
 (``Call.fails``, see `harness.errnos`): that call is let through and fails by itself.
+
+Above the fault classes (`harness._diskfaults`, `harness._filefaults`), which never
+import it; `harness.faults` re-exports everything here, its public home.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
+from harness._diskfaults import (
+    ConcurrentProcessors,
+    DiskFull,
+    KillMidWrite,
+    MissingDirectory,
+    PermissionDenied,
+    PowerLoss,
+)
+from harness._faultbase import Fault, State
+from harness._filefaults import Corruption, FileRemoved, FsyncFailure
+from harness._validate import FaultSpecError
+from harness._validate import fail as _fail
 from harness.actions import Action, Call, Raise, ShortWrite
 
-if TYPE_CHECKING:  # only for annotations: harness.faults imports this module
-    from harness.faults import Plan
-
-__all__ = ["ArmedPlan", "State", "kind_matches", "path_matches"]
+__all__ = ["FAULT_KINDS", "FAULTS", "ArmedPlan", "Plan", "fault_from_spec"]
 
 
-def path_matches(glob: str, call: Call) -> bool:
-    paths = [p for p in (call.path, call.path2) if p is not None]
-    if not paths:
-        return glob == "*"
-    return any(fnmatchcase(p, glob) for p in paths)
+FAULTS: dict[str, type[Fault]] = {c.kind: c for c in (
+    DiskFull, PermissionDenied, MissingDirectory, KillMidWrite, PowerLoss,
+    ConcurrentProcessors, FsyncFailure, Corruption, FileRemoved)}
+FAULT_KINDS = tuple(FAULTS)
 
 
-def kind_matches(kinds: tuple[str, ...] | None, call: Call) -> bool:
-    if kinds is None:
-        return True
-    for k in kinds:
-        if k == call.kind or (call.kind == "open" and k == ("open_write" if call.writes
-                                                             else "open_read")):
-            return True
-    return False
+def fault_from_spec(spec: Mapping[str, Any]) -> Fault:
+    """Build a fault from ``{"kind": ..., **parameters}`` (a scenario file's table)."""
+    if not isinstance(spec, Mapping):
+        raise FaultSpecError(f"fault spec={spec!r}; expected a mapping with 'kind' and "
+                             "the fault's parameters")
+    kind = spec.get("kind")
+    if kind not in FAULTS:
+        raise FaultSpecError(f"kind={kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+    cls = FAULTS[kind]
+    accepted = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    for key, value in spec.items():
+        if key != "kind" and key not in accepted:
+            raise FaultSpecError(f"{cls.__name__}: {key}={value!r} is not a parameter; "
+                                 f"expected one of kind, {', '.join(accepted)}")
+    return cls(**{k: v for k, v in spec.items() if k != "kind"})
 
 
-@dataclass
-class State:
-    """What one fault remembers during a run."""
+@dataclass(frozen=True, repr=False)
+class Plan:
+    """The faults of one scenario, in priority order; `arm` makes one run's state."""
 
-    fired: int = 0
-    first: int | None = None  # op of the first firing: the heal clock starts there
-    spent: int = 0  # DiskFull: bytes the sandbox took since at_op
-    done: bool = False
+    faults: tuple[Fault, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.faults, tuple | list) or not all(
+                isinstance(f, Fault) for f in self.faults):
+            _fail("Plan", "faults", self.faults, "a tuple of faults")
+        object.__setattr__(self, "faults", tuple(self.faults))
+        if sum(isinstance(f, ConcurrentProcessors) for f in self.faults) > 1:
+            _fail("Plan", "faults", self.faults, "at most one ConcurrentProcessors")
+
+    def __repr__(self) -> str:
+        return f"Plan(faults={self.faults!r})"
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[Mapping[str, Any]]) -> Plan:
+        """A plan from fault specs (see `fault_from_spec`)."""
+        return cls(tuple(fault_from_spec(s) for s in specs))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(f.kind for f in self.faults)
+
+    @property
+    def concurrency(self) -> ConcurrentProcessors | None:
+        return next((f for f in self.faults if isinstance(f, ConcurrentProcessors)), None)
+
+    @property
+    def processors(self) -> int:
+        """How many processors the runner starts (1 without `ConcurrentProcessors`)."""
+        c = self.concurrency
+        return 1 if c is None else c.processors
+
+    def arm(self, rng: random.Random) -> ArmedPlan:
+        return ArmedPlan(self, rng)
 
 
 class ArmedPlan:
@@ -147,3 +195,8 @@ class ArmedPlan:
             self.fired += 1
             self.fired_by_kind[fault.kind] = self.fired_by_kind.get(fault.kind, 0) + 1
         return action
+
+
+# defined here, public in harness.faults: tracebacks and pickles name it there, as
+# before the split (ArmedPlan sets it in its body: it is no dataclass)
+Plan.__module__ = "harness.faults"
