@@ -32,7 +32,15 @@ from collections.abc import Iterator
 
 from . import _damage, _patches
 from ._shimacts import Acts as _Acts
-from ._shimerrors import HarnessError, ProcessorKilled, ShimError, _errname, _injected, _mark
+from ._shimerrors import (
+    HarnessError,
+    OpBudgetExceeded,
+    ProcessorKilled,
+    ShimError,
+    _errname,
+    _injected,
+    _mark,
+)
 from ._shimfds import DeadlockError
 from ._shimfds import Descriptors as _Descriptors
 from ._shimfds import Fd as _Fd
@@ -48,7 +56,6 @@ from .actions import (
 )
 from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
-from .schedule import OpBudgetExceeded
 
 __all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "Shim", "ShimError",
            "installed"]
