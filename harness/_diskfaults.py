@@ -1,5 +1,7 @@
-"""Six faults done to the disk or to processes: full disk, denied permission, a vanished
-directory, a killed processor, power loss, and concurrent processors.
+"""Six faults done to the disk or to processes, from a full disk to a power loss.
+
+`DiskFull`, `PermissionDenied`, `MissingDirectory` (a vanished directory), `KillMidWrite`
+(a killed processor), `PowerLoss` and `ConcurrentProcessors`.
 
 Defined apart from `harness.faults` (their public home, where the whole vocabulary is
 described) so that module is only the façade; import them from there

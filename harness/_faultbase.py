@@ -1,5 +1,9 @@
-"""The base of every fault: the replaying repr, parameter checks, trigger matching, the
-per-run `State`, and the hooks the armed plan calls.
+"""The base of every fault: its replaying repr, checks, trigger matching and per-run `State`.
+
+`Fault` runs its parameter rules, prints itself as the Python that rebuilds it, matches
+calls (``at_op``, ``calls``, ``path``, ``process``), draws ``probability``, and gives the
+hooks the armed plan calls (``_decide``, ``_after``); `State` is what one fault remembers
+during a run.
 
 Apart from `harness.faults` (its public home) so that the modules defining faults
 (`harness._diskfaults`, `harness._filefaults`) and the plans that use them
@@ -52,7 +56,7 @@ _fault = dataclass(frozen=True, kw_only=True, repr=False)
 
 
 class Fault:
-    """Base of the six faults: the replaying repr and the hooks `ArmedPlan` calls."""
+    """Base of every fault: the replaying repr and the hooks `ArmedPlan` calls."""
 
     __module__ = "harness.faults"  # its public home, in tracebacks
     kind: ClassVar[str] = ""

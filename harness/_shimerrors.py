@@ -1,7 +1,10 @@
 """The shim's exceptions: a processor killed, the shim misused, the harness's own bug.
 
 Kept apart from `harness.shim` (which re-exports them, their public home) so that the
-modules the shim is built from can raise them without importing the shim.
+modules the shim is built from can raise them without importing the shim. Also
+`OpBudgetExceeded`, raised by the shim (the drain's budget) and by the baton (the run's),
+whose public home is `harness.schedule`: here the shim raises it without importing the
+schedule above it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 
 from .actions import SyncFailed
 
-__all__ = ["HarnessError", "ProcessorKilled", "RunStopped", "ShimError"]
+__all__ = ["HarnessError", "OpBudgetExceeded", "ProcessorKilled", "RunStopped", "ShimError"]
 
 
 class ProcessorKilled(BaseException):  # noqa: N818 - the name says what happened
@@ -54,6 +57,22 @@ class HarnessError(BaseException):
     def __init__(self, message: str) -> None:
         super().__init__(f"harness error (a bug in the harness, not a finding about the "
                          f"target): {message}")
+
+
+class OpBudgetExceeded(BaseException):  # noqa: N818 - a verdict, not a bug of ours
+    """A processor kept making intercepted calls past the run's budget: it never finishes
+    its queue call (polling a lock nobody will release?). ``calls`` and ``sleeps``: what it
+    made inside its current queue call (None: not counted); `harness._hung` says it all."""
+
+    __module__ = "harness.schedule"  # its public home, in tracebacks and pickles
+
+    def __init__(self, process: int, budget: int, *, calls: int | None = None,
+                 sleeps: int | None = None) -> None:
+        inside = "" if calls is None else (
+            f" ({calls} file calls and {sleeps or 0} sleeps inside its current call)")
+        super().__init__(f"processor {process} used up the run's budget of {budget} "
+                         f"intercepted calls{inside} without finishing its call")
+        self.process, self.budget, self.calls, self.sleeps = process, budget, calls, sleeps
 
 
 def _mark(exc: BaseException) -> BaseException:

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness import _shapes
+from harness._shimerrors import OpBudgetExceeded
 from harness._steps import Step, merge
 from harness._steps import payload as _payload
 from harness._waits import Waits
@@ -73,20 +74,6 @@ def workload_programs(wl: Any, processors: int, rng: random.Random) -> list[list
     shape = {k: getattr(wl, k) for k in _SHAPE if hasattr(wl, k)}
     return programs(entries=wl.entries, processors=processors, payload_min=wl.payload_min,
                     payload_max=wl.payload_max, rng=rng, hold=getattr(wl, "hold", 0), **shape)
-
-
-class OpBudgetExceeded(BaseException):  # noqa: N818 - a verdict, not a bug of ours
-    """A processor kept making intercepted calls past the run's budget: it never finishes
-    its queue call (polling a lock nobody will release?). ``calls`` and ``sleeps``: what it
-    made inside its current queue call (None: not counted); `harness._hung` says it all."""
-
-    def __init__(self, process: int, budget: int, *, calls: int | None = None,
-                 sleeps: int | None = None) -> None:
-        inside = "" if calls is None else (
-            f" ({calls} file calls and {sleeps or 0} sleeps inside its current call)")
-        super().__init__(f"processor {process} used up the run's budget of {budget} "
-                         f"intercepted calls{inside} without finishing its call")
-        self.process, self.budget, self.calls, self.sleeps = process, budget, calls, sleeps
 
 
 class Baton:

@@ -34,6 +34,7 @@ from . import _damage, _patches
 from ._shimacts import Acts as _Acts
 from ._shimerrors import (
     HarnessError,
+    OpBudgetExceeded,
     ProcessorKilled,
     RunStopped,
     ShimError,
@@ -56,7 +57,6 @@ from .actions import (
 )
 from .errnos import PATH_CALLS, natural_error
 from .history import DRAIN, NEMESIS, History
-from .schedule import OpBudgetExceeded
 
 __all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "RunStopped", "Shim", "ShimError",
            "installed"]
