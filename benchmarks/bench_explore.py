@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.explore import explore
+from harness.search.explore import explore
 
 __all__ = ["main"]
 

@@ -10,9 +10,11 @@ import json
 import sys
 from typing import Any
 
-from harness import faults, html, report, scenarios
-from harness._scenarioset import describe
-from harness.targets import BUILTIN
+from harness import faults, report
+from harness.report import html
+from harness.run import scenarios
+from harness.run._scenarioset import describe
+from harness.run.targets import BUILTIN
 
 __all__ = ["cmd_list", "cmd_report"]
 

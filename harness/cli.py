@@ -14,22 +14,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import _hung, _usage, html, report, scenarios
-from harness._argtypes import at_least
-from harness._causes import cause_lines, scenario_facts
+from harness import _usage, report
 from harness._help import EPILOGS as _EPILOGS
 from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._infocmds import cmd_list, cmd_report
-from harness._reaper import interrupted, interruptible
-from harness._reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
-from harness._scenarioset import describe
-from harness._windows import PLATFORMS, refusals
-from harness._words import count
+from harness.check._causes import cause_lines, scenario_facts
+from harness.check._words import count
 from harness.faults import FaultSpecError
-from harness.progress import MODES, Progress
-from harness.scenarios import ScenarioError
-from harness.targets import TargetError, resolve
+from harness.faults._windows import PLATFORMS, refusals
+from harness.report import html
+from harness.report._reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
+from harness.report.progress import MODES, Progress
+from harness.run import _hung, scenarios
+from harness.run._argtypes import at_least
+from harness.run._reaper import interrupted, interruptible
+from harness.run._scenarioset import describe
+from harness.run.scenarios import ScenarioError
+from harness.run.targets import TargetError, resolve
 
 __all__ = ["main", "build_parser", "INCIDENT_TARGETS", "at_least"]
 
@@ -114,13 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "interleavings with hypothesis; shrink what fails"),
                             ("explore", "try one fault at every op of a workload, "
                                         "exhaustively")):
-        importlib.import_module(f"harness.{name}").add_arguments(
+        importlib.import_module(f"harness.search.{name}").add_arguments(
             sub.add_parser(name, help=help_text, epilog=_EPILOGS[name], formatter_class=_Help))
 
     soak = sub.add_parser("soak", help="producers and consumers on real processes, SIGKILLed "
                           "at random, then drained and checked", epilog=_EPILOGS["soak"],
                           formatter_class=_Help)
-    importlib.import_module("harness.soak").configure(soak)
+    importlib.import_module("harness.run.soak").configure(soak)
 
     lst = sub.add_parser("list", help="list scenarios, fault kinds and built-in targets",
                          epilog=_EPILOGS["list"], formatter_class=_Help)
@@ -159,13 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 by itself on bad usage
     command = {"run": _cmd_run, "reproduce": _cmd_reproduce, "list": cmd_list,
                "report": cmd_report,
-               "stress": lambda a: importlib.import_module("harness.stress").main(a),
-               "explore": lambda a: importlib.import_module("harness.explore").main(a),
-               "soak": lambda a: importlib.import_module("harness.soak").command(a),
+               "stress": lambda a: importlib.import_module("harness.search.stress").main(a),
+               "explore": lambda a: importlib.import_module("harness.search.explore").main(a),
+               "soak": lambda a: importlib.import_module("harness.run.soak").command(a),
                }[args.command]
     prog, debug = f"harness {args.command}", getattr(args, "debug", False)
     try:
-        # (run and reproduce then claim their report names; see harness._reportfiles)
+        # (run and reproduce then claim their report names; see harness.report._reportfiles)
         _usage.check_outputs(args, getattr(args, "report_dir", None))
         with interruptible():  # SIGINT and SIGTERM unwind through every cleanup
             return command(args)
@@ -175,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `harness list | head`: the reader has all it wanted
         return _usage.reader_gone()
     except KeyboardInterrupt as exc:  # Interrupted too: each run cleaned up as it unwound
-        # (explore does not register its sandboxes with harness._reaper: no such claim)
+        # (explore does not register its sandboxes with harness.run._reaper: no such claim)
         return interrupted(f"harness {args.command}", exc,
                            cleaned=args.command in ("run", "reproduce"))
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
@@ -319,8 +321,8 @@ def _load(names: list[str], directory: Path | None) -> list:
 
 def _runner() -> Any:
     # Imported when needed: `list` and bad-config paths must work without the runner's
-    # dependencies, and tests replace sys.modules["harness.runner"].
-    return importlib.import_module("harness.runner")
+    # dependencies, and tests replace sys.modules["harness.run.runner"].
+    return importlib.import_module("harness.run.runner")
 
 
 def _resolve_target(spec: str) -> Callable:
@@ -335,7 +337,7 @@ _SUFFIXES = {"json": ".json", "junit": ".xml", "markdown": ".md"}
 
 def _claim(args: argparse.Namespace, stem: str, *, junit: str | None, md: str | None,
            page: str | None) -> Claim:
-    """Hold every report's path before the run (see `harness._reportfiles`): JSON, JUnit
+    """Hold every report's path before the run (see `harness.report._reportfiles`): JSON, JUnit
     and Markdown always, each at its explicit path or as ``<report dir>/<stem>.<ext>``;
     the HTML page when asked for. An explicit path moves one format, it drops none."""
     explicit = {"json": args.json, "junit": junit, "markdown": md,

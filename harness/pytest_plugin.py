@@ -5,7 +5,7 @@ Installed with this project (entry point ``pytest11``, name ``harness``; disable
 
 - fixture ``fault_shim``: a function ``fault_shim(*faults, sandbox=None, seed=None)``
   that installs a plan around the rest of the test and returns a
-  `harness.inject.Injection` (``.processor(0)`` to run code as processor 0, ``.run(fn)``,
+  `harness.intercept.inject.Injection` (``.processor(0)`` to run code as processor 0, ``.run(fn)``,
   ``.history``, ``.faults_fired``, ``.killed``, ``.restart()``, ``.heal()``). With no
   faults it takes those of the ``faults`` marker; the sandbox defaults to ``tmp_path``.
 - fixture ``queue_target``: the target of ``--harness-target`` (or the
@@ -22,7 +22,7 @@ Installed with this project (entry point ``pytest11``, name ``harness``; disable
 - option ``--harness-seed N``: the seed of every ``fault_shim`` (default 1); a failing
   test's report names the plan, the seed and what fired.
 
-Thin on purpose: the logic is in `harness.inject` and `harness.targets`. Nothing from
+Thin on purpose: the logic is in `harness.intercept.inject` and `harness.run.targets`. Nothing from
 harness is imported until a test asks for a fixture, so the plugin costs other suites
 nothing.
 """
@@ -69,7 +69,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 @pytest.fixture
 def fault_shim(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[..., Any]]:
     """Install a fault plan for the rest of the test; returns the `Injection` handle."""
-    from harness.inject import injected
+    from harness.intercept.inject import injected
 
     stack = contextlib.ExitStack()
     seed_option = request.config.getoption("--harness-seed")
@@ -104,7 +104,7 @@ class QueueTarget:
 
     def open(self, directory: str | None = None) -> Any:
         """Open the target's queue (on ``directory``, default ``tmp_path/q``)."""
-        from harness.targets import check_queue
+        from harness.run.targets import check_queue
 
         queue = self.factory(directory or self.directory)
         check_queue(queue, self.spec)
@@ -134,7 +134,7 @@ class QueueTarget:
 def queue_target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[QueueTarget]:
     """The target of ``--harness-target`` or the ``harness_target`` marker (default robust):
     a factory; ``queue_target.open()`` opens a queue, closed at teardown."""
-    from harness.targets import resolve
+    from harness.run.targets import resolve
 
     marker = request.node.get_closest_marker("harness_target")
     spec = (marker.args[0] if marker is not None and marker.args

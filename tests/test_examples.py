@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import scenarios
-from harness.runner import run_suite
-from harness.targets import resolve
+from harness.run import scenarios
+from harness.run.runner import run_suite
+from harness.run.targets import resolve
 
 pytest.importorskip("persistqueue", reason="persist-queue is in the test extra")
 # A processor killed inside persist-queue's constructor leaves a half-built Queue whose

@@ -44,7 +44,7 @@ def _scenario(name: str, status: str, target: str = "robust", seed: int = 1) -> 
 
 
 class FakeRunner:
-    """Stands in for harness.runner: returns each scenario with a preset status."""
+    """Stands in for harness.run.runner: returns each scenario with a preset status."""
 
     def __init__(self, statuses: dict[str, dict[str, str]] | None = None) -> None:
         self.statuses = statuses or {}  # target -> scenario name -> status
@@ -77,9 +77,9 @@ def sdir(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake(monkeypatch, tmp_path) -> FakeRunner:
     runner = FakeRunner()
-    import harness.runner
+    import harness.run.runner
 
-    monkeypatch.setattr(harness.runner, "run_suite", runner.run_suite)
+    monkeypatch.setattr(harness.run.runner, "run_suite", runner.run_suite)
     monkeypatch.chdir(tmp_path)
     return runner
 
@@ -133,9 +133,9 @@ def test_run_prints_scenarios_the_runner_did_not_announce(fake, sdir, monkeypatc
     def run_suite(target, scenarios, *, seed=None, progress=None):
         return quiet.run_suite(target, scenarios, seed=seed)  # never calls progress
 
-    import harness.runner
+    import harness.run.runner
 
-    monkeypatch.setattr(harness.runner, "run_suite", run_suite)
+    monkeypatch.setattr(harness.run.runner, "run_suite", run_suite)
     assert _main("run", "--scenario-dir", str(sdir)) == 1
     out = capsys.readouterr().out
     assert out.count("PASS  ") == 2 and out.count("FAIL 1 violation") == 1
@@ -192,9 +192,9 @@ def test_explicit_paths_move_their_formats_and_drop_none(fake, sdir, tmp_path):
 
 
 def test_report_names_carry_the_mode_and_the_platform(fake, sdir, tmp_path, monkeypatch):
-    import harness.runner
+    import harness.run.runner
 
-    monkeypatch.setattr(harness.runner, "run_suite",
+    monkeypatch.setattr(harness.run.runner, "run_suite",
                         lambda target, chosen, **kw: fake.run_suite(target, chosen))
     assert _main("run", "--scenario-dir", str(sdir), "--mode", "process",
                  "--platform", "windows", "--report-dir", "r") == 0

@@ -111,7 +111,7 @@ def test_long_commands_accept_progress_as_run_does(name):
 
 
 def test_reproduce_shows_its_progress_over_the_three_targets(monkeypatch, tmp_path, capsys):
-    import harness.runner
+    import harness.run.runner
 
     def run_suite(target, chosen, *, seed=None, **_):
         status = "fail" if target.startswith("legacy") else "pass"
@@ -125,7 +125,7 @@ def test_reproduce_shows_its_progress_over_the_three_targets(monkeypatch, tmp_pa
                                "observations": [], "replay": "r", "duration_s": 0.0}
                               for s in chosen]}
 
-    monkeypatch.setattr(harness.runner, "run_suite", run_suite)
+    monkeypatch.setattr(harness.run.runner, "run_suite", run_suite)
     monkeypatch.chdir(tmp_path)
     scenarios = Path(__file__).resolve().parents[2] / "scenarios"
     assert cli.main(["reproduce", "incident", "--scenario-dir", str(scenarios),

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import _reportfiles, cli
-from harness.scenarios import default_dir
+from harness import cli
+from harness.report import _reportfiles
+from harness.run.scenarios import default_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in (REPO / "harness" / "scenarios_data").glob("*.toml"))
@@ -193,9 +194,9 @@ def test_a_held_name_is_skipped_and_freed_on_release(tmp_path):
 def test_an_unwritable_report_place_is_exit_2_before_anything_runs(tmp_path, monkeypatch,
                                                                     capsys):
     ran = []
-    import harness.runner
+    import harness.run.runner
 
-    monkeypatch.setattr(harness.runner, "run_suite", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(harness.run.runner, "run_suite", lambda *a, **k: ran.append(a))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "file").write_text("")
     assert cli.main(["run", "--report-dir", str(tmp_path / "file" / "sub")]) == 2

@@ -7,7 +7,7 @@ violation, and a fault that fired. None
 of them needs a "no_fault_fired" exemption: every scenario's fault reaches every design
 here (all of them write, fsync, rename/replace or list inside q/, and every one opens
 files for reading), so "no_fault_fired" would itself be a finding. Designs without
-checksums declare it (``open_queue.promises = {"damage": False}``, harness.promises):
+checksums declare it (``open_queue.promises = {"damage": False}``, harness.check.promises):
 what damage at rest does to them is listed outside their promises, and pinned to be found
 there (`NOT_PROMISED`), never silently passed.
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import run_scenario_runs
-from harness.scenarios import default_dir, load_dir
+from harness.run.runner import run_scenario_runs
+from harness.run.scenarios import default_dir, load_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = Path(__file__).resolve().parent / "queues"

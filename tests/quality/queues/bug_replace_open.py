@@ -27,5 +27,5 @@ def open_queue(directory):
     return Q(directory)
 
 
-# As correct_snapshot, whose design it shares: no checksums (harness.promises).
+# As correct_snapshot, whose design it shares: no checksums (harness.check.promises).
 open_queue.promises = {"damage": False}  # type: ignore[attr-defined]

@@ -222,7 +222,7 @@ def open_queue(directory: str) -> LogQueue:
 def repair(directory: str) -> str:
     """What an operator runs once the damaged records are given up: the log rebuilt from
     every valid line (the damaged one kept aside as ``queue.log.corrupt-<n>``), or an empty
-    log if it is gone. The harness's drain calls it (see harness.targets.repair_for)."""
+    log if it is gone. The harness's drain calls it (see harness.run.targets.repair_for)."""
     q = LogQueue(directory)
     with q._lock():
         try:

@@ -1,0 +1,31 @@
+"""How a target's calls are seen: the Python shim, its patches, descriptors and file objects.
+
+Role (Jepsen's nemesis, the hands half; SQLite's test VFS): `shim` intercepts the file
+calls a target makes through Python (``os``, ``open``, ``shutil``, ``fcntl.flock``,
+``time.sleep``) inside a sandbox, records each one in the history, asks the armed fault
+plan what to do and carries it out (on the disk through `harness.faults`' durability
+model and damage helpers). `_patches` and `_callpatches` are the patch table,
+`_shimfds` the descriptor table and flock emulation, `_shimfile` the file objects,
+`_shimacts` what a fired fault does, `_shimerrors` the exceptions every layer raises
+(``ProcessorKilled``, ``RunStopped``, ``HarnessError``, ``OpBudgetExceeded``), and
+`inject` the same shim around any block of code (the pytest plugin's).
+
+A second interception layer (a filesystem below every process) belongs here beside the
+shim: it takes the same `harness.faults` plan and writes the same `harness.check` history.
+
+May import: `harness.check`, `harness.faults`.
+"""
+
+from harness.intercept.inject import Injection, injected, plan_of
+from harness.intercept.shim import (
+    DeadlockError,
+    HarnessError,
+    ProcessorKilled,
+    RunStopped,
+    Shim,
+    ShimError,
+    installed,
+)
+
+__all__ = ["DeadlockError", "HarnessError", "Injection", "ProcessorKilled", "RunStopped",
+           "Shim", "ShimError", "injected", "installed", "plan_of"]
