@@ -256,6 +256,9 @@ def test_an_interrupted_thread_run_leaves_no_processor_running(tmp_path, monkeyp
                 run_scenario("legacy", scenario, seed=seed)
     finally:
         timer.cancel()
+    # as every command does on an interrupt: a sandbox made just before the run's own
+    # cleanup could begin is removed here
+    _reaper.sweep()
     # by the kernel's list of this process's threads: after an interrupted join, Python
     # 3.11's own is_alive() can say False for a thread still running (bpo-45274)
     tasks = {int(t.name) for t in Path("/proc/self/task").iterdir()}
