@@ -31,9 +31,13 @@ browser:
 	      >/dev/null || echo "make browser: chromium could not be installed; the browser test will skip"; \
 	  else echo "make browser: not root or no apt-get; the browser test will skip"; fi; }
 
+# One pytest worker more than there are cores: many tests spend their time waiting
+# (real processes, the 30 s idle-phase test), and the spare worker fills that time.
+JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+
 test: setup browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n $(JOBS)
 
 bench: setup
 	$(PY) benchmarks/bench_core.py
