@@ -43,7 +43,10 @@ class State:
         self.entries: dict[str, Entry] = {}
         self.pending: deque[str] = deque()  # FIFO; stale ids are skipped lazily
         self.delivered: deque[str] = deque()  # delivery order, for retention
-        self.processing: set[str] = set()
+        # claimed entries in claim order (a dict, not a set: recovery re-queues them in
+        # this order, and a set's order of strings changes with PYTHONHASHSEED, so the
+        # same journal re-queued in another order from one process to the next)
+        self.processing: dict[str, None] = {}
         self.counts = dict.fromkeys((PENDING, PROCESSING, DELIVERED, FAILED), 0)
 
     def oldest_pending(self, n: int) -> dict[str, bytes]:
@@ -86,24 +89,24 @@ class State:
         if kind == "C":
             self._move(entry, PROCESSING)
             entry.worker, entry.owner = rec[2], rec[3]
-            self.processing.add(entry_id)
+            self.processing[entry_id] = None
             if self.pending and self.pending[0] == entry_id:
                 self.pending.popleft()  # so a failed entry retries from the back
         elif kind == "A":
             self._move(entry, DELIVERED)
             entry.payload = None  # delivered payloads are never read again
             self.delivered.append(entry_id)
-            self.processing.discard(entry_id)
+            self.processing.pop(entry_id, None)
         elif kind == "F":
             entry.attempts += 1
             entry.reason = rec[3]
-            self.processing.discard(entry_id)
+            self.processing.pop(entry_id, None)
             self._move(entry, FAILED if rec[2] else PENDING)
             if not rec[2]:
                 self.pending.append(entry_id)
         elif kind == "R":
             self._move(entry, PENDING)
-            self.processing.discard(entry_id)
+            self.processing.pop(entry_id, None)
             self.pending.append(entry_id)
         elif kind == "Y":  # retry: a FAILED entry starts over
             self._move(entry, PENDING)
@@ -132,7 +135,7 @@ class State:
                 self.delivered.append(entry_id)
             elif state == PROCESSING:
                 entry.state = PROCESSING
-                self.processing.add(entry_id)
+                self.processing[entry_id] = None
             else:
                 entry.state = FAILED
 
