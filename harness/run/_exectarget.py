@@ -103,6 +103,16 @@ def _kill(proc: subprocess.Popen) -> int | None:
     return proc.wait()
 
 
+def _read_stderr(stream: Any, lines: collections.deque[str]) -> None:
+    try:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+    except (OSError, ValueError):  # the stream was closed under us: the child is gone
+        pass
+    finally:
+        stream.close()
+
+
 class ExecQueue:
     """The target contract over one child program speaking the protocol above."""
 
@@ -120,20 +130,13 @@ class ExecQueue:
             raise ExecProtocolError(f"exec target {self._command!r}: cannot start: {exc}"
                                     ) from None
         self._finalizer = weakref.finalize(self, _reap, self._proc)
-        # stderr is drained by a thread so that a chatty program never blocks on a full pipe
-        threading.Thread(target=self._read_stderr, args=(self._proc.stderr,), daemon=True,
-                         name=f"exec-stderr-{self._proc.pid}").start()
+        # stderr is drained by a thread so that a chatty program never blocks on a full pipe;
+        # the thread holds the buffer, not the queue, which must stay collectable
+        threading.Thread(target=_read_stderr, args=(self._proc.stderr, self._stderr),
+                         daemon=True, name=f"exec-stderr-{self._proc.pid}").start()
         self._lock = threading.Lock()  # one request/reply at a time on the pipes
         self._closed = False
-
-    def _read_stderr(self, stream: Any) -> None:
-        try:
-            for line in stream:
-                self._stderr.append(line.rstrip("\n"))
-        except (OSError, ValueError):  # the stream was closed under us: the child is gone
-            pass
-        finally:
-            stream.close()
+        self._gone = ""  # why the protocol broke: every later call repeats it
 
     def _broken(self, what: str) -> ExecProtocolError:
         """The protocol broke: kill and reap the child, say what happened and its last words."""
@@ -142,14 +145,15 @@ class ExecQueue:
         self._finalizer.detach()
         how = f"exit code {code}" if code is None or code >= 0 else f"killed by signal {-code}"
         tail = "; ".join(list(self._stderr)[-5:]) or "(nothing on stderr)"
-        return ExecProtocolError(f"exec target {self._command!r} {what} ({how}); "
-                                 f"last stderr: {tail}")
+        self._gone = (f"exec target {self._command!r} {what} ({how}); "
+                      f"last stderr: {tail}")
+        return ExecProtocolError(self._gone)
 
     def _call(self, request: dict[str, Any]) -> Any:
         with self._lock:
             if self._closed:
-                raise ExecProtocolError(f"exec target {self._command!r}: the program is "
-                                        f"gone (closed or broken before {request['op']!r})")
+                raise ExecProtocolError(self._gone or f"exec target {self._command!r} was "
+                                        f"closed before {request['op']!r}")
             try:
                 self._proc.stdin.write(json.dumps(request) + "\n")
                 self._proc.stdin.flush()
