@@ -28,18 +28,22 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import ctypes
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["ExecProtocolError", "ExecTargetError", "exec_factory"]
 
 _STDERR_LINES = 20  # kept for error messages: the program's last words
+_PR_SET_PDEATHSIG = 1
 _CLOSE_WAIT_S = 5.0  # a program that does not exit after "close" is killed after this
 
 
@@ -79,19 +83,50 @@ def exec_factory(command: str) -> Any:
 
 
 def _reap(proc: subprocess.Popen, wait: float = 0.0) -> int | None:
-    """Close our ends of its pipes, give it ``wait`` seconds to exit, then SIGKILL and reap.
+    """Close its stdin, give it ``wait`` seconds to exit, then SIGKILL and reap it.
 
-    A module function, not a method: `weakref.finalize` must not hold the queue alive."""
-    for stream in (proc.stdin, proc.stdout):
-        try:
-            if stream is not None:
-                stream.close()
-        except OSError:  # a broken pipe on the flush of an unsent line: nothing to keep
-            pass
+    A module function, not a method: `weakref.finalize` must not hold the queue alive.
+    stdout is closed only once the child is dead: a thread of an abandoned (hung) call may
+    still be blocked reading it, and closing a reader under it would wait for that read."""
     try:
-        return proc.wait(timeout=wait) if wait else _kill(proc)
-    except subprocess.TimeoutExpired:
-        return _kill(proc)
+        if proc.stdin is not None:
+            proc.stdin.close()
+    except OSError:  # a broken pipe on the flush of an unsent line: nothing to keep
+        pass
+    if wait:
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
+    code = _kill(proc)
+    try:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    except OSError:
+        pass
+    return code
+
+
+def _die_with_us() -> Callable[[], None] | None:
+    """In the main thread, a ``preexec_fn`` that has the kernel SIGKILL the child when this
+    process dies (a process-mode worker the harness SIGKILLed leaves no program behind,
+    even one that never reads its stdin again). Not from other threads: the kernel ties
+    the signal to the forking thread's exit, and a fork among threads must not run Python
+    code that could wait for a lock another thread held."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: close(), collection and exit still reap
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _kill(proc: subprocess.Popen) -> int | None:
@@ -125,7 +160,7 @@ class ExecQueue:
             self._proc = subprocess.Popen(
                 [*self._argv, directory], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-                bufsize=1, env=env)
+                bufsize=1, env=env, preexec_fn=_die_with_us())
         except OSError as exc:
             raise ExecProtocolError(f"exec target {self._command!r}: cannot start: {exc}"
                                     ) from None
@@ -160,7 +195,7 @@ class ExecQueue:
             except (BrokenPipeError, OSError, ValueError):
                 raise self._broken(f"stopped reading its stdin before {request['op']!r}"
                                    ) from None
-            line = self._proc.stdout.readline()
+            line = self._proc.stdout.readline()  # waiting for the exec program's reply
             if not line:
                 raise self._broken(f"exited or closed its stdout during {request['op']!r}")
             try:

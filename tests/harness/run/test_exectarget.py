@@ -103,11 +103,10 @@ def test_a_run_completes_delivers_everything_and_leaves_no_child(tmp_path, mode)
     proc, run = _run(target, "--mode", mode, "--scenario", "concurrent-processors",
                      "killed-mid-write", "power-loss", tmp_path=tmp_path)
     assert proc.returncode in (0, 1), proc.stderr
-    status = {s["name"]: s["status"] for s in run["scenarios"]}
-    # no file fault can reach the child; the processor switches of this scenario do, and
-    # its final drain finds every entry delivered
-    assert status["concurrent-processors"] == "pass", proc.stdout
-    assert set(status.values()) <= {"pass", "no_fault_fired"}, proc.stdout
+    # no file fault can reach the child (no fault fired, honestly), and with none the
+    # checker finds every entry delivered: no violation in any scenario
+    assert {s["status"] for s in run["scenarios"]} <= {"pass", "no_fault_fired"}, proc.stdout
+    assert run["violations_total"] == 0 and len(run["scenarios"]) == 3, proc.stdout
     assert _alive(marker) == []
 
 
@@ -171,3 +170,17 @@ def test_the_shell_example_over_sqlite3_honours_the_contract(tmp_path):
     one.close()
     two.close()
     assert _alive(marker) == []
+
+
+def test_a_program_that_stops_answering_is_stuck_and_killed_in_process_mode(tmp_path):
+    script = tmp_path / "hangs.py"
+    script.write_text("import json, sys, time\nfor line in sys.stdin:\n"
+                      "    if 'enqueue' in line:\n        time.sleep(3600)\n"
+                      "    print(json.dumps({'ok': None}), flush=True)\n")
+    marker = _marker()
+    proc, run = _run(f"exec:{PY} {shlex.quote(str(script))} {marker}", "--mode", "process",
+                     "--timeout", "2", "--scenario", "concurrent-processors",
+                     tmp_path=tmp_path)
+    assert [s["status"] for s in run["scenarios"]] == ["fail"], proc.stdout
+    assert "inside enqueue" in proc.stdout
+    assert _alive(marker) == []  # each worker's child died with its SIGKILLed worker
