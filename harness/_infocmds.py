@@ -65,7 +65,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("\nfaults:")
     for kind, cls in _fault_classes(faults):
         print(f"  {kind:<22} {cls.__name__:<22} {_first_sentence(inspect.getdoc(cls) or '')}")
-    print("\ntargets (or MODULE:CALLABLE returning a queue for a directory):")
+    print("\ntargets (or MODULE:CALLABLE returning a queue for a directory, or exec:COMMAND, a "
+          "program speaking the contract as JSON lines: docs/exec-targets.md):")
     for name, description in BUILTIN.items():
         print(f"  {name:<16} {description}")
     return 0

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run scenarios against a target", epilog=_EPILOG,
                          formatter_class=_Help)
     run.add_argument("--target", default="robust",
-                     help="robust, legacy, legacy-seedfix or MODULE:CALLABLE (default: robust)")
+                     help="robust, legacy, legacy-seedfix, MODULE:CALLABLE or exec:COMMAND "
+                          "(a program speaking docs/exec-targets.md) (default: robust)")
     run.add_argument("--scenario", dest="scenarios", metavar="NAME", nargs="+",
                      action="extend", help="scenario names, paths of scenario .toml files "
                      "(format: docs/scenarios.md), or 'all' (default: all)")

@@ -45,6 +45,7 @@ _STOP_S = 5.0  # a stopped processor ends at its next file call: seconds to wait
 _LOOK_S = 0.3  # how long the CPU time is watched
 _BUSY = 0.5  # a share of one CPU above this is a busy loop, below it a sleep
 _HARNESS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # harness/
+_EXEC_ADAPTER = os.path.join(_HARNESS, "run", "_exectarget.py")
 _STDLIB = {os.path.abspath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
 
 
@@ -118,6 +119,8 @@ def current_call(history: Any, process: int) -> tuple[str | None, int]:
 
 def _ours(filename: str) -> bool:
     path = os.path.abspath(filename)
+    if path == _EXEC_ADAPTER:  # waiting for an exec: program's reply is the target's time
+        return False
     return (path.startswith(_HARNESS + os.sep) or filename.startswith("<")
             or any(path.startswith(d + os.sep) for d in _STDLIB))
 

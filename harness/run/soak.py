@@ -246,7 +246,7 @@ def _summary(target: str, seed: int, processes: int, duration: float, kill_every
 def configure(parser: argparse.ArgumentParser) -> None:
     """The ``soak`` subcommand's arguments."""
     parser.add_argument("--target", default="robust",
-                        help="robust, legacy, legacy-seedfix or MODULE:CALLABLE")
+                        help="robust, legacy, legacy-seedfix, MODULE:CALLABLE or exec:COMMAND")
     parser.add_argument("--processes", type=at_least(0, int, strict=True), default=8,
                         help="worker processes: even slots produce, odd slots consume")
     parser.add_argument("--duration", type=at_least(0, float, strict=True), default=30.0,

@@ -4,7 +4,8 @@ The target contract (the harness's public promise, also in the README): a callab
 that takes the queue's directory (a ``str``; it may not exist yet) and returns an
 object with ``enqueue(payload: bytes) -> str``, ``claim(worker: str) ->
 tuple[str, bytes] | None``, ``ack(entry_id: str) -> None``, ``recover() -> None``,
-``close() -> None`` and, optionally, ``states() -> dict[str, str]``.
+``close() -> None`` and, optionally, ``states() -> dict[str, str]``. ``exec:COMMAND``
+is a program outside Python speaking the contract as JSON lines (`harness.run._exectarget`).
 
 Optionally, the module that defines the callable may define ``repair(directory: str)``:
 what an operator runs on a queue that refuses to open after damage at rest (the robust
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.check._words import article, raised_at, short_path
+from harness.run._exectarget import exec_factory
 
 __all__ = ["BUILTIN", "REQUIRED_METHODS", "TargetError", "resolve", "check_queue", "repair_for"]
 
@@ -89,14 +91,21 @@ def _import(name: str) -> Any:
 
 
 def resolve(spec: str) -> Callable[[str], Any]:
-    """A built-in name or ``MODULE:CALLABLE`` -> the factory; TargetError otherwise."""
+    """A built-in name, ``exec:COMMAND`` or ``MODULE:CALLABLE`` -> the factory; TargetError
+    otherwise."""
     if spec in _FACTORIES:
         return _FACTORIES[spec]
+    if spec.startswith("exec:"):
+        try:
+            return exec_factory(spec[len("exec:"):])
+        except ValueError as exc:
+            raise TargetError(f"target={spec!r}: {exc}") from None
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise TargetError(
-            f"target={spec!r}: expected one of {', '.join(BUILTIN)} or MODULE:CALLABLE "
-            "(e.g. mypkg.queue:open_queue); run 'harness list' for the built-in targets")
+            f"target={spec!r}: expected one of {', '.join(BUILTIN)}, MODULE:CALLABLE "
+            "(e.g. mypkg.queue:open_queue) or exec:COMMAND; run 'harness list' for the "
+            "built-in targets")
     try:
         obj: Any = _import(module_name)
     except ImportError as exc:

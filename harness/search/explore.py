@@ -317,7 +317,8 @@ def explore(target: str, fault: str, *, ops: int = 200, seed: int = 1,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="robust",
-                   help="robust, legacy, legacy-seedfix or MODULE:CALLABLE (default: robust)")
+                   help="robust, legacy, legacy-seedfix, MODULE:CALLABLE or "
+                        "exec:COMMAND (default: robust)")
     p.add_argument("--fault", required=True, choices=FAULT_KINDS, help="the fault to explore")
     p.add_argument("--ops", type=at_least(1), default=200,
                    help="queue calls in the workload (default: 200)")

@@ -223,7 +223,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "file that is not a counterexample; 130/143 interrupted by SIGINT/SIGTERM "
                 "(what was found so far is printed and saved).")
     p.add_argument("--target", default="robust",
-                   help="robust, legacy, ... or MODULE:CALLABLE (default: robust)")
+                   help="robust, legacy, ..., MODULE:CALLABLE or exec:COMMAND "
+                        "(default: robust)")
     p.add_argument("--examples", type=at_least(1), default=100,
                    help="examples to try in all, split over the searches (the race alone "
                         "and the full mix, on each of the -j seeds) (default: 100)")
