@@ -81,18 +81,25 @@ def open_database(spec: str | None) -> ExampleDatabase:
     return DirectoryBasedExampleDatabase(spec)
 
 
+# Every phase but `explain`: it re-runs each shrunk failure under sys.settrace to name
+# the lines only failing runs reach, a note this command never prints (each bug is shown
+# as its program); it cost seconds per bug, and minutes once a thread-mode run had left
+# a processor blocked in a system call in the worker.
+PHASES = tuple(p for p in Phase if p is not Phase.explain)
+
+
 def settings_for(examples: int, database: ExampleDatabase) -> settings:
     # quiet: the command prints each bug as a program; hypothesis's own report of the
     # falsifying example would repeat it in a form no reader here needs
     return settings(parent=settings.get_profile("default"), max_examples=examples,
                     derandomize=False, database=database, deadline=None,
-                    phases=tuple(Phase), print_blob=False, report_multiple_bugs=True,
+                    phases=PHASES, print_blob=False, report_multiple_bugs=True,
                     suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
 
 
 def describe(s: settings) -> str:
     return (f"max_examples={s.max_examples}, derandomize={s.derandomize}, "
-            f"deadline={s.deadline}, database={s.database!r}, phases=all, "
+            f"deadline={s.deadline}, database={s.database!r}, phases=all but explain, "
             "health checks suppressed (runs are slow by design), profile=none (explicit)")
 
 
@@ -193,16 +200,17 @@ def _size(found: dict) -> tuple:
 
 
 def _examples(stats: dict) -> tuple[int | None, int | None, str | None]:
-    """(examples tried, runs spent shrinking, why it stopped) from hypothesis's statistics;
+    """(examples tried, runs spent shrinking (the test cases that ran: an invalid draw or an
+    overrun never reaches a run), why it stopped) from hypothesis's statistics;
     Nones when it gave none (an interrupted search)."""
     if not stats:
         return None, None, None
 
-    def count(phase: str, tried: bool = True) -> int:
+    def count(phase: str) -> int:
         cases = stats.get(f"{phase}-phase", {}).get("test-cases", [])
-        return sum(1 for c in cases if not tried or c.get("status") in ("valid", "interesting"))
+        return sum(1 for c in cases if c.get("status") in ("valid", "interesting"))
 
-    return (count("reuse") + count("generate"), count("shrink", tried=False),
+    return (count("reuse") + count("generate"), count("shrink"),
             stats.get("stopped-because"))
 
 
