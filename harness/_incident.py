@@ -8,8 +8,8 @@ refusals), the side-by-side table of violation kinds, and what Windows refused.
 from __future__ import annotations
 
 from harness import report
-from harness.check._words import count
-from harness.faults._windows import refusals, refused_lines
+from harness.check.words import count
+from harness.faults.windows import refusals, refused_lines
 
 __all__ = ["KINDS_SHOWN", "incident_expectations", "passed", "refused", "side_by_side"]
 

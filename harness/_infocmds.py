@@ -13,7 +13,7 @@ from typing import Any
 from harness import faults, report
 from harness.report import html
 from harness.run import scenarios
-from harness.run._scenarioset import describe
+from harness.run.scenarioset import describe
 from harness.run.targets import BUILTIN
 
 __all__ = ["cmd_list", "cmd_report"]

@@ -19,18 +19,19 @@ from harness._help import EPILOGS as _EPILOGS
 from harness._help import Help as _Help
 from harness._incident import incident_expectations, passed, refused, side_by_side
 from harness._infocmds import cmd_list, cmd_report
-from harness.check._causes import cause_lines, scenario_facts
-from harness.check._words import count
+from harness.check.causes import cause_lines, scenario_facts
+from harness.check.words import count
 from harness.faults import FaultSpecError
-from harness.faults._windows import PLATFORMS, refusals
+from harness.faults.windows import PLATFORMS, refusals
 from harness.report import html
-from harness.report._reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
 from harness.report.progress import MODES, Progress
-from harness.run import _hung, scenarios
-from harness.run._argtypes import at_least
-from harness.run._reaper import interrupted, interruptible
-from harness.run._scenarioset import describe
+from harness.report.reportfiles import Claim, ReportPathError, claim, safe_name, stem_for
+from harness.run import hung as _hung
+from harness.run import scenarios
+from harness.run.argtypes import at_least
+from harness.run.reaper import interrupted, interruptible
 from harness.run.scenarios import ScenarioError
+from harness.run.scenarioset import describe
 from harness.run.targets import TargetError, resolve
 
 __all__ = ["main", "build_parser", "INCIDENT_TARGETS", "at_least"]
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                }[args.command]
     prog, debug = f"harness {args.command}", getattr(args, "debug", False)
     try:
-        # (run and reproduce then claim their report names; see harness.report._reportfiles)
+        # (run and reproduce then claim their report names; see harness.report.reportfiles)
         _usage.check_outputs(args, getattr(args, "report_dir", None))
         with interruptible():  # SIGINT and SIGTERM unwind through every cleanup
             return command(args)
@@ -178,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `harness list | head`: the reader has all it wanted
         return _usage.reader_gone()
     except KeyboardInterrupt as exc:  # Interrupted too: each run cleaned up as it unwound
-        # (explore does not register its sandboxes with harness.run._reaper: no such claim)
+        # (explore does not register its sandboxes with harness.run.reaper: no such claim)
         return interrupted(f"harness {args.command}", exc,
                            cleaned=args.command in ("run", "reproduce"))
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
@@ -338,7 +339,7 @@ _SUFFIXES = {"json": ".json", "junit": ".xml", "markdown": ".md"}
 
 def _claim(args: argparse.Namespace, stem: str, *, junit: str | None, md: str | None,
            page: str | None) -> Claim:
-    """Hold every report's path before the run (see `harness.report._reportfiles`): JSON, JUnit
+    """Hold every report's path before the run (see `harness.report.reportfiles`): JSON, JUnit
     and Markdown always, each at its explicit path or as ``<report dir>/<stem>.<ext>``;
     the HTML page when asked for. An explicit path moves one format, it drops none."""
     explicit = {"json": args.json, "junit": junit, "markdown": md,

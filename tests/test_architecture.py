@@ -135,6 +135,16 @@ def test_no_package_imports_one_above_it():
     assert upward == [], "imports that run against the layers:\n" + "\n".join(upward)
 
 
+def test_no_package_reaches_into_another_ones_private_modules():
+    # a module whose name starts with "_" is its package's own business; what another
+    # package needs is a public module (or the package's __init__)
+    graph = _graph()
+    private = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps
+                     if b.rpartition(".")[2].startswith("_") and b.startswith("harness.")
+                     and _layer(a) != _layer(b))
+    assert private == [], "\n".join(private)
+
+
 def test_persistence_imports_only_the_standard_library():
     graph = _graph()
     assert not any(b.startswith("harness") for a, deps in graph.items()

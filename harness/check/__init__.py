@@ -4,9 +4,9 @@ Role (Jepsen's history and checker): `history` records every client call
 (``invoke``/``ok``/``fail``/``info``), every intercepted file call and every fault;
 `checker.check` turns a history into a verdict for every entry and the violations among
 them (the verdict vocabulary is stated once, in `checker`); `_trace` is the walk over the
-history the verdicts are read from, `_verdicts` and `_causes` the sentences that explain
-them, `promises` what a target says it does not promise, `_outcome` what is not a verdict
-about the target at all, `_ledger` explore's incremental check, `_words` the wording.
+history the verdicts are read from, `_verdicts` and `causes` the sentences that explain
+them, `promises` what a target says it does not promise, `outcome` what is not a verdict
+about the target at all, `ledger` explore's incremental check, `words` the wording.
 
 May import: nothing of the harness (the standard library only). Everything above reads
 its results; nothing here knows how a run was made.

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.check._states import live_states, qid
 from harness.check.history import DRAIN, PROBE, FaultEvent, FsOp, History, Op, entry_key
+from harness.check.states import live_states, qid
 
 __all__ = ["Call", "Release", "Duplicate", "FaultMark", "EntryTrace", "Phantom", "Trace",
     "trace", "RUNNER_KILL"]

@@ -10,8 +10,8 @@ from bisect import bisect_left
 from typing import Any
 
 from harness.check._trace import Call, EntryTrace, FaultMark, Trace
-from harness.check._words import article, count
 from harness.check.history import DRAIN, NEMESIS, FaultEvent, FsOp, Op
+from harness.check.words import article, count
 
 __all__ = [
     "who",
@@ -146,7 +146,7 @@ def destroyer(entry: EntryTrace, facts: Trace) -> FaultMark | None:
 
 def damager(key: str | None, facts: Trace, lo: int, hi: int) -> FaultMark | None:
     """Damage at rest in ``(lo, hi)`` whose bytes may have held entry ``key`` and that the
-    target reported (see harness.faults._damage): it destroyed the entry; unreported, it did not."""
+    target reported (see harness.faults.damage): it destroyed the entry; unreported, it did not."""
     for mark in _window(facts.marks, lo + 1, hi):
         rec = mark.record
         if (isinstance(rec, FaultEvent) and rec.kind == "corruption" and key in rec.entries

@@ -14,7 +14,7 @@ queue with claims and acks; the rules are those of docs/harness-design.md:
   after the last time it was seen; or it came out again after an ack ok (or while
   claimed), with such a fault in between. Damage at rest (``corruption``) counts
   only for the entries that may have lain in it, and only once the target reported
-  it (a call raised, or it set the file aside or cut the damage off: harness.faults._damage);
+  it (a call raised, or it set the file aside or cut the damage off: harness.faults.damage);
 - ``indeterminate``: its enqueue ended unknown and it never came out;
 - ``failed``: its enqueue failed and it never came out (the call kept its word);
 - ``lost``: it had to come out (enqueue ok, or a claim of it released by a
@@ -99,7 +99,7 @@ class Violation:
     detail: str
     tags: tuple[str, ...] = ()  # "released": it had been claimed and the claim let go
     # Why, without the entry's own story: the sentence entries that share a cause share
-    # (harness.check._causes groups by it); not in to_dict, whose detail already ends with it.
+    # (harness.check.causes groups by it); not in to_dict, whose detail already ends with it.
     cause: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def _phantom(phantom: Phantom, facts: Trace) -> Violation:
 
 
 NO_FAULT = "no fault fired"
-"""How the cause of a violation no fault explains begins (harness.check._causes adds the
+"""How the cause of a violation no fault explains begins (harness.check.causes adds the
 target's own exceptions to it)."""
 
 _SPAN = {"lost": "from the enqueue to the end of the run",

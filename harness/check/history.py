@@ -121,7 +121,7 @@ class FaultEvent:
     ``ranges`` and ``entries`` say what a fault that hit single files touched: the
     byte ranges it damaged or removed, ``(sandbox-relative file, start, end)``, and
     the keys of the entries whose bytes may have lain there (`Corruption`,
-    `FileRemoved`; see harness.faults._damage). When ``entries`` is given, ``destroyed``
+    `FileRemoved`; see harness.faults.damage). When ``entries`` is given, ``destroyed``
     concerns those entries only.
     """
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from harness.check._words import count
+from harness.check.words import count
 
 __all__ = ["DELIVERY", "Promises", "PromiseError", "promises_of", "outside"]
 

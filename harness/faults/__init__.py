@@ -7,9 +7,9 @@ Role (Jepsen's nemesis, the plan half; SQLite's crash model): this package owns 
 go wrong and what is left afterwards: the fault classes and their validated parameters
 (`_faultbase`, `_validate`, `_diskfaults`, `_filefaults`), plans and their triggers
 (`_plan`), what the shim may be told to do (`actions`), which errno each call can meet
-(`errnos`), Windows' file semantics (`_windows`), the durability model of a power loss
-(`durability`, `_dropped`, `_modeltree`, `_renames`, `_torn`), damage done from outside
-(`_damage`) and the real faults of process mode (`_realfaults`, `_mounts`). A new fault
+(`errnos`), Windows' file semantics (`windows`), the durability model of a power loss
+(`durability`, `_dropped`, `_modeltree`, `_renames`, `torn`), damage done from outside
+(`damage`) and the real faults of process mode (`realfaults`, `mounts`). A new fault
 is a class here, listed in `_plan.FAULTS`, with its errno rules in `errnos`.
 The fault vocabulary is stated once, below.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import stat as _stat
 
-from harness.check._words import count
+from harness.check.words import count
 
 __all__ = ["PAGE", "DroppedWrites", "differing", "minus", "revert", "union"]
 

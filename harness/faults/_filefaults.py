@@ -7,11 +7,11 @@ registers them in ``FAULTS``.
 - `Corruption` ("corruption"): the medium changes a file the target wrote while no
   processor is inside a call: at the restart after a crash (``before="restart"``) or
   between the run and the final drain (``before="drain"``). Carried out by
-  `harness.faults._damage` as a `Damage` action; never decided at a call.
+  `harness.faults.damage` as a `Damage` action; never decided at a call.
 - `FileRemoved` ("file_removed"): another program unlinks files of the target while it
   runs, just before a matching call, which then goes on (`RemoveFiles`).
 
-Where their effect lands in the history, and how the checker reads it: `harness.faults._damage`.
+Where their effect lands in the history, and how the checker reads it: `harness.faults.damage`.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class FileRemoved(Fault):
 
     The event is ``destroyed`` only when the removed files could hold entries' only copy:
     when an entry's bytes (or its queue id) were found in them, or, for a non-empty file,
-    when some entry could not be found in any file of the sandbox (see `harness.faults._damage`).
+    when some entry could not be found in any file of the sandbox (see `harness.faults.damage`).
     """
 
     kind: ClassVar[str] = "file_removed"

@@ -104,7 +104,7 @@ from typing import Any
 from harness.faults._dropped import DroppedWrites
 from harness.faults._modeltree import TreeIO
 from harness.faults._renames import Renames
-from harness.faults._torn import SECTOR, dropped, explain, rolled_back, tear
+from harness.faults.torn import SECTOR, dropped, explain, rolled_back, tear
 
 __all__ = ["NAMES", "SECTOR", "DurabilityModel"]
 

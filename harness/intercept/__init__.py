@@ -6,7 +6,7 @@ calls a target makes through Python (``os``, ``open``, ``shutil``, ``fcntl.flock
 plan what to do and carries it out (on the disk through `harness.faults`' durability
 model and damage helpers). `_patches` and `_callpatches` are the patch table,
 `_shimfds` the descriptor table and flock emulation, `_shimfile` the file objects,
-`_shimacts` what a fired fault does, `_shimerrors` the exceptions every layer raises
+`_shimacts` what a fired fault does, `shimerrors` the exceptions every layer raises
 (``ProcessorKilled``, ``RunStopped``, ``HarnessError``, ``OpBudgetExceeded``), and
 `inject` the same shim around any block of code (the pytest plugin's).
 

@@ -102,7 +102,7 @@ def other_wrappers(shim, o) -> dict[str, Any]:
             if not by_name[0]:
                 setattr(shutil, name, saved)
 
-    def system():  # a processor asking at call time takes its Windows branch (`_windows`)
+    def system():  # a processor asking at call time takes its Windows branch (`windows`)
         if shim.windows is not None and shim._bound() is not None:
             return "Windows"
         return o.system()

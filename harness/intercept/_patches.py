@@ -68,7 +68,7 @@ def _path_wrapper(shim, orig, kind: str, writes: bool):
 
 
 def _checked(check, perform):
-    """``perform`` after ``check`` (a `_windows` rule: it raises what Windows refuses)."""
+    """``perform`` after ``check`` (a `windows` rule: it raises what Windows refuses)."""
     return lambda: (check(), perform())[1]
 
 
@@ -304,7 +304,7 @@ def _told(shim, src: str | None, dst: str | None, perform):
 
 
 def _on_windows(shim, how: str, src, dst, perform):
-    """``perform`` as Windows runs it: os.replace, os.rename or shutil.move (`_windows`)."""
+    """``perform`` as Windows runs it: os.replace, os.rename or shutil.move (`windows`)."""
     if how == "move":
         return lambda: shim.windows.move(src, dst, perform)
     return _checked(lambda: shim.windows.rename(src, dst, replace=how == "replace"), perform)

@@ -15,11 +15,11 @@ import os
 import stat as _stat
 from collections.abc import Iterator
 
-from harness.check._words import count
 from harness.check.history import NEMESIS
+from harness.check.words import count
 from harness.faults.actions import PowerCut, RemoveDirectory
-from harness.intercept._shimerrors import HarnessError, ProcessorKilled, _mark
 from harness.intercept._shimfds import DeadlockError
+from harness.intercept.shimerrors import HarnessError, ProcessorKilled, _mark
 
 __all__ = ["Acts"]
 
@@ -69,7 +69,7 @@ class Acts:
         else:
             with self._quiet():
                 # names only when asked: models that know one flavour keep working
-                names = "eager" if self.windows is not None else action.names  # `_windows`
+                names = "eager" if self.windows is not None else action.names  # `windows`
                 eager = {"names": names} if names != "strict" else {}
                 sentences = self.model.power_loss(self.rng, action.torn, **eager)
         effect = "power lost; " + ("; ".join(sentences) if sentences else "nothing to roll back")

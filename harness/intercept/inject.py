@@ -31,8 +31,8 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from harness.check._words import count
 from harness.check.history import History
+from harness.check.words import count
 from harness.faults import Fault, Plan, fault_from_spec
 from harness.faults.durability import DurabilityModel
 from harness.intercept.shim import ProcessorKilled, Shim, installed

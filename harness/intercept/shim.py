@@ -17,7 +17,7 @@ Under pyfakefs the target's modules hold fake module *objects* instead of ``os``
 ``io``, ``shutil`` and ``fcntl``; the shim then patches the attributes of those fake
 objects (and ``builtins.open``), and the "original" calls it captures are the fake ones,
 so the real disk is never touched.
-``platform="windows"`` adds Windows' refusals (rules and sources in `_windows`).
+``platform="windows"`` adds Windows' refusals (rules and sources in `windows`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ import types
 from collections.abc import Iterable, Iterator
 
 from harness.check.history import DRAIN, NEMESIS, History
-from harness.faults import _damage
-from harness.faults._windows import PLATFORMS, Rules
+from harness.faults import damage as _damage
 from harness.faults.actions import (
     Call,
     Kill,
@@ -43,9 +42,13 @@ from harness.faults.actions import (
     ShortWrite,
 )
 from harness.faults.errnos import PATH_CALLS, natural_error
+from harness.faults.windows import PLATFORMS, Rules
 from harness.intercept import _patches
 from harness.intercept._shimacts import Acts as _Acts
-from harness.intercept._shimerrors import (
+from harness.intercept._shimfds import DeadlockError
+from harness.intercept._shimfds import Descriptors as _Descriptors
+from harness.intercept._shimfds import Fd as _Fd
+from harness.intercept.shimerrors import (
     HarnessError,
     OpBudgetExceeded,
     ProcessorKilled,
@@ -55,9 +58,6 @@ from harness.intercept._shimerrors import (
     _injected,
     _mark,
 )
-from harness.intercept._shimfds import DeadlockError
-from harness.intercept._shimfds import Descriptors as _Descriptors
-from harness.intercept._shimfds import Fd as _Fd
 
 __all__ = ["DeadlockError", "HarnessError", "ProcessorKilled", "RunStopped", "Shim", "ShimError",
            "installed"]
@@ -315,7 +315,7 @@ class Shim(_Descriptors, _Acts):
             except BaseException as exc:
                 # a call inside this one (a flush's raw write) already recorded it
                 if not getattr(exc, "_shim_recorded", False):
-                    rule = getattr(exc, "_shim_platform", None)  # refused by `_windows`
+                    rule = getattr(exc, "_shim_platform", None)  # refused by `windows`
                     self.platform_refusals += rule is not None
                     record(_errname(exc), label=rule or getattr(exc, "_shim_fault", None))
                     _mark(exc)
@@ -370,7 +370,7 @@ class Shim(_Descriptors, _Acts):
 def installed(*, sandbox, history: History, plan=None, rng=None, model=None,
               scheduler=None, platform: str = "linux") -> Iterator[Shim]:
     """Patch the file API for the block and yield the `Shim`; every patch is undone on exit.
-    ``platform``: ``"linux"`` (the kernel's own semantics) or ``"windows"`` (`_windows`)."""
+    ``platform``: ``"linux"`` (the kernel's own semantics) or ``"windows"`` (`windows`)."""
     with _ACTIVE_LOCK:
         if _ACTIVE:
             raise ShimError("the shim is already installed (installed() is not re-entrant; "

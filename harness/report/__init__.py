@@ -2,7 +2,7 @@
 
 Role (Jepsen's report): this module renders the run dict; `html` and `_svg` draw the
 page and its timelines, `timeline` keeps the story of a run in the JSON so the page can
-be drawn again later, `progress` shows long work as it goes, `_reportfiles` names the
+be drawn again later, `progress` shows long work as it goes, `reportfiles` names the
 files so that concurrent runs never overwrite each other.
 
 May import: `harness.check`, `harness.faults` (a fault's replaying repr).
@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.check._causes import cause_lines
-from harness.check._words import count
+from harness.check.causes import cause_lines
+from harness.check.words import count
 
 __all__ = [
     "STATUS_WORDS",

@@ -22,7 +22,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.check._words import count
+from harness.check.words import count
 from harness.report import STATUS_WORDS, _svg, printable, runs_of, violation_summary
 
 __all__ = ["render", "write_html"]

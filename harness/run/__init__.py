@@ -7,8 +7,8 @@ the target contract; `client` maps each workload step to a queue call and record
 `schedule` draws each processor's program and the baton that interleaves threads;
 `runner` is the one entry point (``run_scenario``, ``run_suite``) and dispatches to
 `threads` (one thread per processor under the shim) or `processes` (real processes,
-real kills, real kernel faults; `_parent`, `_restarts`, `_worker`); `_reaper` and
-`_hung` make sure nothing outlives a run; `soak` runs real processes for a while.
+real kills, real kernel faults; `_parent`, `_restarts`, `_worker`); `reaper` and
+`hung` make sure nothing outlives a run; `soak` runs real processes for a while.
 This package holds every thread and process the harness starts.
 
 May import: `harness.check`, `harness.faults`, `harness.intercept`, `harness.report`

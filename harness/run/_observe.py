@@ -16,9 +16,9 @@ import logging
 import os
 
 from harness.check import checker
-from harness.check._words import count
 from harness.check.history import DRAIN, FsOp, History
-from harness.faults._windows import shown
+from harness.check.words import count
+from harness.faults.windows import shown
 
 __all__ = ["LogCapture", "leftovers", "log_summary", "observe_fs", "retention",
            "with_blocked"]

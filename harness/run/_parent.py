@@ -21,7 +21,7 @@ the parent can do:
 - a `FsyncFailure`: the child's shim raises EIO; the parent's model drops what that fsync
   was to write and notes every other child with the file open, whose next fsync of it
   is answered with the same EIO (Linux's errseq_t: each open file told once).
-- a ``wait`` step (`harness.run._shapes`): the answer waits until the others' ``invoke``
+- a ``wait`` step (`harness.run.shapes`): the answer waits until the others' ``invoke``
   records reach its mark (`harness.run._waits`), and for everyone after `SILENCE_S` with no
   message and no restart under way (a sleeper may hold a lock another one waits for).
   A sleeper is between two calls: a restart does not wait for it.
@@ -47,13 +47,13 @@ import multiprocess.connection
 
 from harness.check.history import History
 from harness.faults.actions import PowerCut, SyncFailed
-from harness.run import _hung
-from harness.run._reaper import reap, spawning
+from harness.run import hung as _hung
 from harness.run._restarts import RECORDS as _RECORDS
 from harness.run._restarts import Child as _Child
 from harness.run._restarts import Restarts
 from harness.run._waits import Waits
 from harness.run._worker import Spec, main
+from harness.run.reaper import reap, spawning
 from harness.run.schedule import OpBudgetExceeded
 
 __all__ = ["Conductor", "Hung", "ParentError", "SILENCE_S"]
@@ -105,7 +105,7 @@ class Conductor(Restarts):
         self._cut: PowerCut | None = None
         self._resume: dict[int, int] = {}  # processor -> the step its fresh process starts at
         # --platform windows: the files each live process holds open, (st_dev, st_ino) ->
-        # count, as its workers report them (harness.faults._windows)
+        # count, as its workers report them (harness.faults.windows)
         self._handles: dict[int, collections.Counter] = {}
         # (processor, st_dev, st_ino) -> an fsync failure it has not been told of (errseq_t)
         self._untold: dict[tuple[int, int, int], str] = {}

@@ -27,7 +27,7 @@ import signal
 from typing import Any
 
 from harness.check.history import NEMESIS, History
-from harness.faults import _damage
+from harness.faults import damage as _damage
 from harness.faults.actions import PowerCut
 from harness.run._waits import Waits
 from harness.run.client import RESTART_LIMIT

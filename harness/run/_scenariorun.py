@@ -16,12 +16,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-from harness.check import _causes, checker
-from harness.check._outcome import own_fired, unfired
+from harness.check import causes as _causes
+from harness.check import checker
 from harness.check.history import History
+from harness.check.outcome import own_fired, unfired
 from harness.check.promises import PromiseError, Promises, outside, promises_of
 from harness.report import timeline
-from harness.run import _hung
+from harness.run import hung as _hung
 from harness.run.client import Client
 from harness.run.scenarios import builtin_dir
 
@@ -29,7 +30,7 @@ __all__ = ["JOIN_TIMEOUT_S", "QUEUE_DIR", "ScenarioRun", "drain_queue", "platfor
            "replay_command", "scenario_arg", "stream"]
 
 JOIN_TIMEOUT_S = _hung.DEFAULT_TIMEOUT_S
-"""The run's timeout when neither ``--timeout`` nor the scenario gives one (`harness.run._hung`)."""
+"""The run's timeout when neither ``--timeout`` nor the scenario gives one (`harness.run.hung`)."""
 
 QUEUE_DIR = "q"
 """The queue's directory inside the sandbox (not created: the target creates it)."""
@@ -77,8 +78,8 @@ class ScenarioRun:
         self.ops = 0
         self.observations: list[str] = []
         self.error: str | None = None
-        self.unfired: list[str] = []  # faults of the plan that never fired (harness.check._outcome)
-        self.own_fired = True  # the scenario's own fault fired (harness.check._outcome)
+        self.unfired: list[str] = []  # faults of the plan that never fired (harness.check.outcome)
+        self.own_fired = True  # the scenario's own fault fired (harness.check.outcome)
         self.promises = Promises()  # what the target declares it promises (harness.check.promises)
         self.processors = 1
         self.replay_diverged: int | None = None  # set by a stress replay that lost its track

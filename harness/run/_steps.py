@@ -1,7 +1,7 @@
 """Program steps: `Step` and `merge`, what the plain and the shaped programs are built of.
 
 A processor's program is a list of `Step`s. `harness.run.schedule.programs` draws the plain
-ones and `harness.run._shapes` the shaped ones (roles, weights, an idle processor); both
+ones and `harness.run.shapes` the shaped ones (roles, weights, an idle processor); both
 interleave one processor's enqueues with its claims and acks through `merge`, and draw
 payloads through `payload`. Kept below both so that neither imports the other back.
 """

@@ -1,6 +1,6 @@
 """Who sits out a wait step, and when it may go on: one ledger for both modes.
 
-A wait step (`harness.run._shapes`) says "no call until the other processors (or those in
+A wait step (`harness.run.shapes`) says "no call until the other processors (or those in
 ``of``) have begun ``count`` more queue calls". The baton (`harness.run.schedule`, thread
 mode) and the parent (`harness.run._parent`, process mode) count the calls each processor
 begins and ask this ledger who is due; when nobody else can make a call, they wake the

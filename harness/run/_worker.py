@@ -24,11 +24,11 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.faults._mounts import drop_dac_capabilities
+from harness.faults.mounts import drop_dac_capabilities
 from harness.intercept.shim import HarnessError, installed
-from harness.run._hung import target_line, traceback_frames
 from harness.run._observe import LogCapture
 from harness.run.client import Client, DrainProblem
+from harness.run.hung import target_line, traceback_frames
 from harness.run.schedule import OpBudgetExceeded
 
 __all__ = ["Spec", "main", "die_with_parent", "quiet_signals"]
@@ -53,7 +53,7 @@ class Spec:
     drops: bool = False  # and writes: an FsyncFailure may drop some (crash-model rule 7)
     real_processes: bool = True
     unprivileged: bool = False  # obey permission bits even as root (a permission fault)
-    platform: str = "linux"  # "windows": Windows' file semantics (harness.faults._windows)
+    platform: str = "linux"  # "windows": Windows' file semantics (harness.faults.windows)
     bound: int = 1000  # the drain's claim budget
     drain_ops: int = 200_000  # file calls the drain may make (a target spinning there)
     parent: int = field(default_factory=os.getpid)
@@ -71,7 +71,7 @@ def quiet_signals() -> None:
     """Ctrl-C reaches the whole process group; only the parent decides who dies, and how."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # the parent forks with these held (harness.run._reaper.spawning); the mask is inherited
+    # the parent forks with these held (harness.run.reaper.spawning); the mask is inherited
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.check._words import raised_at
 from harness.check.history import PROBE, History, entry_key
-from harness.faults._damage import at_rest
+from harness.check.words import raised_at
+from harness.faults.damage import at_rest
 from harness.intercept.shim import ProcessorKilled, Shim
 from harness.run.schedule import Baton, Step
 from harness.run.targets import check_queue, repair_for

@@ -20,13 +20,13 @@ it unchanged. What differs from thread mode:
 - `DiskFull` and `PermissionDenied` come from the kernel where the machine allows it
   (a tmpfs cut down to size, chmod against unprivileged workers), `MissingDirectory`
   from the parent deleting the real directory, `FileRemoved` from the parent unlinking the
-  real files; see `harness.faults._realfaults`. A variant the machine does not allow is reported
+  real files; see `harness.faults.realfaults`. A variant the machine does not allow is reported
   as skipped, with the reason, in the observations;
 - `Corruption` (damage at rest) is done by the parent to the real files at the quiet
   points: before a restart's fresh process starts, and before the final drain.
 
 Nothing is left behind: children reaped, tmpfs unmounted, sandbox removed, also on
-SIGINT/SIGTERM (`harness.run._reaper`).
+SIGINT/SIGTERM (`harness.run.reaper`).
 """
 
 from __future__ import annotations
@@ -42,16 +42,15 @@ from typing import Any
 import multiprocess
 
 from harness.check import checker
-from harness.check._outcome import never_ran, refused_open
-from harness.check._words import count
 from harness.check.history import DRAIN
-from harness.faults import _mounts
-from harness.faults._realfaults import RealFaults
-from harness.faults._windows import LABEL as _WINDOWS
+from harness.check.outcome import never_ran, refused_open
+from harness.check.words import count
+from harness.faults import mounts as _mounts
 from harness.faults.durability import DurabilityModel
+from harness.faults.realfaults import RealFaults
+from harness.faults.windows import LABEL as _WINDOWS
 from harness.run._observe import log_summary, observe_fs, retention, with_blocked
 from harness.run._parent import Conductor, Hung, ParentError
-from harness.run._reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness.run._scenariorun import (
     JOIN_TIMEOUT_S,
     QUEUE_DIR,
@@ -62,6 +61,7 @@ from harness.run._scenariorun import (
 )
 from harness.run._worker import Spec
 from harness.run.client import DrainProblem
+from harness.run.reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness.run.schedule import workload_programs
 from harness.run.targets import TargetError, resolve
 
@@ -104,7 +104,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                  factory: Callable[[str], Any] | None = None,
                  platform: str | None = None, timeout: float | None = None) -> ProcessRun:
     """Run one scenario on real processes; never raises for target misbehaviour.
-    ``timeout``: seconds the workload, and again the drain, may take (`harness.run._hung`)."""
+    ``timeout``: seconds the workload, and again the drain, may take (`harness.run.hung`)."""
     seed = scenario.seed if seed is None else seed
     timeout = timeout or getattr(scenario, "timeout", None) or JOIN_TIMEOUT_S
     run = ProcessRun(target=target, scenario=scenario, seed=seed)

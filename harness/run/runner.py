@@ -55,7 +55,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     mode runs in `harness.run.processes` (real processes: no baton, no schedule_rng).
     ``platform`` (default: the scenario's own) is ``"linux"`` or ``"windows"``.
     ``timeout`` (default: the scenario's own, else `JOIN_TIMEOUT_S`): seconds the
-    workload, and again the final drain, may take (`harness.run._hung`).
+    workload, and again the final drain, may take (`harness.run.hung`).
     """
     timeout = timeout or getattr(scenario, "timeout", None) or JOIN_TIMEOUT_S
     if (mode or getattr(scenario, "mode", "thread")) == "process":

@@ -1,7 +1,7 @@
 """Load fault-injection scenarios from TOML files, checking every key before anything runs.
 
 A scenario is data: a workload, a fault plan and a seed (a ``*.toml`` file; the shipped
-ones are in ``harness/scenarios_data/``, see `harness.run._scenarioset`). This module turns
+ones are in ``harness/scenarios_data/``, see `harness.run.scenarioset`). This module turns
 one file into a frozen `Scenario` and refuses anything it does not understand, because
 a typo that silently falls back to a default would make a run pass while testing
 nothing. Every refusal is a `ScenarioError` whose message names the file, the key, the
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
-from harness.faults._windows import PLATFORMS
-from harness.run._scenarioset import BUILTIN_SET, builtin_dir, nested, scenario_set
-from harness.run._shapes import ROLES
+from harness.faults.windows import PLATFORMS
+from harness.run.scenarioset import BUILTIN_SET, builtin_dir, nested, scenario_set
+from harness.run.shapes import ROLES
 
 __all__ = [
     "CHECKS",
@@ -59,7 +59,7 @@ class ScenarioError(Exception):
 @dataclass(frozen=True)
 class Workload:
     """What the processors do: how many entries go through the queue, and how big they are;
-    and its shape (`harness.run._shapes`): each processor's role and weight, and which ones
+    and its shape (`harness.run.shapes`): each processor's role and weight, and which ones
     idle, after how many calls, through what fraction of the others' calls."""
 
     entries: int = 20
@@ -131,7 +131,7 @@ class Scenario:
     checks: tuple[str, ...] = ()
     source: str = ""
     platform: str = "linux"  # "windows": the shim applies Windows' file semantics
-    timeout: float | None = None  # seconds a run may take (None: harness.run._hung's default)
+    timeout: float | None = None  # seconds a run may take (None: harness.run.hung's default)
 
 
 def default_dir() -> Path:

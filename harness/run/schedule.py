@@ -11,7 +11,7 @@ hands only at points the harness sees:
   with probability ``between_calls``;
 - ``blocked(p)``: ``p`` waits for a lock another processor holds; the baton
   must move, and when no other processor can run the wait is a deadlock;
-- ``wait_calls(p, n, of)``: a ``wait`` step of a shaped program (`harness.run._shapes`):
+- ``wait_calls(p, n, of)``: a ``wait`` step of a shaped program (`harness.run.shapes`):
   ``p`` leaves the rotation, its queue still open, until the others (or the processors
   ``of``) have begun ``n`` more queue calls (``begin_call`` counts them). When nobody
   else can run, the sleeper nearest its mark goes on (a paced processor whose partners
@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness.intercept._shimerrors import OpBudgetExceeded
-from harness.run import _shapes
+from harness.intercept.shimerrors import OpBudgetExceeded
+from harness.run import shapes as _shapes
 from harness.run._steps import Step, merge
 from harness.run._steps import payload as _payload
 from harness.run._waits import Waits
@@ -49,7 +49,7 @@ def programs(*, entries: int, processors: int, payload_min: int, payload_max: in
     Keys are ``e1 .. eN``; claims are shuffled in among the enqueues (a claim may
     find the queue empty; the drain takes the rest). Holding claims across other
     steps is what lets a crash land while a processor owes an ack. ``shape`` (roles,
-    weights, idle, idle_after, idle_for) makes the programs of `harness.run._shapes`; without
+    weights, idle, idle_after, idle_for) makes the programs of `harness.run.shapes`; without
     one the draws are the same as they always were, so old seeds replay.
     """
     if _shapes.shaped(shape.get("roles", ()), shape.get("weights", ()), shape.get("idle", ())):

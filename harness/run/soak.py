@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.check import checker
-from harness.check._words import count
 from harness.check.history import History
+from harness.check.words import count
 from harness.report.progress import MODES, Progress
-from harness.run._argtypes import at_least
-from harness.run._reaper import (
+from harness.run._soakworker import DRAIN_SLOT, record, worker
+from harness.run.argtypes import at_least
+from harness.run.reaper import (
     Interrupted,
     interruptible,
     make_sandbox,
@@ -45,7 +46,6 @@ from harness.run._reaper import (
     remove_sandbox,
     spawning,
 )
-from harness.run._soakworker import DRAIN_SLOT, record, worker
 from harness.run.targets import resolve
 
 __all__ = ["configure", "command", "soak", "replay_command"]

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from harness.check._words import article, raised_at, short_path
+from harness.check.words import article, raised_at, short_path
 from harness.run._exectarget import exec_factory
 
 __all__ = ["BUILTIN", "REQUIRED_METHODS", "TargetError", "resolve", "check_queue", "repair_for"]

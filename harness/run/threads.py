@@ -30,17 +30,17 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.check import checker
-from harness.check._outcome import harness_error, never_ran, refused_open
-from harness.check._words import count
 from harness.check.history import DRAIN
-from harness.faults import _damage
+from harness.check.outcome import harness_error, never_ran, refused_open
+from harness.check.words import count
+from harness.faults import damage as _damage
 from harness.faults.durability import DurabilityModel
 from harness.intercept.shim import DeadlockError, RunStopped, installed
-from harness.run import _hung
+from harness.run import hung as _hung
 from harness.run._observe import LogCapture, leftovers, observe_fs, retention, with_blocked
-from harness.run._reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness.run._scenariorun import JOIN_TIMEOUT_S, QUEUE_DIR, ScenarioRun, platform_of, stream
 from harness.run.client import Client, DrainProblem
+from harness.run.reaper import deferred, interruptible, make_sandbox, remove_sandbox
 from harness.run.schedule import Baton, OpBudgetExceeded, workload_programs
 from harness.run.targets import TargetError, resolve
 
@@ -57,7 +57,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     (hypothesis passes one it controls, so a race shrinks to its smallest interleaving).
     ``platform`` (default: the scenario's own) is ``"linux"`` or ``"windows"``.
     ``timeout`` (default: the scenario's own, else `JOIN_TIMEOUT_S`): seconds the
-    workload, and again the final drain, may take (`harness.run._hung`).
+    workload, and again the final drain, may take (`harness.run.hung`).
     """
     timeout = timeout or getattr(scenario, "timeout", None) or JOIN_TIMEOUT_S
     seed = scenario.seed if seed is None else seed

@@ -27,8 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from harness.check._states import StatesValue
 from harness.check.history import DRAIN, NEMESIS, FaultEvent, FsOp, History, Op
+from harness.check.states import StatesValue
 from harness.faults import KillMidWrite, PowerLoss
 from harness.run.client import Client
 from harness.run.runner import drain_queue

@@ -6,7 +6,7 @@ single processor, a quiet point. In each such state the processor stops (its mem
 gone, as after a crash), one file gets one kind of damage (`Corruption`'s four, drawn
 with a generator seeded per op, file and kind), the drain runs on the damaged disk and
 the prefix + damage + drain is checked, with the checker's rule for damage at rest
-(harness.faults._damage). Every file holding an entry's bytes is damaged in turn (every file,
+(harness.faults.damage). Every file holding an entry's bytes is damaged in turn (every file,
 when none does).
 
 The drain runs under a shim with no plan, so the file calls the rule reads (a cut of the
@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from harness.check.history import DRAIN, NEMESIS, FaultEvent, FsOp, History, Op
-from harness.faults import DAMAGES, Corruption, _damage
+from harness.faults import DAMAGES, Corruption
+from harness.faults import damage as _damage
 from harness.faults.actions import Damage
 from harness.intercept.shim import installed
 from harness.run.client import Client
@@ -127,4 +128,4 @@ class DamageStates:
 
 
 _READ_BY_RULE = ("truncate", "replace", "copy")
-"""The file calls by which a target reports damage without raising (harness.faults._damage)."""
+"""The file calls by which a target reports damage without raising (harness.faults.damage)."""

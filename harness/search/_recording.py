@@ -21,8 +21,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from harness.check._ledger import Ledger
 from harness.check.history import DRAIN, History
+from harness.check.ledger import Ledger
 from harness.faults.durability import DurabilityModel
 from harness.intercept.shim import installed
 from harness.run.client import Client

@@ -259,7 +259,7 @@ def search(job: dict[str, Any], emit: Callable[[int, list[str]], None] | None = 
             body()
     except (AssertionError, ExceptionGroup):  # one bug, or several shrunk apart
         pass
-    except KeyboardInterrupt as exc:  # harness.run._reaper.Interrupted too (SIGTERM)
+    except KeyboardInterrupt as exc:  # harness.run.reaper.Interrupted too (SIGTERM)
         interrupted = getattr(exc, "signum", signal.SIGINT)
         found = smallest  # hypothesis stopped mid-shrink: the smallest seen is the best
     examples, shrinking, stopped = _examples(stats)

@@ -18,7 +18,7 @@ import stat as _stat
 from typing import Any
 
 try:  # the durability model's own tearing (rule 5), wherever the model keeps it
-    from harness.faults._torn import tear as _tear
+    from harness.faults.torn import tear as _tear
 except ImportError:  # before the model's helpers moved out of durability.py
     from harness.faults.durability import _tear  # type: ignore[attr-defined,no-redef]
 

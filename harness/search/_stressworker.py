@@ -164,7 +164,7 @@ def main() -> int:
     jobs = json.loads(sys.stdin.buffer.readline() or "[]")
     _orphan_watch()
 
-    from harness.run._reaper import deferred, interruptible, sweep
+    from harness.run.reaper import deferred, interruptible, sweep
     from harness.search._search import search
 
     def send(message: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ and the violations found (the run JSON of ``harness run``, plus ``states`` per s
   another program just before that call, at every call, through a fork as for the errors.
 
 Cost grows linearly with the workload: no state re-runs the prefix, and each state is
-checked on a reduced history (`harness.check._ledger`), with the same verdicts as the full one.
+checked on a reduced history (`harness.check.ledger`), with the same verdicts as the full one.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import report
-from harness.check._words import count
 from harness.check.checker import check
+from harness.check.words import count
 from harness.faults import (
     FAULT_KINDS,
     ConcurrentProcessors,
@@ -57,7 +57,7 @@ from harness.faults import (
     PermissionDenied,
     Plan,
 )
-from harness.run._argtypes import at_least
+from harness.run.argtypes import at_least
 from harness.run.runner import run_scenario
 from harness.run.scenarios import Scenario, Workload
 from harness.run.targets import resolve

@@ -4,7 +4,7 @@ Everything is built from the harness's own classes (`Workload`, the faults of
 `harness.faults`, `Plan`, `Scenario`), so whatever hypothesis draws is a scenario the
 runner can run and whose ``repr`` replays it. Strategies shrink towards the small: one
 entry, one processor, one fault, early triggers, no shape; `workloads` also draws shaped
-workloads (roles, weights, an idle processor: `harness.run._shapes`) and long ones, where
+workloads (roles, weights, an idle processor: `harness.run.shapes`) and long ones, where
 one processor idles with its queue open across tens of the others' entries (and so
 across a checkpoint or two of a journalled queue); `schedules` gives the baton a
 ``random.Random`` driven by choices hypothesis draws and shrinks, so a race shrinks to a short
@@ -33,8 +33,8 @@ from harness.faults import (
     Plan,
     PowerLoss,
 )
-from harness.run._shapes import ROLES
 from harness.run.scenarios import Scenario, Workload
+from harness.run.shapes import ROLES
 from harness.search._machine import QueueMachine
 
 __all__ = ["workloads", "faults", "fault_plans", "schedules", "scenarios", "QueueMachine",

@@ -37,8 +37,8 @@ from typing import Any
 
 from harness.faults import FAULT_KINDS, Plan, fault_from_spec
 from harness.report.progress import MODES, Progress
-from harness.run._argtypes import at_least
-from harness.run._reaper import deferred
+from harness.run.argtypes import at_least
+from harness.run.reaper import deferred
 from harness.run.runner import run_scenario
 from harness.run.scenarios import Scenario, Workload
 from harness.run.targets import resolve
@@ -118,7 +118,7 @@ def stress(target: str, *, examples: int = 100, seed: int = 0, jobs: int = 1,
         with deferred():  # an interrupt waits until every worker started is known
             workers = Workers(planned, jobs)
         workers.run(tick)
-    except KeyboardInterrupt as exc:  # harness.run._reaper.Interrupted too
+    except KeyboardInterrupt as exc:  # harness.run.reaper.Interrupted too
         if workers is None:
             raise
         interrupted = getattr(exc, "signum", signal.SIGINT)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.report import _reportfiles
+from harness.report import reportfiles as _reportfiles
 from harness.run.scenarios import default_dir
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Damage at rest and files removed by others (harness.faults._damage): where the entries lay,
+"""Damage at rest and files removed by others (harness.faults.damage): where the entries lay,
 what each damage does to the bytes, and both faults carried out through the shim, on the
 real disk and under pyfakefs."""
 
@@ -11,7 +11,8 @@ import random
 import pytest
 
 from harness.check.history import NEMESIS, History
-from harness.faults import DAMAGES, Corruption, FileRemoved, Plan, _damage
+from harness.faults import DAMAGES, Corruption, FileRemoved, Plan
+from harness.faults import damage as _damage
 from harness.faults.actions import Damage
 from harness.faults.durability import DurabilityModel
 from harness.intercept.shim import installed

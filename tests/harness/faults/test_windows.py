@@ -1,4 +1,4 @@
-"""``--platform windows``: each rule of harness.faults._windows, on the real disk and under pyfakefs
+"""``--platform windows``: each rule of harness.faults.windows, on the real disk and under pyfakefs
 (runs, process mode, the option and the scenario key: test_windows_runs.py)."""
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ def test_workers_die_with_a_harness_that_is_sigkilled(tmp_path):
 def test_a_signal_during_a_cleanup_waits_for_its_end(tmp_path, monkeypatch):
     # Between two scenarios the interrupt may land inside the last one's cleanup: that
     # cleanup still finishes (its sandbox is gone), and the interrupt comes right after.
-    from harness.run import _reaper
+    from harness.run import reaper as _reaper
     monkeypatch.setattr(_reaper.tempfile, "tempdir", str(tmp_path))
     sandbox = _reaper.make_sandbox()
     done = []
@@ -204,7 +204,7 @@ def test_a_signal_during_a_cleanup_waits_for_its_end(tmp_path, monkeypatch):
 
 
 def test_sweep_removes_a_sandbox_whose_cleanup_never_ran(tmp_path, monkeypatch):
-    from harness.run import _reaper
+    from harness.run import reaper as _reaper
     monkeypatch.setattr(_reaper.tempfile, "tempdir", str(tmp_path))
     sandbox = _reaper.make_sandbox()
     Path(sandbox, "q").mkdir()
@@ -218,7 +218,7 @@ def test_an_interrupt_raised_where_python_cannot_propagate_it_is_delivered_again
     # already ignored further signals)
     import signal as _signal
 
-    from harness.run import _reaper
+    from harness.run import reaper as _reaper
     class Bomb:
         def __del__(self):
             _signal.raise_signal(_signal.SIGTERM)
@@ -242,7 +242,7 @@ def test_an_interrupted_thread_run_leaves_no_processor_running(tmp_path, monkeyp
     # nothing left, then or a moment later.
     import threading
 
-    from harness.run import _reaper
+    from harness.run import reaper as _reaper
     from harness.run.runner import run_scenario
     from harness.run.scenarios import default_dir, select
 

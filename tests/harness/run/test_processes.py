@@ -103,7 +103,7 @@ def test_disk_full_comes_from_a_real_full_tmpfs():
 
 
 def test_disk_full_says_why_when_the_tmpfs_variant_is_skipped(monkeypatch):
-    monkeypatch.setattr("harness.faults._mounts.tmpfs_refusal", lambda: "not allowed in this test")
+    monkeypatch.setattr("harness.faults.mounts.tmpfs_refusal", lambda: "not allowed in this test")
     r = run("robust", "disk-full")
     assert any("variant was skipped: not allowed in this test" in o for o in r.observations)
     assert r.status == "pass"

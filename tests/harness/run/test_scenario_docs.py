@@ -21,8 +21,8 @@ import pytest
 from harness.faults import FAULTS, MATCH_KINDS
 from harness.faults._filefaults import DAMAGES
 from harness.run import scenarios
-from harness.run._shapes import ROLES
 from harness.run.scenarios import CHECKS, MODES, PLATFORMS, Scenario, Workload
+from harness.run.shapes import ROLES
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "scenarios.md"
 TEXT = PAGE.read_text(encoding="utf-8")

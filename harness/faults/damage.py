@@ -40,8 +40,8 @@ import stat as _stat
 from collections.abc import Iterable
 from typing import Any
 
-from harness.check._words import count
 from harness.check.history import NEMESIS, Op, entry_key
+from harness.check.words import count
 from harness.faults.actions import Damage, RemoveFiles
 
 __all__ = ["MIN_NEEDLE", "at_rest", "damage", "in_shim", "needles", "occurrences", "plan",

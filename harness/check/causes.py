@@ -5,7 +5,7 @@ A power loss that drops 12 entries is one cause, not 12 sentences; a store whose
 
 - `target_errors`: the calls of the target that raised by themselves (no fault injected
   inside the call, the processor not killed), grouped by exception, message and the
-  line of the target that raised it (`harness.check._words.raised_at`), most frequent first;
+  line of the target that raised it (`harness.check.words.raised_at`), most frequent first;
 - `group`: the violations grouped by kind and cause (`checker.Violation.cause`), each
   group one sentence naming how many entries, which (the first few), and why; where no
   fault explains them and the target raised, the sentence names its most frequent
@@ -23,9 +23,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.check._words import count, ids
 from harness.check.checker import NO_FAULT
 from harness.check.history import FaultEvent, FsOp, History, Op, entry_key
+from harness.check.words import count, ids
 
 __all__ = ["cause_lines", "errors_sentence", "group", "scenario_facts", "target_errors"]
 

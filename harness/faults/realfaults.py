@@ -6,7 +6,7 @@ shim an exception to raise:
 
 - `MissingDirectory`: the parent deletes the real directory between two of the worker's
   file calls; the worker's call then meets whatever the kernel says; `FileRemoved`: the
-  parent unlinks the real files (`harness.faults._damage`), the same way;
+  parent unlinks the real files (`harness.faults.damage`), the same way;
 - `DiskFull`, on a tmpfs sandbox: the parent cuts the tmpfs down to the pages in use, so
   the worker's write ends short or with ENOSPC from the kernel; space comes back when
   the fault heals (``heal_after_ops``) and always before the final drain;
@@ -29,9 +29,10 @@ import os
 import shutil
 from typing import Any
 
-from harness.check._words import count
 from harness.check.history import History
-from harness.faults import _damage, _mounts
+from harness.check.words import count
+from harness.faults import damage as _damage
+from harness.faults import mounts as _mounts
 from harness.faults.actions import Action, Call, Raise, RemoveDirectory, RemoveFiles, ShortWrite
 
 __all__ = ["RealFaults"]

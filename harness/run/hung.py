@@ -30,8 +30,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from harness.check.history import DRAIN, FsOp, Op
-from harness.intercept._shimerrors import RunStopped
-from harness.run._reaper import deferred
+from harness.intercept.shimerrors import RunStopped
+from harness.run.reaper import deferred
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Abandoned", "abandon", "activity", "bounded",
            "budget_sentence", "current_call", "doing", "give_up", "join", "overdue",
@@ -79,7 +79,7 @@ def stop_threads(threads: list[threading.Thread], grace: float = _STOP_S) -> lis
     raises) before their shim goes and their sandbox is removed; one that a call outside
     the shim holds past ``grace`` seconds is abandoned. The names of those still alive.
 
-    Start threads under `harness.run._reaper.deferred`: a thread whose start an interrupt cut
+    Start threads under `harness.run.reaper.deferred`: a thread whose start an interrupt cut
     short is not joinable yet, and would run the target on the real disk once the shim is
     gone.
     """

@@ -29,9 +29,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from harness.check._states import live_states
 from harness.check.checker import Result, check
 from harness.check.history import FaultEvent, FsOp, History, Op, entry_key
+from harness.check.states import live_states
 
 __all__ = ["Ledger"]
 

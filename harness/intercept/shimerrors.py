@@ -62,7 +62,7 @@ class HarnessError(BaseException):
 class OpBudgetExceeded(BaseException):  # noqa: N818 - a verdict, not a bug of ours
     """A processor kept making intercepted calls past the run's budget: it never finishes
     its queue call (polling a lock nobody will release?). ``calls`` and ``sleeps``: what it
-    made inside its current queue call (None: not counted); `harness.run._hung` says it all."""
+    made inside its current queue call (None: not counted); `harness.run.hung` says it all."""
 
     __module__ = "harness.run.schedule"  # its public home, in tracebacks and pickles
 
