@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_scale
+
 __all__ = ["main", "raw_fsync_rate", "run_lifecycle", "evaluate_targets"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,6 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="robust-batch batch size")
     parser.add_argument("--out", default=str(REPO / "reports" / "bench-core.json"))
     parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
+    bench_scale.add_arguments(parser)
     args = parser.parse_args(argv)
     args.impls = [impl.strip() for impl in args.impls.split(",") if impl.strip()]
     unknown = set(args.impls) - set(IMPLS)
@@ -266,15 +269,19 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_lifecycle(impl, n, scratch, args.batch))
             took = time.perf_counter() - started
             print(f"  {impl} x {n:,}: {took:.1f} s", file=sys.stderr, flush=True)
+        # Issue 15's rows, in the same scratch directory and run (their targets never fail).
+        extra = bench_scale.run(args, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     targets = evaluate_targets(rows, raw)
     print_report(raw, rows, targets)
+    bench_scale.print_report(extra, raw, rows)
     report = {
         "raw_fsync_per_s": raw,
         "rows": rows,
         "targets": targets,
         "machine": _machine(parent),
+        **extra,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
