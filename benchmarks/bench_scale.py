@@ -9,8 +9,8 @@ figure shares the disk and the run with bench_core's raw fsync rate. It measures
   in one process, and with 4 producer + 4 consumer processes each opening its own handle
   (unique 100-byte payloads, so duplicate deliveries are counted).
 * ``scale``: robust with 10k, 100k (and 1M with ``--scale-max 1000000``) pending entries,
-  built with ``enqueue_many``: a fresh process's open time and peak RSS (VmHWM), its
-  ``compact()`` time, and the enqueue latencies another process sees meanwhile.
+  built with ``enqueue_many``: a fresh process's open time, peak RSS (VmHWM) and
+  ``compact()`` time; another process's enqueue latencies before, during open and compact.
 
 The targets are reports, not a gate: they never change the exit status.
 """
@@ -41,13 +41,13 @@ SCALE_SIZES = (10_000, 100_000, 1_000_000)
 _CTX = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 # A fresh interpreter, so that its peak RSS is the open's and not this benchmark's.
 OPENER = """
-import json, resource, sys, time; sys.path.insert(0, sys.argv[2])
+import json, sys, time; sys.path.insert(0, sys.argv[2])
 from persistence import open_queue
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t0 = time.monotonic(); q = open_queue(sys.argv[1]); t1 = time.monotonic()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss over exec.
+hwm = lambda: int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+base = hwm(); t0 = time.monotonic(); q = open_queue(sys.argv[1]); t1 = time.monotonic(); top = hwm()
 c0 = time.monotonic(); q.compact(); c1 = time.monotonic(); q.close()
-print(json.dumps({"base_kib": base, "peak_kib": peak, "open": [t0, t1], "compact": [c0, c1]}))
+print(json.dumps({"base": base, "peak": top, "open": [t0, t1], "compact": [c0, c1]}))  # KiB
 """
 
 
@@ -238,8 +238,8 @@ def _scale_row(n: int, parent: str, batch: int) -> dict:
     return {"pending": n, "build_s": build, "build_batch": batch,
             "open_s": opened["open"][1] - opened["open"][0],
             "compact_s": opened["compact"][1] - opened["compact"][0],
-            "peak_rss_mib": opened["peak_kib"] / 1024,
-            "rss_before_open_mib": opened["base_kib"] / 1024,
+            "peak_rss_mib": opened["peak"] / 1024, "rss_before_open_mib": opened["base"] / 1024,
+            "wait_before": _waits(samples, [0, opened["open"][0]]),
             "wait_open": _waits(samples, opened["open"]),
             "wait_compact": _waits(samples, opened["compact"])}
 
@@ -338,12 +338,13 @@ def print_report(extra: dict, raw: float, core_rows: list[dict]) -> None:
               f"  {note}")
     if extra["scale"]:
         print("\nwait = another process's enqueue latency, ms: p99 / max (enqueues overlapping)")
-        print(f"{'pending':>9} {'build s':>8} {'open s':>7} {'RSS MiB':>8} "
-              f"{'wait during open':>22} {'compact s':>9} {'wait during compact':>22}")
+        print(f"{'pending':>9} {'build s':>7} {'open s':>6} {'RSS MiB':>7} {'wait before':>19} "
+              f"{'wait during open':>19} {'compact s':>9} {'wait during compact':>19}")
         for r in extra["scale"]:
-            print(f"{r['pending']:>9,} {r['build_s']:>8.1f} {r['open_s']:>7.2f} "
-                  f"{r['peak_rss_mib']:>8.0f} {_wait_text(r['wait_open']):>22} "
-                  f"{r['compact_s']:>9.2f} {_wait_text(r['wait_compact']):>22}")
+            print(f"{r['pending']:>9,} {r['build_s']:>7.1f} {r['open_s']:>6.2f} "
+                  f"{r['peak_rss_mib']:>7.0f} {_wait_text(r['wait_before']):>19} "
+                  f"{_wait_text(r['wait_open']):>19} {r['compact_s']:>9.2f} "
+                  f"{_wait_text(r['wait_compact']):>19}")
     print()
     for t in extra["scale_targets"]:
         print(f"{'met    ' if t['met'] else 'NOT MET'}  {t['name']}: {t['detail']}")
