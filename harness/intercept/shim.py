@@ -28,7 +28,7 @@ import os
 import random
 import threading
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from harness.check.history import DRAIN, NEMESIS, History
 from harness.faults import damage as _damage
@@ -150,11 +150,9 @@ class Shim(_Descriptors, _Acts):
         """Kill processor ``p`` from outside (the runner); its next call raises."""
         self._kill(p, "kill", reason, f"processor {p} killed: {reason}")
 
-    def kill_all(self, reason: str, *, also: Iterable[int] = ()) -> None:
-        """Kill every processor seen so far and those in ``also``: a thread that has not
-        made its first call yet (an interrupt right after it started) is dead too."""
+    def kill_all(self, reason: str) -> None:
         with self._cond:
-            victims = sorted((self._known | set(also)) - self._dead)
+            victims = sorted(self._known - self._dead)
         for p in victims:
             self._kill(p, record=False)
         self.history.fault(NEMESIS, "kill", reason, f"every processor killed: {reason}",

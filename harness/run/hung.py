@@ -74,10 +74,10 @@ def join(thread: threading.Thread, timeout: float) -> None:
             thread.join(min(left, 0.1))
 
 
-def stop_threads(threads: list[threading.Thread], grace: float = _STOP_S) -> list[str]:
-    """Wait for processor threads that were told to stop (killed: their next file call
-    raises) before their shim goes and their sandbox is removed; one that a call outside
-    the shim holds past ``grace`` seconds is abandoned. The names of those still alive.
+def stop_threads(threads: list[threading.Thread], grace: float = _STOP_S) -> None:
+    """Wait for processor threads that were told to stop (`Shim.stop`: their next file
+    call raises) before their shim goes and their sandbox is removed; one that a call
+    outside the shim holds past ``grace`` seconds is abandoned.
 
     Start threads under `harness.run.reaper.deferred`: a thread whose start an interrupt cut
     short is not joinable yet, and would run the target on the real disk once the shim is
@@ -90,7 +90,6 @@ def stop_threads(threads: list[threading.Thread], grace: float = _STOP_S) -> lis
         abandon(t)
     for t in threads:
         join(t, 1.0)
-    return [t.name for t in threads if t.is_alive()]
 
 
 # -- the call it was in
