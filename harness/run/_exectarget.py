@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import ctypes
 import json
 import os
 import shlex
@@ -40,10 +39,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from harness.run.reaper import death_signal
+
 __all__ = ["ExecProtocolError", "ExecTargetError", "exec_factory"]
 
 _STDERR_LINES = 20  # kept for error messages: the program's last words
-_PR_SET_PDEATHSIG = 1
 _CLOSE_WAIT_S = 5.0  # a program that does not exit after "close" is killed after this
 
 
@@ -115,18 +115,7 @@ def _die_with_us() -> Callable[[], None] | None:
     code that could wait for a lock another thread held."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: close(), collection and exit still reap
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+    return death_signal(signal.SIGKILL)
 
 
 def _kill(proc: subprocess.Popen) -> int | None:

@@ -16,8 +16,6 @@ records its fault event, the parent SIGKILLs the child before answering.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -29,11 +27,11 @@ from harness.intercept.shim import HarnessError, installed
 from harness.run._observe import LogCapture
 from harness.run.client import Client, DrainProblem
 from harness.run.hung import target_line, traceback_frames
+from harness.run.reaper import death_signal
 from harness.run.schedule import OpBudgetExceeded
 
 __all__ = ["Spec", "main", "die_with_parent", "quiet_signals"]
 
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -61,10 +59,7 @@ class Spec:
 
 def die_with_parent(parent: int) -> None:
     """Have the kernel SIGKILL this process when the harness dies, however it dies."""
-    with contextlib.suppress(Exception):  # not Linux: the parent's own cleanup still runs
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+    death_signal(signal.SIGKILL, parent)()
 
 
 def quiet_signals() -> None:

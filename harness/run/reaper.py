@@ -8,13 +8,14 @@ all of it must go whatever ends the run. Three layers do that:
   SIGTERM into an `Interrupted` exception in the main thread, and ignores any further
   one so that a second Ctrl-C cannot cut the cleanup short;
 - `reap`, which SIGKILLs and waits for processes that are still there;
-- in every child, ``PR_SET_PDEATHSIG`` (see `harness.run._worker.die_with_parent`): if the
+- in every child, ``PR_SET_PDEATHSIG`` (`death_signal`): if the
   harness itself is SIGKILLed, the kernel kills its children.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -23,11 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["Interrupted", "deferred", "interrupted", "interruptible", "make_sandbox", "reap",
-           "remove_sandbox", "spawning", "sweep"]
+__all__ = ["Interrupted", "death_signal", "deferred", "interrupted", "interruptible",
+           "make_sandbox", "reap", "remove_sandbox", "spawning", "sweep"]
 
 _REAP_TIMEOUT_S = 10.0
 
@@ -123,6 +124,28 @@ def interrupted(who: str, exc: BaseException, *, cleaned: bool) -> int:
 
 
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_PR_SET_PDEATHSIG = 1
+
+
+def death_signal(signum: int, parent: int | None = None) -> Callable[[], None]:
+    """A function that, called in a child, has the kernel send it ``signum`` when its
+    parent (``parent``, default: the calling process, for a ``preexec_fn``) dies, and exits
+    at once if the parent is already gone. prctl is looked up here, before any fork, so the
+    child loads nothing; where there is none (not Linux) the function only checks the
+    parent, and the parent's own cleanup still reaps."""
+    parent = os.getpid() if parent is None else parent
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        prctl = None
+
+    def arm() -> None:
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return arm
 
 
 @contextlib.contextmanager

@@ -23,7 +23,6 @@ Nothing outlives the command:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import selectors
@@ -35,12 +34,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from harness.run.reaper import death_signal
+
 __all__ = ["STOP_S", "Workers", "main"]
 
 STOP_S = 10.0
 """Seconds interrupted workers get to report what they found before they are killed."""
 
-_PR_SET_PDEATHSIG = 1
 
 
 class Workers:
@@ -136,10 +136,7 @@ class Workers:
 
 def _die_with_parent(parent: int) -> None:
     """SIGTERM from the kernel when the parent dies (Linux); the stdin watch elsewhere."""
-    with contextlib.suppress(Exception):  # not Linux: _orphan_watch still works
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(1)
+    death_signal(signal.SIGTERM, parent)()
 
 
 def _orphan_watch() -> None:
