@@ -30,7 +30,7 @@ from harness.run import hung as _hung
 from harness.run import scenarios
 from harness.run.argtypes import at_least
 from harness.run.reaper import interrupted, interruptible
-from harness.run.scenarios import ScenarioError
+from harness.run.scenarios import LAYERS, ScenarioError
 from harness.run.scenarioset import describe
 from harness.run.targets import TargetError, resolve
 
@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "process: real processes, real SIGKILL and kernel faults, not "
                      "deterministic in order (default: each scenario's own mode)")
     _platform(run)
+    run.add_argument("--layer", choices=LAYERS, default=None,
+                     help="shim: the Python shim in each process sees the calls made "
+                     "through Python; fuse: a FUSE mount below every process sees every "
+                     "file call, C and other languages included (process mode; needs "
+                     "root, /dev/fuse, fuse3) (default: each scenario's own)")
     run.add_argument("--junit", metavar="PATH", help="write the JUnit XML report here")
     run.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
     run.add_argument("--html", metavar="PATH",
@@ -193,7 +198,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     chosen = _load(args.scenarios or ["all"], args.scenario_dir)
     _resolve_target(args.target)
     used = scenarios.scenario_set(args.scenario_dir, chosen)
-    stem = stem_for(f"run-{safe_name(args.target)}", chosen, args.mode, args.platform)
+    if args.layer == "fuse" and args.mode == "thread":
+        raise _usage.UsageError("--layer fuse runs in process mode only (its kill is a "
+                                "SIGKILL of the calling process); drop --mode thread")
+    stem = stem_for(f"run-{safe_name(args.target)}", chosen,
+                    "process" if args.layer == "fuse" else args.mode, args.platform)
+    if args.layer == "fuse":
+        stem += "-fuse"
     with _claim(args, stem, junit=args.junit, md=args.markdown, page=args.html) as held:
         print(describe(used), flush=True)
         with Progress(total=len(chosen), description=f"run {args.target}", unit="scenario",
@@ -204,6 +215,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                       # only when asked: a runner without modes still works
                                       **({"mode": args.mode} if args.mode else {}),
                                       **({"timeout": args.timeout} if args.timeout else {}),
+                                      **({"layer": args.layer} if args.layer else {}),
                                       **({"platform": args.platform} if args.platform else {}))
         printer.finish(run)
         run["scenario_set"] = used

@@ -48,6 +48,7 @@ import multiprocess.connection
 from harness.check.history import History
 from harness.faults.actions import PowerCut, SyncFailed
 from harness.run import hung as _hung
+from harness.run._fuseside import FuseSide
 from harness.run._restarts import RECORDS as _RECORDS
 from harness.run._restarts import Child as _Child
 from harness.run._restarts import Restarts
@@ -75,12 +76,13 @@ class ParentError(Exception):
     """The parent could not serve a child's request: a harness error, not the target's."""
 
 
-class Conductor(Restarts):
+class Conductor(FuseSide, Restarts):
     """Runs one process-mode run's children and answers them; see the module docstring."""
 
     def __init__(self, *, ctx: Any, history: History, armed: Any, model: Any, real: Any,
                  disk_rng: random.Random, base: Spec, factory: Any, programs: list,
-                 max_ops: int, deadline: float, timeout: float = 0.0) -> None:
+                 max_ops: int, deadline: float, timeout: float = 0.0,
+                 fuse: Any = None) -> None:
         self.ctx, self.history, self.armed, self.model, self.real = (
             ctx, history, armed, model, real)
         self.disk_rng, self.base, self.factory, self.programs = disk_rng, base, factory, programs
@@ -110,6 +112,7 @@ class Conductor(Restarts):
         # (processor, st_dev, st_ino) -> an fsync failure it has not been told of (errseq_t)
         self._untold: dict[tuple[int, int, int], str] = {}
         self.on_kill: Any = None  # called with the processor number after each plan kill
+        self.fuse = fuse  # --layer fuse: the mount whose server sees every call (_fuseside)
 
     # -- the run
 
@@ -139,7 +142,7 @@ class Conductor(Restarts):
             self.base, process=p, start=start, restart=restart, drain=drain,
             steps=() if drain else tuple(self.programs[p]), plan=not drain, model=model,
             drops=model and "fsync_failure" in self.armed.plan.kinds, bound=bound,
-            parent=os.getpid())
+            parent=os.getpid(), fuse_epoch=self.fuse_epoch)
         proc = self.ctx.Process(target=main, args=(child_end, spec, self.factory),
                                 name=f"harness-p{p}", daemon=True)
         with spawning():
@@ -166,13 +169,18 @@ class Conductor(Restarts):
             self._wake(everyone=False)
             by_conn = {c.conn: c for c in self._children.values()}
             by_sentinel = {c.proc.sentinel: c for c in self._children.values()}
-            ready_ones = wait(list(by_conn) + list(by_sentinel), timeout=min(left, 1.0))
+            server = [self.fuse.records] if self.fuse is not None else []
+            ready_ones = wait(list(by_conn) + list(by_sentinel) + server,
+                              timeout=min(left, 1.0))
             if ready_ones:
                 heard = time.monotonic()
             elif time.monotonic() - heard > SILENCE_S and not self._pending:
                 self._wake(everyone=True)
             for ready in ready_ones:
+                self._drain_fuse()  # the server's records first: they happened before
                 child = by_conn.get(ready) or by_sentinel.get(ready)
+                if child is None:
+                    continue  # the server's pipe: drained above
                 if self._children.get(child.process) is not child:
                     continue  # killed while we served another child
                 if ready is child.conn:
@@ -268,7 +276,7 @@ class Conductor(Restarts):
                 c.invoke = (f, key, value)
             else:
                 c.invoke = None
-            h.op(type_, p, f, key=key, value=value, error=error, where=where)
+            self._forward(h.op(type_, p, f, key=key, value=value, error=error, where=where))
         elif what == "fs":
             p, call, path, path2, nbytes, outcome, fault = args
             if fault is None and c.fired is not None and outcome not in ("ok", "killed"):

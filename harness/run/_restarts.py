@@ -151,6 +151,8 @@ class Restarts:
 
     def at_rest(self, where: str) -> None:
         """A quiet point (``"restart"``, ``"drain"``): the damage at rest due, done here."""
+        if getattr(self, "fuse", None) is not None:
+            return self._fuse_at_rest(where)  # the server holds the plan and the model
         for action in self.armed.at_rest(where, self.ops):
             done = _damage.damage(action, root=self.real.sandbox, records=self.history.records,
                                   model=self.model)
@@ -174,6 +176,10 @@ class Restarts:
                 self._restart_later(c)
 
     def _exited(self, c: Child) -> None:
+        if getattr(self, "fuse", None) is not None:
+            self._drain_fuse()  # a kill or a power cut of the FUSE server's explains it
+            if self._children.get(c.process) is not c:
+                return
         c.proc.join(5.0)
         if c.proc.is_alive():  # its exit pipe closed while it runs: code in the child closed
             # that descriptor (a queue's at-fork handler did); never wait for it forever

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.faults.mounts import drop_dac_capabilities
+from harness.intercept.fusegate import hello_name
 from harness.intercept.shim import HarnessError, installed
 from harness.run._observe import LogCapture
 from harness.run.client import Client, DrainProblem
@@ -55,6 +56,8 @@ class Spec:
     bound: int = 1000  # the drain's claim budget
     drain_ops: int = 200_000  # file calls the drain may make (a target spinning there)
     parent: int = field(default_factory=os.getpid)
+    layer: str = "shim"  # "fuse": the sandbox is a FUSE mount that sees every call
+    fuse_epoch: int = 0  # power cuts the parent knew of when it started us
 
 
 def die_with_parent(parent: int) -> None:
@@ -177,11 +180,28 @@ def main(conn: Any, spec: Spec, factory: Any) -> None:
     link.ask("done", problem, dict(logs.messages))
 
 
+def _hello(spec: Spec) -> None:
+    """Tell the FUSE server which processor this process (and its children) is."""
+    path = os.path.join(spec.sandbox, hello_name(spec.process, spec.fuse_epoch))
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return
+    raise HarnessError(f"the FUSE server did not answer the hello at {path}")
+
+
 def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
     history = _History(link, spec.process)
-    with installed(sandbox=spec.sandbox, history=history,
-                   plan=_Plan(link) if spec.plan else None,
-                   model=_Model(link, spec.drops) if spec.model else None,
+    sandbox = spec.sandbox
+    if spec.layer == "fuse":
+        _hello(spec)
+        # the server below sees every call; this shim only binds the client, on a
+        # directory nobody uses, so it intercepts nothing
+        sandbox = os.path.join(spec.sandbox, ".harness-shim-off")
+    with installed(sandbox=sandbox, history=history,
+                   plan=_Plan(link) if spec.plan and spec.layer != "fuse" else None,
+                   model=_Model(link, spec.drops) if spec.model and spec.layer != "fuse"
+                   else None,
                    platform=spec.platform) as shim:
         shim.real_processes = spec.real_processes
         if shim.windows is not None:

@@ -49,6 +49,7 @@ from harness.faults import mounts as _mounts
 from harness.faults.durability import DurabilityModel
 from harness.faults.realfaults import RealFaults
 from harness.faults.windows import LABEL as _WINDOWS
+from harness.run import _fusemount
 from harness.run._observe import log_summary, observe_fs, retention, with_blocked
 from harness.run._parent import Conductor, Hung, ParentError
 from harness.run._scenariorun import (
@@ -84,12 +85,13 @@ class ProcessRun(ScenarioRun):
         super().__init__(**kw)
         self.kills = 0
         self.restarts = 0
+        self.layer = "shim"
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
-        d.update(mode="process", kills=self.kills, restarts=self.restarts,
+        d.update(mode="process", kills=self.kills, restarts=self.restarts, layer=self.layer,
                  replay=replay_command(self.target, scenario_arg(self.scenario), self.seed)
-                 + self.platform_flag())
+                 + self.platform_flag() + (" --layer fuse" if self.layer == "fuse" else ""))
         return d
 
 
@@ -102,13 +104,24 @@ def _real_os() -> types.SimpleNamespace:
 
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                  factory: Callable[[str], Any] | None = None,
-                 platform: str | None = None, timeout: float | None = None) -> ProcessRun:
+                 platform: str | None = None, timeout: float | None = None,
+                 layer: str | None = None) -> ProcessRun:
     """Run one scenario on real processes; never raises for target misbehaviour.
-    ``timeout``: seconds the workload, and again the drain, may take (`harness.run.hung`)."""
+    ``timeout``: seconds the workload, and again the drain, may take (`harness.run.hung`).
+    ``layer``: ``"shim"`` (each worker's Python shim) or ``"fuse"`` (a FUSE mount below
+    every process, `harness.run._fusemount`); default: the scenario's."""
     seed = scenario.seed if seed is None else seed
     timeout = timeout or getattr(scenario, "timeout", None) or JOIN_TIMEOUT_S
     run = ProcessRun(target=target, scenario=scenario, seed=seed)
     run.platform = platform_of(scenario, platform)
+    run.layer = layer or getattr(scenario, "layer", None) or "shim"
+    if run.layer == "fuse":
+        why = _fusemount.refusal() or (
+            f"--platform {run.platform} is not available under --layer fuse (its file "
+            "semantics are the Python shim's)" if run.platform != "linux" else None)
+        if why is not None:
+            run.error = f"--layer fuse cannot run here: {why}"
+            return run
     factory = factory or resolve(target)
     wl, plan = scenario.workload, scenario.plan
     concurrency = plan.concurrency
@@ -127,22 +140,36 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     with interruptible():
         sandbox = make_sandbox()
         queue_dir = os.path.join(sandbox, QUEUE_DIR)
-        conductor = tmpfs = model = None
+        conductor = tmpfs = model = fuse = None
+        ctx = multiprocess.get_context("fork")
         try:
-            tmpfs, unprivileged, chmod = _prepare(sandbox, plan.kinds, notes)
-            if {"power_loss", "fsync_failure"} & set(plan.kinds):
-                model = DurabilityModel(sandbox, _real_os())
-                model.snapshot_all()
-            real = RealFaults(sandbox=sandbox, queue_dir=queue_dir, history=run.history,
-                              model=model, faults=plan.faults, tmpfs=tmpfs, chmod=chmod)
-            base = Spec(process=0, target=target, directory=queue_dir, sandbox=sandbox,
+            durable = bool({"power_loss", "fsync_failure"} & set(plan.kinds))
+            if run.layer == "fuse":
+                fuse = _fusemount.FuseMount(sandbox, ctx=ctx, plan=armed, model=durable,
+                                            rng=stream(seed, "disk"), max_ops=wl.max_ops)
+                queue_dir, unprivileged = os.path.join(fuse.mount, QUEUE_DIR), False
+                real = RealFaults(sandbox=fuse.backing, queue_dir=queue_dir,
+                                  history=run.history, model=None, faults=(), tmpfs=None,
+                                  chmod=False)
+                notes.append("layer fuse: every file call of every process went through a "
+                             "FUSE mount, whose server numbered it, asked the fault plan and "
+                             "recorded it")
+            else:
+                tmpfs, unprivileged, chmod = _prepare(sandbox, plan.kinds, notes)
+                if durable:
+                    model = DurabilityModel(sandbox, _real_os())
+                    model.snapshot_all()
+                real = RealFaults(sandbox=sandbox, queue_dir=queue_dir, history=run.history,
+                                  model=model, faults=plan.faults, tmpfs=tmpfs, chmod=chmod)
+            base = Spec(process=0, target=target, directory=queue_dir,
+                        sandbox=fuse.mount if fuse else sandbox,
                         unprivileged=unprivileged, platform=run.platform,
-                        drain_ops=wl.max_ops)
+                        drain_ops=wl.max_ops, layer=run.layer)
             conductor = Conductor(
-                ctx=multiprocess.get_context("fork"), history=run.history, armed=armed,
+                ctx=ctx, history=run.history, armed=armed,
                 model=model, real=real, disk_rng=stream(seed, "disk"), base=base,
                 factory=factory, programs=progs, max_ops=wl.max_ops,
-                deadline=time.monotonic() + timeout, timeout=timeout)
+                deadline=time.monotonic() + timeout, timeout=timeout, fuse=fuse)
             if "stale_locks" in scenario.checks:
                 conductor.on_kill = lambda p: notes.append(
                     f"lock files right after processor {p} was SIGKILLed: "
@@ -156,6 +183,8 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             run.ops = conductor.ops
             conductor.at_rest("drain")  # Corruption(before="drain"): every worker is done
             armed.heal()
+            if fuse is not None:
+                fuse.ask("heal")
             real.heal_all()
             if "stale_locks" in scenario.checks:
                 notes.append("lock files present while no processor runs: "
@@ -171,6 +200,12 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             if conductor.drain_problem:
                 # Every fault is healed: a queue that cannot be drained now never recovers.
                 conductor.blocked.append(("queue", conductor.drain_problem))
+            if fuse is not None:  # the server kept the plan and counted the calls
+                conductor._drain_fuse()
+                armed, conductor.ops, _fired, errors = fuse.ask("final")
+                conductor.errors += [f"FUSE layer: {e}" for e in errors
+                                     if f"FUSE layer: {e}" not in conductor.errors]
+                run.ops = conductor.ops
             fired = armed.fired + (conductor.overlaps if concurrency else 0)
             run.faults_fired, run.kills, run.restarts = fired, conductor.kills, conductor.restarts
             run.count_firings(armed, conductor.overlaps)
@@ -197,12 +232,14 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                 run.history, run.result.valid)
             if run.unfired:
                 run.observations.append("never fired: " + ", ".join(run.unfired))
-        except (TargetError, Hung, ParentError) as exc:
+        except (TargetError, Hung, ParentError, _fusemount.FuseError) as exc:
             run.error = str(exc)
         finally:
             with deferred():  # an interrupt now waits for the cleanup
                 if conductor is not None:
                     conductor.reap()
+                if fuse is not None:
+                    fuse.unmount()
                 if model is not None:
                     model.close()
                 if tmpfs is not None:

@@ -46,7 +46,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
                  factory: Callable[[str], Any] | None = None,
                  schedule_rng: random.Random | None = None,
                  mode: str | None = None, platform: str | None = None,
-                 timeout: float | None = None) -> ScenarioRun:
+                 timeout: float | None = None, layer: str | None = None) -> ScenarioRun:
     """Run one scenario against one target; never raises for target misbehaviour.
 
     ``schedule_rng`` replaces the seeded stream the baton draws its interleaving from
@@ -56,11 +56,17 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
     ``platform`` (default: the scenario's own) is ``"linux"`` or ``"windows"``.
     ``timeout`` (default: the scenario's own, else `JOIN_TIMEOUT_S`): seconds the
     workload, and again the final drain, may take (`harness.run.hung`).
+    ``layer`` (default: the scenario's own) is ``"shim"`` or ``"fuse"``; the FUSE layer
+    runs in process mode only (`harness.run._fusemount`), so it implies it.
     """
     timeout = timeout or getattr(scenario, "timeout", None) or JOIN_TIMEOUT_S
-    if (mode or getattr(scenario, "mode", "thread")) == "process":
+    layer = layer or getattr(scenario, "layer", "shim")
+    if layer == "fuse" and mode == "thread":
+        raise ValueError("layer='fuse' runs in process mode only (its kill is a SIGKILL of "
+                         "the calling process); drop mode='thread'")
+    if layer == "fuse" or (mode or getattr(scenario, "mode", "thread")) == "process":
         return processes.run_scenario(target, scenario, seed=seed, factory=factory,
-                                      timeout=timeout,
+                                      timeout=timeout, layer=layer,
                                       **({"platform": platform} if platform else {}))
     return threads.run_scenario(target, scenario, seed=seed, factory=factory,
                                 schedule_rng=schedule_rng, platform=platform, timeout=timeout)
@@ -69,12 +75,12 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
 def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
                       factory: Callable[[str], Any] | None = None,
                       mode: str | None = None, platform: str | None = None,
-                      timeout: float | None = None) -> dict[str, Any]:
+                      timeout: float | None = None, layer: str | None = None) -> dict[str, Any]:
     """A scenario over its ``runs`` seeds -> one scenario dict: the worst run's verdicts,
     figures and replay (a failure first), with totals over all runs beside them."""
     base = scenario.seed if seed is None else seed
     runs = [run_scenario(target, scenario, seed=base + i, factory=factory, mode=mode,
-                         timeout=timeout,
+                         timeout=timeout, layer=layer,
                          **({"platform": platform} if platform else {})).to_dict()
             for i in range(getattr(scenario, "runs", 1))]
     if len(runs) == 1:
@@ -106,17 +112,18 @@ def run_scenario_runs(target: str, scenario: Any, *, seed: int | None = None,
 def run_suite(target: str, scenarios: list[Any], *, seed: int | None = None,
               progress: Callable[[str, dict], None] | None = None,
               mode: str | None = None, platform: str | None = None,
-              timeout: float | None = None) -> dict[str, Any]:
+              timeout: float | None = None, layer: str | None = None) -> dict[str, Any]:
     """Every scenario against one target -> the run JSON dict (see docs/harness-design.md).
 
     ``mode``: ``"thread"`` or ``"process"`` for every scenario (default: each its own);
     ``platform``: ``"linux"`` or ``"windows"`` for every scenario (likewise);
-    ``timeout``: seconds per run for every scenario (likewise, else `JOIN_TIMEOUT_S`)."""
+    ``timeout``: seconds per run for every scenario (likewise, else `JOIN_TIMEOUT_S`);
+    ``layer``: ``"shim"`` or ``"fuse"`` for every scenario (likewise)."""
     factory = resolve(target)
     results = []
     for sc in scenarios:
         d = run_scenario_runs(target, sc, seed=seed, factory=factory, mode=mode,
-                              platform=platform, timeout=timeout)
+                              platform=platform, timeout=timeout, layer=layer)
         results.append(d)
         if progress is not None:
             progress(sc.name, d)

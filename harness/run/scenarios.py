@@ -42,11 +42,15 @@ __all__ = [
 MODES = ("thread", "process")
 """How the runner runs processors: threads under one shim, or real processes."""
 
+LAYERS = ("shim", "fuse")
+"""Where calls are seen: the Python shim in each process, or a FUSE mount below all of
+them (process mode only: its kills are SIGKILLs of the calling process)."""
+
 CHECKS = ("stale_locks", "retention")
 """Extra observations a scenario may ask the runner for (beyond the checker's verdicts)."""
 
 _TOP_KEYS = ("description", "fault", "seed", "runs", "mode", "checks", "workload", "faults",
-             "platform", "timeout")
+             "platform", "timeout", "layer")
 _WORKLOAD_KEYS = ("entries", "processors", "payload_bytes", "hold", "max_ops", "roles",
                   "weights", "idle", "idle_after", "idle_for")
 _FIX = "fix the file and run again"
@@ -132,6 +136,7 @@ class Scenario:
     source: str = ""
     platform: str = "linux"  # "windows": the shim applies Windows' file semantics
     timeout: float | None = None  # seconds a run may take (None: harness.run.hung's default)
+    layer: str = "shim"  # "fuse": a FUSE mount below every process (process mode)
 
 
 def default_dir() -> Path:
@@ -252,6 +257,14 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
             timeout, (int, float)) or not timeout > 0):
         raise bad("timeout", timeout, "a number of seconds > 0 (how long one run's workload, "
                   "and again its final drain, may take)")
+    layer = raw.get("layer", "shim")
+    if layer not in LAYERS:
+        raise bad("layer", layer, f"one of {', '.join(LAYERS)}")
+    if layer == "fuse" and mode == "thread" and "mode" in raw:
+        raise bad("mode", mode, "'process' with layer = \"fuse\" (a FUSE layer's kill is a "
+                  "SIGKILL of the calling process), or no mode at all")
+    if layer == "fuse":
+        mode = "process"
     checks = raw.get("checks", [])
     if not isinstance(checks, list) or any(c not in CHECKS for c in checks):
         raise bad("checks", checks, f"a list drawn from {list(CHECKS)}")
@@ -264,7 +277,7 @@ def _build(name: str, raw: dict[str, Any], where: str, source: str) -> Scenario:
     return Scenario(name=name, description=description.strip(), fault=fault, plan=plan,
                     workload=workload, seed=seed, runs=runs, mode=mode,
                     checks=tuple(checks), source=source, platform=platform,
-                    timeout=None if timeout is None else float(timeout))
+                    timeout=None if timeout is None else float(timeout), layer=layer)
 
 
 def _workload(table: Any, where: str, bad) -> Workload:
