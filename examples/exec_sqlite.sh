@@ -17,11 +17,18 @@ dir=${QUEUE_DIR:-}
 for dir; do :; done  # the last argument, when there is one
 [ -n "$dir" ] || { echo "the queue directory is the last argument or QUEUE_DIR" >&2; exit 2; }
 db="$dir/queue.sqlite3"
-mkdir -p "$dir" || exit 1
+
+SCHEMA="CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL, state TEXT NOT NULL, worker TEXT);"
 
 sql() {  # run SQL on the queue; stdout is the result, stderr kept in $err
-    err=$(mktemp) || return 1
-    out=$(printf '%s\n' "$1" | sqlite3 -batch -bail -cmd '.timeout 10000' \
+    # Every call makes sure of the directory and the table first: a queue whose directory
+    # was removed, or that could not be created on a full disk, comes back once it can,
+    # and an error is a reply, never an exit.
+    mkdir -p "$dir" 2>/dev/null
+    err=$(mktemp) || { msg="mktemp failed"; return 1; }
+    out=$(printf '%s\n' ".output /dev/null" "PRAGMA journal_mode=WAL;" "$SCHEMA" ".output" \
+        "$1" | sqlite3 -batch -bail -cmd '.timeout 10000' \
         -cmd 'PRAGMA synchronous=FULL;' "$db" 2>"$err")
     status=$?
     msg=$(head -c 300 "$err" | tr '\n"\\' '   ')
@@ -36,12 +43,6 @@ field() {  # the string value of "$1" in the request line $line (harness-made: n
     printf '%s\n' "$line" | sed -n "s/.*\"$1\": *\"\\([^\"]*\\)\".*/\\1/p"
 }
 
-if ! sql "PRAGMA journal_mode=WAL;
-CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY AUTOINCREMENT,
-    payload TEXT NOT NULL, state TEXT NOT NULL, worker TEXT);" >/dev/null; then
-    echo "cannot open $db: $msg" >&2
-    exit 1
-fi
 
 while IFS= read -r line; do
     op=$(field op)

@@ -68,6 +68,8 @@ from typing import Any
 
 from huey.storage import SqliteStorage
 
+from examples._dirs import durable_makedirs
+
 __all__ = ["HueySQLite", "open_queue", "DB_NAME", "QUEUE_NAME"]
 
 DB_NAME = "huey.db"
@@ -83,7 +85,7 @@ class HueySQLite:
 
     def __init__(self, directory: str) -> None:
         # huey opens a file name; sqlite3 cannot create its missing directory
-        os.makedirs(directory, exist_ok=True)
+        durable_makedirs(directory)  # the directory is ours to make, and to make durable
         self._s = SqliteStorage(QUEUE_NAME, os.path.join(directory, DB_NAME))
         self._taken: set[str] = set()
 

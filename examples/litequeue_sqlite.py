@@ -67,6 +67,8 @@ from typing import Any
 
 from litequeue import LiteQueue, MessageStatus
 
+from examples._dirs import durable_makedirs
+
 __all__ = ["LiteQueueSQLite", "open_queue", "DB_NAME"]
 
 DB_NAME = "queue.sqlite3"
@@ -80,7 +82,7 @@ class LiteQueueSQLite:
 
     def __init__(self, directory: str) -> None:
         # litequeue opens a file name; sqlite3 cannot create its missing directory
-        os.makedirs(directory, exist_ok=True)
+        durable_makedirs(directory)  # the directory is ours to make, and to make durable
         self._q = LiteQueue(os.path.join(directory, DB_NAME))
 
     def enqueue(self, payload: bytes) -> str:

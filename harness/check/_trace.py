@@ -158,6 +158,9 @@ class Trace:
     # followed by the same call succeeding inside one client call was retried, not swallowed
     retried: dict[tuple, list[int]] = field(default_factory=dict)
     reports: dict[int, str] = field(default_factory=dict)  # damage at rest -> how reported
+    # claims whose processor died inside them (outcome unknown): index where each ended;
+    # one may have taken an entry, which an at-most-once queue is allowed to lose then
+    dead_claims: list[int] = field(default_factory=list)
 
 
 WRITES = frozenset({"write", "truncate", "replace", "unlink", "mkdir", "rmdir", "copy"})
@@ -184,6 +187,7 @@ class _Walker:
         self.marks: list[FaultMark] = []
         self.errors: list[FsOp] = []
         self.oks: dict[tuple, list[int]] = {}
+        self.dead_claims: list[int] = []
         self.last_write: dict[int, int] = {}  # process -> index of its latest change to the disk
         self.pending: dict[int, Call] = {}
         self.held_by: dict[int, dict[str, None]] = {}  # dicts, not sets: stable order
@@ -220,7 +224,7 @@ class _Walker:
             self._abandon(p, end)
         self._final_states()
         return Trace(self.entries, self.phantoms, self.marks, end, self.states, self.drain_start,
-                     self.errors, self.oks)
+                     self.errors, self.oks, dead_claims=self.dead_claims)
 
     # -- pairing
 
@@ -258,6 +262,8 @@ class _Walker:
         call = self.pending.pop(process, None)
         if call is not None and call.invoke.f == "ack":
             self._ack(call, "info", at)
+        elif call is not None and call.invoke.f == "claim":
+            self.dead_claims.append(at)
 
     # -- per function
 
@@ -282,6 +288,8 @@ class _Walker:
 
     def _claim_done(self, call: Call) -> None:
         value = call.done.value
+        if call.outcome == "info":
+            self.dead_claims.append(call.done.index)
         if call.outcome != "ok" or not isinstance(value, dict):
             return  # None: the queue was empty
         payload, ident, at = _payload(value), _id_of(value), call.done.index

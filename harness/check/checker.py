@@ -97,7 +97,8 @@ class Violation:
     ops: tuple[int, ...]
     faults: tuple[str, ...]
     detail: str
-    tags: tuple[str, ...] = ()  # "released": it had been claimed and the claim let go
+    tags: tuple[str, ...] = ()  # "released": it had been claimed and the claim let go;
+    # "claim_died": a claim whose processor died in it (outcome unknown) may have taken it
     # Why, without the entry's own story: the sentence entries that share a cause share
     # (harness.check.causes groups by it); not in to_dict, whose detail already ends with it.
     cause: str = ""
@@ -216,6 +217,8 @@ def _judge(entry: EntryTrace, facts: Trace) -> tuple[str, Violation | None]:
                 cause += (f" (the last one before the enqueue: {earlier.fault.split('(')[0]} "
                           f"at op {earlier.index})")
     tags = ("released",) if entry.released else ()
+    if symptom == "lost" and any(end > entry.first for end in facts.dead_claims):
+        tags += ("claim_died",)  # a claim that died after it was enqueued may have taken it
     return kind, Violation(kind, entry.key, ops, faults, f"entry {entry.key}: {body}", tags,
                            cause)
 

@@ -103,8 +103,9 @@ def outside(promises: Promises, processors: int, violation: Mapping[str, Any]) -
         return "the target does not promise durability across a power loss"
     if not promises.damage and any(str(f).startswith("Corruption(") for f in faults):
         return "the target does not promise to detect damage at rest (no checksums)"
+    tags = violation.get("tags") or ()
     if (promises.delivery == "at-most-once" and violation.get("kind") == "lost"
-            and "released" in (violation.get("tags") or ())):
+            and ("released" in tags or "claim_died" in tags)):
         return ("the target promises at-most-once delivery: an entry whose processor "
-                "claimed it and then crashed may be gone")
+                "claimed it (or died inside a claim that may have taken it) may be gone")
     return None

@@ -137,7 +137,10 @@ class Gate:
         return True
 
     def _whose(self) -> tuple[int, int | None]:
-        line = _lineage(self._caller())
+        tid = self._caller()
+        if tid <= 0:  # the kernel's own request (write-back of a shared mapping): nobody's
+            return 0, None
+        line = _lineage(tid)
         if line is None:  # gone already: a dying process's last request
             return -1, None
         for pid in line:

@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.check.history import NEMESIS
 from harness.run import hung as _hung
+from harness.run._fusemount import FuseError
 from harness.run.schedule import OpBudgetExceeded
 
 __all__ = ["FuseSide"]
@@ -46,9 +47,7 @@ class FuseSide:
                 message = conn.recv()
             except (EOFError, OSError) as exc:
                 self._cut_pending = False
-                from harness.run._parent import ParentError
-                raise ParentError("the FUSE server went away "
-                                  f"({type(exc).__name__})") from exc
+                raise FuseError(f"the FUSE server went away ({type(exc).__name__})") from exc
             self._fuse_record(message)
 
     def _fuse_record(self, message: tuple) -> None:

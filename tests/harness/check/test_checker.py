@@ -169,6 +169,21 @@ def test_claim_crash_never_seen_again_is_lost_and_cites_the_crash():
     assert "KillMidWrite(at_op=3) fired at op 4 (killed process 1; crashed process 1)" in v.detail
 
 
+def test_a_claim_that_died_in_flight_tags_the_entries_it_may_have_taken():
+    # The claim never returned: the history cannot say which entry, if any, it took. A
+    # loss is still a loss (at-least-once), tagged for an at-most-once queue's promises.
+    h = History()
+    enq(h, 0, "e1")
+    h.op("invoke", 1, "claim")
+    kill(h, 1)
+    enq(h, 0, "e2")  # enqueued after that claim died: it cannot have taken it
+    drain(h)
+    result = check(h)
+    by_entry = {v.entry: v for v in result.violations}
+    assert set(by_entry) == {"e1", "e2"}
+    assert by_entry["e1"].tags == ("claim_died",) and by_entry["e2"].tags == ()
+
+
 def test_ack_unknown_then_redelivered_then_crash_is_lost():
     # The redelivery shows the unknown ack did not consume it; its new claimer died.
     h = History()

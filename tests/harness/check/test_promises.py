@@ -116,6 +116,10 @@ def test_more_processors_than_promised_moves_every_finding():
     assert outside(Promises(delivery="at-most-once"), 1,
                    {**v, "tags": ["released"]}).startswith("the target promises at-most-once")
     assert outside(Promises(delivery="at-most-once"), 1, v) is None
+    died = {**v, "tags": ["claim_died"]}
+    assert outside(Promises(delivery="at-most-once"), 1, died).startswith(
+        "the target promises at-most-once")
+    assert outside(Promises(), 1, died) is None
 
 
 @pytest.mark.parametrize("declared, words", [

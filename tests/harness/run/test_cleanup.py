@@ -267,3 +267,21 @@ def test_an_interrupted_thread_run_leaves_no_processor_running(tmp_path, monkeyp
     assert alive == []
     time.sleep(0.3)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
+                    reason="the FUSE layer needs root and /dev/fuse")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_fuse_run_unmounts_and_leaves_nothing_behind(tmp_path, signum):
+    from harness.run._fusemount import refusal
+    if refusal() is not None:
+        pytest.skip(f"FUSE layer unavailable: {refusal()}")
+    scenario = tmp_path / "long-process-run.toml"
+    scenario.write_text(LONG_PROCESS_RUN)
+    code, out, err = _interrupt_and_check(
+        tmp_path, ["run", "--layer", "fuse", "--scenario", str(scenario), "--progress",
+                   "off", "--report-dir", str(tmp_path / "reports")], signum,
+        ready=lambda m: _workers(m) and any(" fuse" in line for line in _mounts_under(tmp_path)),
+        settle=0.3)
+    assert code == 128 + signum, (out, err)
+    assert "Traceback" not in err, err
