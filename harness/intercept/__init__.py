@@ -10,8 +10,11 @@ model and damage helpers). `_patches` and `_callpatches` are the patch table,
 (``ProcessorKilled``, ``RunStopped``, ``HarnessError``, ``OpBudgetExceeded``), and
 `inject` the same shim around any block of code (the pytest plugin's).
 
-A second interception layer (a filesystem below every process) belongs here beside the
-shim: it takes the same `harness.faults` plan and writes the same `harness.check` history.
+The second interception layer sits here beside the shim: `fusefs` is a FUSE filesystem
+(a passthrough to a backing directory, for ``--layer fuse``) and `fusegate` its judgement
+of each call of every process: whose it is, its number, the same `harness.faults` plan's
+answer carried out, and the same records for the `harness.check` history. Its server
+process and mount are started by `harness.run._fusemount`.
 
 May import: `harness.check`, `harness.faults`.
 """
