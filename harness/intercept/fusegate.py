@@ -114,6 +114,7 @@ class Gate:
         self.records: list[Any] = []  # the conductor's op records (damage names entries)
         self.errors: list[str] = []
         self.handles: dict[int, Handle] = {}
+        self._root = os.getppid()  # the conductor: every processor descends from it
         self._procs: dict[int, int] = {}  # thread group -> processor
         self._dead: set[int] = set()
 
@@ -143,15 +144,24 @@ class Gate:
         line = _lineage(tid)
         if line is None:  # gone already: a dying process's last request
             return -1, None
-        for pid in line:
+        tgid = line[0]
+        if tgid in self._procs:
+            return tgid, self._procs[tgid]
+        for pid in line[1:]:
             p = self._procs.get(pid)
-            if p is not None:
-                if pid != line[0]:
-                    self._procs[line[0]] = p  # a helper process of that processor
-                    if pid in self._dead:
-                        self._dead.add(line[0])
-                return line[0], p
-        return line[0], None
+            if p is not None:  # a helper process of that processor (an exec target)
+                self._procs[tgid] = p
+                if pid in self._dead:
+                    self._dead.add(tgid)
+                else:  # a number the kernel reused, now a live processor's child
+                    self._dead.discard(tgid)
+                return tgid, p
+        return tgid, None
+
+    def _ours(self, pid: int) -> bool:
+        """Is ``pid`` (still) a descendant of the conductor, the server's parent?"""
+        line = _lineage(pid)
+        return bool(line) and self._root in line[1:]
 
     # -- one call
 
@@ -165,16 +175,17 @@ class Gate:
         tgid, p = self._whose()
         if tgid < 0:
             raise OSError(_errno.EIO, "the calling process is gone")
+        if tgid in self._dead:  # nothing of a dead process lands after it died
+            _kill(tgid)
+            raise OSError(_errno.EIO, "the calling process was killed")
         if p is None:
             return perform()
         with self.lock:
-            if tgid in self._dead:
-                _kill(tgid)
-                raise OSError(_errno.EIO, "the calling process was killed")
             if p != DRAIN:
                 self.ops += 1
                 if self.ops > self.max_ops:
                     self._dead.add(tgid)
+                    self._procs.pop(tgid, None)
                     self._out(("budget", p))
                     _kill(tgid)
                     raise OSError(_errno.EIO, "file-call budget exhausted")
@@ -257,6 +268,7 @@ class Gate:
         record("killed", landed if prefix is not None else nbytes)
         if isinstance(action, Kill):
             self._dead.add(tgid)
+            self._procs.pop(tgid, None)
             _kill(tgid)  # before it has an answer: it never sees this call return
             what = (f"during {kind} to {rel} ({landed} of {nbytes} bytes landed)"
                     if prefix is not None else f"before {kind} of {rel}"
@@ -297,9 +309,11 @@ class Gate:
     def _power_cut(self, tgid: int, action: PowerCut) -> None:
         victims = sorted(set(self._procs.values()))
         self._out(("cut",))  # before anyone dies: the conductor expects the deaths now
-        for pid in [tgid, *self._procs]:
+        for pid in {tgid, *self._procs}:
             self._dead.add(pid)
-            _kill(pid)
+            if pid == tgid or self._ours(pid):  # never a number the kernel gave away since
+                _kill(pid)
+        self._procs.clear()
         self.epoch += 1
         if self.model is None:
             sentences = ["no durability model: nothing rolled back"]
