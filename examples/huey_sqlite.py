@@ -62,13 +62,13 @@ Declared to the harness (``open_queue.promises``), from huey's own words:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
 from huey.storage import SqliteStorage
 
 from examples._dirs import durable_makedirs
+from examples.huey_file import HueyFile, _id
 
 __all__ = ["HueySQLite", "open_queue", "DB_NAME", "QUEUE_NAME"]
 
@@ -76,36 +76,15 @@ DB_NAME = "huey.db"
 QUEUE_NAME = "harness"
 
 
-def _id(payload: bytes) -> str:
-    return hashlib.blake2b(bytes(payload), digest_size=8).hexdigest()
-
-
-class HueySQLite:
-    """The harness's five methods (and ``states``) over one ``huey.storage.SqliteStorage``."""
+class HueySQLite(HueyFile):
+    """The harness's five methods (and ``states``) over one ``huey.storage.SqliteStorage``:
+    enqueue, claim (``dequeue``) and ack as for huey's FileStorage (`examples.huey_file`)."""
 
     def __init__(self, directory: str) -> None:
         # huey opens a file name; sqlite3 cannot create its missing directory
         durable_makedirs(directory)  # the directory is ours to make, and to make durable
         self._s = SqliteStorage(QUEUE_NAME, os.path.join(directory, DB_NAME))
         self._taken: set[str] = set()
-
-    def enqueue(self, payload: bytes) -> str:
-        self._s.enqueue(bytes(payload))
-        return _id(payload)
-
-    def claim(self, worker: str) -> tuple[str, bytes] | None:
-        data = self._s.dequeue()
-        if data is None:
-            return None
-        data = bytes(data)
-        entry_id = _id(data)
-        self._taken.add(entry_id)
-        return entry_id, data
-
-    def ack(self, entry_id: str) -> None:
-        if entry_id not in self._taken:
-            raise KeyError(f"ack({entry_id!r}): not handed out by this queue object")
-        self._taken.discard(entry_id)
 
     def recover(self) -> None:
         """Nothing to do: a dequeued task left the storage; the others are still there."""

@@ -87,11 +87,7 @@ class FuseSide:
         dead = list(self._children.values())
         for c in dead:
             self._kill(c)
-        self._quiet_for, self._spawned = None, False
-        for c in dead:
-            self._info(c, "processor died in a power loss (SIGKILL)")
-            if c.process in victims:
-                self._restart_later(c)
+        self._after_power_loss(dead, victims)
 
     def _forward(self, record: Any) -> None:
         if self.fuse is not None:

@@ -169,6 +169,10 @@ class Restarts:
         fault = self._cut.fault if self._cut else "PowerLoss()"
         self.history.fault(NEMESIS, "power_loss", fault, effect,
                            crashed=range(len(self.programs)))
+        self._after_power_loss(dead, victims)
+
+    def _after_power_loss(self, dead: list[Child], victims: list[int]) -> None:
+        """The reaped ``dead`` each get ``info`` for their call; ``victims`` restart."""
         self._quiet_for, self._spawned = None, False
         for c in dead:
             self._info(c, "processor died in a power loss (SIGKILL)")
