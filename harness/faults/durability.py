@@ -98,6 +98,7 @@ import os
 import random
 import stat as _stat
 import threading
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +107,14 @@ from harness.faults._modeltree import TreeIO
 from harness.faults._renames import Renames
 from harness.faults.torn import SECTOR, dropped, explain, rolled_back, tear
 
-__all__ = ["NAMES", "SECTOR", "DurabilityModel"]
+__all__ = ["NAMES", "SECTOR", "DurabilityModel", "real_os"]
+
+def real_os() -> Any:
+    """The ``real`` namespace of a model in a process with no shim: the os calls as they are."""
+    names = ("open", "read", "write", "close", "stat", "lstat", "fstat", "listdir", "mkdir",
+             "rmdir", "unlink", "lseek", "ftruncate", "fsync")
+    return types.SimpleNamespace(**{n: getattr(os, n) for n in names})
+
 
 NAMES = ("strict", "eager")
 """The power-loss flavours for directory entries (crash-model rules 2 and 6)."""

@@ -49,6 +49,16 @@ def _mode_says_it(fault: Any) -> bool:
             and not getattr(fault, "once", False) and getattr(fault, "probability", 1.0) >= 1)
 
 
+def remove_tree(target: str) -> int | None:
+    """Remove directory ``target`` and all in it, as another program's rm -rf would: the
+    files it held, or None if it was already absent."""
+    if not os.path.isdir(target):
+        return None
+    files = sum(len(names) for _root, _dirs, names in os.walk(target))
+    shutil.rmtree(target)
+    return files
+
+
 class RealFaults:
     """The parent's hands on the sandbox; see the module docstring."""
 
@@ -106,14 +116,13 @@ class RealFaults:
         target = os.path.normpath(os.path.join(self.sandbox, action.path))
         if not target.startswith(self.sandbox.rstrip("/") + "/"):
             raise AssertionError(f"refusing to remove {target!r}: outside the sandbox")
-        files = 0
-        if os.path.isdir(target):
-            files = sum(len(names) for _root, _dirs, names in os.walk(target))
-            shutil.rmtree(target)
+        files = remove_tree(target)
+        if files is not None:
             effect = (f"the harness process removed directory {action.path}/ with "
                       f"{count(files, 'file')} between two file calls of the worker")
         else:
             effect = f"directory {action.path}/ was already absent"
+        files = files or 0
         self.history.fault(p, action.kind, action.fault, effect, destroyed=bool(files))
         if self.model is not None:
             self.model.removed_by_fault(target)

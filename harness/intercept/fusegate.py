@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.check.history import DRAIN, NEMESIS
+from harness.check.words import count
 from harness.faults import damage as _damage
 from harness.faults.actions import (
     Call,
@@ -52,6 +53,7 @@ from harness.faults.actions import (
     SyncFailed,
 )
 from harness.faults.errnos import PATH_CALLS, natural_error
+from harness.faults.realfaults import remove_tree
 
 __all__ = ["HELLO", "Gate", "Handle", "hello_name"]
 
@@ -327,21 +329,13 @@ class Gate:
         target = os.path.normpath(os.path.join(self.backing, action.path))
         if not target.startswith(self.backing + os.sep):
             raise ValueError(f"refusing to remove {target!r}: outside the backing directory")
-        files = 0
-        try:
-            for dirpath, _dirs, names in os.walk(target, topdown=False):
-                for name in names:
-                    os.unlink(os.path.join(dirpath, name))
-                    files += 1
-                os.rmdir(dirpath)
-        except FileNotFoundError:
-            files = -1
+        files = remove_tree(target)
         rel = os.path.relpath(target, self.backing)
-        if files < 0:
+        if files is None:
             effect = f"directory {rel}/ was already absent"
         else:
-            effect = f"removed directory {rel}/ with {files} file" + ("" if files == 1 else "s")
-        self.fault(p, action.kind, action.fault, effect, destroyed=files > 0)
+            effect = f"removed directory {rel}/ with {count(files, 'file')}"
+        self.fault(p, action.kind, action.fault, effect, destroyed=bool(files))
         if self.model is not None:
             self.model.removed_by_fault(target)
 

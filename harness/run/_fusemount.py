@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from harness.faults.durability import DurabilityModel
+from harness.faults.durability import DurabilityModel, real_os
 from harness.run.reaper import death_signal, spawning
 
 __all__ = ["FuseMount", "FuseError", "refusal"]
@@ -59,13 +59,6 @@ def _mounted(point: str) -> bool:
         return any(line.split()[1] == point for line in f if len(line.split()) > 1)
 
 
-def _real_os() -> Any:
-    import types
-    names = ("open", "read", "write", "close", "stat", "lstat", "fstat", "listdir", "mkdir",
-             "rmdir", "unlink", "lseek", "ftruncate", "fsync")
-    return types.SimpleNamespace(**{n: getattr(os, n) for n in names})
-
-
 def _serve(mount: str, backing: str, plan: Any, model: bool, rng: Any, records: Any,
            control: Any, max_ops: int, parent: int) -> None:
     """The server process: mount, serve until unmounted."""
@@ -78,7 +71,7 @@ def _serve(mount: str, backing: str, plan: Any, model: bool, rng: Any, records: 
 
     durability = None
     if model:
-        durability = DurabilityModel(backing, _real_os())
+        durability = DurabilityModel(backing, real_os())
         durability.snapshot_all()
     gate = Gate(backing=backing, plan=plan, model=durability, rng=rng, out=records.send,
                 max_ops=max_ops, caller=lambda: mfusepy.fuse_get_context()[2])

@@ -80,6 +80,7 @@ class Restarts:
     _cut: PowerCut | None
     _resume: dict[int, int]
     _handles: dict[int, collections.Counter]
+    fuse: Any  # --layer fuse's mount, or None (`harness.run._fuseside`)
 
     def _record(self, c: Child, what: str, args: list) -> None:
         raise NotImplementedError  # the conductor's: appends one record to the history
@@ -151,7 +152,7 @@ class Restarts:
 
     def at_rest(self, where: str) -> None:
         """A quiet point (``"restart"``, ``"drain"``): the damage at rest due, done here."""
-        if getattr(self, "fuse", None) is not None:
+        if self.fuse is not None:
             return self._fuse_at_rest(where)  # the server holds the plan and the model
         for action in self.armed.at_rest(where, self.ops):
             done = _damage.damage(action, root=self.real.sandbox, records=self.history.records,
@@ -180,7 +181,7 @@ class Restarts:
                 self._restart_later(c)
 
     def _exited(self, c: Child) -> None:
-        if getattr(self, "fuse", None) is not None:
+        if self.fuse is not None:
             self._drain_fuse()  # a kill or a power cut of the FUSE server's explains it
             if self._children.get(c.process) is not c:
                 return

@@ -192,16 +192,16 @@ def _hello(spec: Spec) -> None:
 
 def _run(link: _Link, spec: Spec, factory: Any) -> str | None:
     history = _History(link, spec.process)
+    shimmed = spec.layer != "fuse"
     sandbox = spec.sandbox
-    if spec.layer == "fuse":
+    if not shimmed:
         _hello(spec)
         # the server below sees every call; this shim only binds the client, on a
         # directory nobody uses, so it intercepts nothing
         sandbox = os.path.join(spec.sandbox, ".harness-shim-off")
     with installed(sandbox=sandbox, history=history,
-                   plan=_Plan(link) if spec.plan and spec.layer != "fuse" else None,
-                   model=_Model(link, spec.drops) if spec.model and spec.layer != "fuse"
-                   else None,
+                   plan=_Plan(link) if spec.plan and shimmed else None,
+                   model=_Model(link, spec.drops) if spec.model and shimmed else None,
                    platform=spec.platform) as shim:
         shim.real_processes = spec.real_processes
         if shim.windows is not None:

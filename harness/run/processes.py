@@ -35,7 +35,6 @@ import fcntl
 import fnmatch
 import os
 import time
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +45,7 @@ from harness.check.history import DRAIN
 from harness.check.outcome import never_ran, refused_open
 from harness.check.words import count
 from harness.faults import mounts as _mounts
-from harness.faults.durability import DurabilityModel
+from harness.faults.durability import DurabilityModel, real_os
 from harness.faults.realfaults import RealFaults
 from harness.faults.windows import LABEL as _WINDOWS
 from harness.run import _fusemount
@@ -93,13 +92,6 @@ class ProcessRun(ScenarioRun):
                  replay=replay_command(self.target, scenario_arg(self.scenario), self.seed)
                  + self.platform_flag() + (" --layer fuse" if self.layer == "fuse" else ""))
         return d
-
-
-def _real_os() -> types.SimpleNamespace:
-    """The durability model's calls; the parent has no shim, so these are the real ones."""
-    names = ("open", "read", "write", "close", "stat", "lstat", "fstat", "listdir", "mkdir",
-             "rmdir", "unlink", "lseek", "ftruncate", "fsync")
-    return types.SimpleNamespace(**{n: getattr(os, n) for n in names})
 
 
 def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
@@ -157,7 +149,7 @@ def run_scenario(target: str, scenario: Any, *, seed: int | None = None,
             else:
                 tmpfs, unprivileged, chmod = _prepare(sandbox, plan.kinds, notes)
                 if durable:
-                    model = DurabilityModel(sandbox, _real_os())
+                    model = DurabilityModel(sandbox, real_os())
                     model.snapshot_all()
                 real = RealFaults(sandbox=sandbox, queue_dir=queue_dir, history=run.history,
                                   model=model, faults=plan.faults, tmpfs=tmpfs, chmod=chmod)
